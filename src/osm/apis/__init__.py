@@ -1,0 +1,1 @@
+"""Typed OSM CRDs: MeshConfig (config.openservicemesh.io)."""

@@ -1,0 +1,167 @@
+"""MeshConfig (config.openservicemesh.io/v1alpha2) with OSM's defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from osm.models.fields import Doc, parse_duration
+from osm.models.k8s import ObjectMeta
+
+CONFIG_API = "config.openservicemesh.io/v1alpha2"
+MESH_CONFIG_NAME = "osm-mesh-config"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
+TLS_VERSIONS = ("TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3")
+LOCAL_PROXY_MODES = ("Localhost", "PodIP")
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarSpec:
+    enable_privileged_init_container: bool = False
+    log_level: str = "error"
+    max_data_plane_connections: int = 0
+    config_resync_interval: float = 0.0
+    tls_min_protocol_version: str = "TLSv1_2"
+    tls_max_protocol_version: str = "TLSv1_3"
+    local_proxy_mode: str = "Localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSpec:
+    enable_egress: bool = True
+    enable_permissive_traffic_policy_mode: bool = True
+    outbound_ip_range_exclusion_list: tuple[str, ...] = ()
+    outbound_ip_range_inclusion_list: tuple[str, ...] = ()
+    outbound_port_exclusion_list: tuple[int, ...] = ()
+    inbound_port_exclusion_list: tuple[int, ...] = ()
+    network_interface_exclusion_list: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateSpec:
+    service_cert_validity_duration: float = 24 * 3600.0
+    cert_key_bit_size: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySpec:
+    osm_log_level: str = "info"
+    enable_debug_server: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureFlags:
+    enable_wasm_stats: bool = True
+    enable_egress_policy: bool = True
+    enable_envoy_active_health_checks: bool = False
+    enable_retry_policy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    KIND: ClassVar[str] = "MeshConfig"
+    meta: ObjectMeta = field(
+        default_factory=lambda: ObjectMeta(name=MESH_CONFIG_NAME, namespace="osm-system")
+    )
+    sidecar: SidecarSpec = field(default_factory=SidecarSpec)
+    traffic: TrafficSpec = field(default_factory=TrafficSpec)
+    certificate: CertificateSpec = field(default_factory=CertificateSpec)
+    observability: ObservabilitySpec = field(default_factory=ObservabilitySpec)
+    feature_flags: FeatureFlags = field(default_factory=FeatureFlags)
+
+    @property
+    def permissive(self) -> bool:
+        return self.traffic.enable_permissive_traffic_policy_mode
+
+    @staticmethod
+    def from_k8s(data: Mapping[str, Any]) -> MeshConfig:
+        meta = ObjectMeta.parse("MeshConfig", data)
+        spec = Doc(data, "MeshConfig", meta.namespace, meta.name).obj("spec")
+        s, t, c, o, f = (
+            spec.obj(k) for k in ("sidecar", "traffic", "certificate", "observability", "featureFlags")
+        )
+        d_side, d_traffic, d_cert = SidecarSpec(), TrafficSpec(), CertificateSpec()
+
+        def enum(d: Doc, key: str, default: str, allowed: tuple[str, ...]) -> str:
+            v = d.str(key, default)
+            if v not in allowed:
+                raise d.error(key, f"must be one of {', '.join(allowed)}, got {v!r}")
+            return v
+
+        def duration(d: Doc, key: str, default: float) -> float:
+            if not d.has(key):
+                return default
+            text = d.str(key)
+            try:
+                value = parse_duration(text)
+            except ValueError as e:
+                raise d.error(key, str(e)) from None
+            if value < 0:
+                raise d.error(key, "must not be negative")
+            return value
+
+        def cidrs(d: Doc, key: str) -> tuple[str, ...]:
+            out = []
+            for i, v in enumerate(d.strs(key)):
+                try:
+                    out.append(str(ipaddress.ip_network(v, strict=False)))
+                except ValueError:
+                    raise d.error(f"{key}[{i}]", f"{v!r} is not a CIDR range") from None
+            return tuple(out)
+
+        def ports(d: Doc, key: str) -> tuple[int, ...]:
+            out = []
+            for i, v in enumerate(d.seq(key)):
+                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+                    raise d.error(f"{key}[{i}]", f"must be a port number between 1 and 65535, got {v!r}")
+                out.append(v)
+            return tuple(out)
+
+        resync = duration(s, "configResyncInterval", d_side.config_resync_interval)
+        if 0 < resync < 30:
+            raise s.error("configResyncInterval", "must be 0s (off) or at least 30s")
+        validity = duration(c, "serviceCertValidityDuration", d_cert.service_cert_validity_duration)
+        if validity < 1:
+            raise c.error("serviceCertValidityDuration", "must be at least 1s")
+        return MeshConfig(
+            meta=meta,
+            sidecar=SidecarSpec(
+                enable_privileged_init_container=s.bool("enablePrivilegedInitContainer"),
+                log_level=enum(s, "logLevel", d_side.log_level, LOG_LEVELS),
+                max_data_plane_connections=s.int("maxDataPlaneConnections", 0, lo=0),
+                config_resync_interval=resync,
+                tls_min_protocol_version=enum(
+                    s, "tlsMinProtocolVersion", d_side.tls_min_protocol_version, TLS_VERSIONS
+                ),
+                tls_max_protocol_version=enum(
+                    s, "tlsMaxProtocolVersion", d_side.tls_max_protocol_version, TLS_VERSIONS
+                ),
+                local_proxy_mode=enum(s, "localProxyMode", d_side.local_proxy_mode, LOCAL_PROXY_MODES),
+            ),
+            traffic=TrafficSpec(
+                enable_egress=t.bool("enableEgress", d_traffic.enable_egress),
+                enable_permissive_traffic_policy_mode=t.bool(
+                    "enablePermissiveTrafficPolicyMode", d_traffic.enable_permissive_traffic_policy_mode
+                ),
+                outbound_ip_range_exclusion_list=cidrs(t, "outboundIPRangeExclusionList"),
+                outbound_ip_range_inclusion_list=cidrs(t, "outboundIPRangeInclusionList"),
+                outbound_port_exclusion_list=ports(t, "outboundPortExclusionList"),
+                inbound_port_exclusion_list=ports(t, "inboundPortExclusionList"),
+                network_interface_exclusion_list=t.strs("networkInterfaceExclusionList"),
+            ),
+            certificate=CertificateSpec(
+                service_cert_validity_duration=validity,
+                cert_key_bit_size=c.int("certKeyBitSize", d_cert.cert_key_bit_size, lo=1024, hi=8192),
+            ),
+            observability=ObservabilitySpec(
+                osm_log_level=o.str("osmLogLevel", "info"), enable_debug_server=o.bool("enableDebugServer")
+            ),
+            feature_flags=FeatureFlags(
+                enable_wasm_stats=f.bool("enableWASMStats", True),
+                enable_egress_policy=f.bool("enableEgressPolicy", True),
+                enable_envoy_active_health_checks=f.bool("enableEnvoyActiveHealthChecks", False),
+                enable_retry_policy=f.bool("enableRetryPolicy", False),
+            ),
+        )

@@ -1,0 +1,257 @@
+"""MeshCatalog: the policy brain. Pure: a function of one MeshState.
+
+Permissive mode: every meshed identity reaches every mesh service (still over mTLS).
+SMI mode: default deny; TrafficTargets grant sources access to a destination identity, HTTPRouteGroups
+and TCPRoutes narrow what they may do. TrafficSplits weight an apex service over its backends.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
+
+from osm.catalog.index import MeshIndex
+from osm.models.identity import ServiceIdentity
+from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP, Pod
+from osm.models.service import MeshService
+from osm.models.trafficpolicy import (
+    ANY_PRINCIPAL,
+    HTTPRouteRule,
+    InboundPolicy,
+    InboundService,
+    InboundVirtualHost,
+    NetworkRBACPolicy,
+    OutboundPolicy,
+    ProxyPolicy,
+    TLSSettings,
+    Upstream,
+    UpstreamCluster,
+    WeightedCluster,
+)
+from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH, TrafficTarget
+from osm.state.snapshot import MeshState, NsName
+
+HTTP_PROTOCOLS = (PROTOCOL_HTTP, PROTOCOL_GRPC)
+_WILDCARD_ROUTE = (WILDCARD_PATH, WILDCARD_METHOD, ())
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ProxyGroup:
+    """Proxies whose config is identical: same identity, same services backed by their pods."""
+
+    identity: ServiceIdentity
+    services: tuple[MeshService, ...]
+
+
+class MeshCatalog:
+    def __init__(self, state: MeshState) -> None:
+        self.state = state
+        self.index = MeshIndex.build(state)
+        self.trust_domain = "cluster.local"
+        self._outbound: dict[ServiceIdentity, OutboundPolicy] = {}
+        self._inbound: dict[ProxyGroup, InboundPolicy] = {}
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.index.warnings + self._target_warnings
+
+    # ---- proxies
+
+    def group_for_pod(self, pod: Pod) -> ProxyGroup:
+        return ProxyGroup(
+            ServiceIdentity(pod.meta.namespace, pod.service_account), self.index.services_for_pod(pod)
+        )
+
+    def proxy_policy(self, group: ProxyGroup) -> ProxyPolicy:
+        side = self.state.mesh_config.sidecar
+        return ProxyPolicy(
+            identity=group.identity,
+            trust_domain=self.trust_domain,
+            tls=TLSSettings(side.tls_min_protocol_version, side.tls_max_protocol_version),
+            inbound=self.inbound_policy(group),
+            outbound=self.outbound_policy(group.identity),
+        )
+
+    # ---- SMI indexes
+
+    @cached_property
+    def _targets(
+        self,
+    ) -> tuple[dict[ServiceIdentity, list[TrafficTarget]], dict[ServiceIdentity, set[ServiceIdentity]]]:
+        by_dest: dict[ServiceIdentity, list[TrafficTarget]] = defaultdict(list)
+        allowed: dict[ServiceIdentity, set[ServiceIdentity]] = defaultdict(set)
+        for (ns, _), tt in sorted(self.state.traffic_targets.items()):
+            if not self.state.is_monitored(ns):
+                continue
+            dest = ServiceIdentity(tt.destination.namespace, tt.destination.name)
+            by_dest[dest].append(tt)
+            for s in tt.sources:
+                allowed[ServiceIdentity(s.namespace, s.name)].add(dest)
+        return by_dest, allowed
+
+    @cached_property
+    def _target_warnings(self) -> list[str]:
+        out = []
+        for (ns, name), tt in sorted(self.state.traffic_targets.items()):
+            for r in tt.rules:
+                table = self.state.http_route_groups if r.kind == "HTTPRouteGroup" else self.state.tcp_routes
+                if (ns, r.name) not in table:
+                    out.append(
+                        f"TrafficTarget {ns}/{name}: {r.kind} {ns}/{r.name} does not exist; "
+                        "the rule grants nothing"
+                    )
+        return out
+
+    def allowed_destinations(self, source: ServiceIdentity) -> frozenset[ServiceIdentity]:
+        return frozenset(self._targets[1].get(source, ()))
+
+    # ---- outbound
+
+    def outbound_services(self, identity: ServiceIdentity) -> list[NsName]:
+        ix = self.index
+        if self.state.permissive:
+            return sorted(ix.services)
+        allowed = self.allowed_destinations(identity)
+        keys = {k for k, idents in ix.service_identities.items() if allowed.intersection(idents)}
+        # An apex is reachable when any of its backends is.
+        for apex, split in ix.splits.items():
+            if any((apex[0], b.service) in keys for b in split.backends):
+                keys.add(apex)
+        return sorted(keys)
+
+    def outbound_policy(self, identity: ServiceIdentity) -> OutboundPolicy:
+        cached = self._outbound.get(identity)
+        if cached is not None:
+            return cached
+        ix = self.index
+        permissive = self.state.permissive
+        allowed = self.allowed_destinations(identity)
+        upstreams: list[Upstream] = []
+        clusters: dict[MeshService, UpstreamCluster] = {}
+
+        def cluster_for(ms: MeshService) -> None:
+            if ms in clusters:
+                return
+            key = (ms.namespace, ms.name)
+            peers = ix.service_identities.get(key, ())
+            eps = ix.endpoints.get(ms, ())
+            if not permissive:
+                peers = tuple(p for p in peers if p in allowed)
+                eps = tuple(e for e in eps if e.identity is not None and e.identity in allowed)
+            clusters[ms] = UpstreamCluster(ms, tuple(sorted(peers)), tuple(e.endpoint for e in eps))
+
+        for key in self.outbound_services(identity):
+            split = ix.splits.get(key)
+            for ms in ix.mesh_services.get(key, ()):
+                if split is not None:
+                    weighted = []
+                    for b in split.backends:
+                        backend = self._backend_port((key[0], b.service), ms.port)
+                        if backend is None:
+                            continue
+                        cluster_for(backend)
+                        weighted.append(WeightedCluster(backend, b.weight))
+                    if not weighted:
+                        continue
+                else:
+                    cluster_for(ms)
+                    weighted = [WeightedCluster(ms, 100)]
+                upstreams.append(
+                    Upstream(
+                        service=ms,
+                        addresses=ix.addresses(key),
+                        clusters=tuple(weighted),
+                        same_namespace=key[0] == identity.namespace,
+                    )
+                )
+        policy = OutboundPolicy(
+            identity=identity,
+            upstreams=tuple(sorted(upstreams)),
+            clusters=tuple(sorted(clusters.values())),
+            egress=self.state.mesh_config.traffic.enable_egress,
+        )
+        self._outbound[identity] = policy
+        return policy
+
+    def _backend_port(self, key: NsName, port: int) -> MeshService | None:
+        ports = self.index.mesh_services.get(key, ())
+        for ms in ports:
+            if ms.port == port:
+                return ms
+        return ports[0] if len(ports) == 1 else None
+
+    # ---- inbound
+
+    def inbound_policy(self, group: ProxyGroup) -> InboundPolicy:
+        cached = self._inbound.get(group)
+        if cached is not None:
+            return cached
+        permissive = self.state.permissive
+        targets = self._targets[0].get(group.identity, [])
+        routes = self._http_rules(targets)
+        services = []
+        for ms in group.services:
+            vhosts: list[InboundVirtualHost] = []
+            if ms.protocol in HTTP_PROTOCOLS:
+                vhosts.append(InboundVirtualHost(ms, routes))
+                # Backends of a split also answer the apex's hostnames: the Host header is not rewritten.
+                for apex_key in self.index.backend_apexes.get((ms.namespace, ms.name), ()):
+                    for apex in self.index.mesh_services.get(apex_key, ()):
+                        if apex.port == ms.port or len(self.index.mesh_services[apex_key]) == 1:
+                            vhosts.append(InboundVirtualHost(apex, routes))
+            services.append(InboundService(ms, tuple(vhosts)))
+        network = None if permissive else self._network_rbac(targets)
+        policy = InboundPolicy(identity=group.identity, services=tuple(services), network_rbac=network)
+        self._inbound[group] = policy
+        return policy
+
+    def _principals(self, tt: TrafficTarget) -> tuple[str, ...]:
+        return tuple(
+            sorted({ServiceIdentity(s.namespace, s.name).principal(self.trust_domain) for s in tt.sources})
+        )
+
+    def _http_rules(self, targets: list[TrafficTarget]) -> tuple[HTTPRouteRule, ...]:
+        if self.state.permissive:
+            return (HTTPRouteRule(WILDCARD_PATH, WILDCARD_METHOD, (), (ANY_PRINCIPAL,)),)
+        merged: dict[tuple[str, str, tuple[tuple[str, str], ...]], set[str]] = defaultdict(set)
+        for tt in targets:
+            principals = self._principals(tt)
+            for rule in tt.rules:
+                if rule.kind != "HTTPRouteGroup":
+                    continue
+                group = self.state.http_route_groups.get((tt.meta.namespace, rule.name))
+                if group is None:
+                    continue
+                # An empty match list means every match of the group (SMI semantics).
+                matches = (
+                    group.matches
+                    if not rule.matches
+                    else tuple(m for m in (group.match(n) for n in rule.matches) if m is not None)
+                )
+                for m in matches:
+                    for method in m.methods:
+                        merged[(m.path_regex, method, m.headers)].update(principals)
+        return tuple(
+            sorted(HTTPRouteRule(p, meth, h, tuple(sorted(pr))) for (p, meth, h), pr in merged.items())
+        )
+
+    def _network_rbac(self, targets: list[TrafficTarget]) -> tuple[NetworkRBACPolicy, ...]:
+        out = []
+        for tt in targets:
+            ports: set[int] = set()
+            tcp_rules = [r for r in tt.rules if r.kind == "TCPRoute"]
+            for rule in tcp_rules:
+                route = self.state.tcp_routes.get((tt.meta.namespace, rule.name))
+                if route is not None:
+                    ports.update(route.ports)
+            if tcp_rules and not ports and len(tcp_rules) == len(tt.rules):
+                continue  # only TCPRoutes that do not exist (or match no port): the target grants nothing
+            out.append(
+                NetworkRBACPolicy(
+                    name=f"{tt.meta.namespace}/{tt.meta.name}",
+                    principals=self._principals(tt),
+                    ports=tuple(sorted(ports)),
+                )
+            )
+        return tuple(out)

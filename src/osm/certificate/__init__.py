@@ -1,0 +1,1 @@
+"""Certificates: the Certificate model, the built-in "tresor" CA and the rotating certificate manager."""

@@ -1,0 +1,1 @@
+"""The `osm` command-line interface."""

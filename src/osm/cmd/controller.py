@@ -1,0 +1,173 @@
+"""osm-controller: the control plane, on a manifest directory (local mode)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from osm import logging_setup
+from osm.certificate.manager import CertificateManager, RotationLoop
+from osm.certificate.tresor import TresorCA
+from osm.certificate.types import Certificate
+from osm.envoy.ads.cache import XdsCache
+from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.local.source import ManifestSource
+from osm.messaging.debounce import Debouncer
+from osm.state.decode import ObjectKey
+from osm.state.snapshot import MeshState
+from osm.state.store import Store
+
+log = logging.getLogger("osm.controller")
+
+DEFAULT_LOCAL_ADS = "127.0.0.1:15128"
+
+
+@dataclass(frozen=True)
+class Settings:
+    local_dir: Path
+    state_dir: Path
+    ads_address: str = DEFAULT_LOCAL_ADS
+    mesh_name: str = "osm"
+    osm_namespace: str = "osm-system"
+    trust_domain: str = "cluster.local"
+    debounce_quiet: float = 0.1
+    debounce_max: float = 1.0
+    rotation_interval: float = 5.0
+    watch: bool = True
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Controller:
+    """Store <- manifest source; debounced snapshots -> ADS server; tresor CA with rotation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(mesh_name=settings.mesh_name, osm_namespace=settings.osm_namespace)
+        self.ca = TresorCA.load_or_create(settings.state_dir, now=_now())
+        self.certs = CertificateManager(self.ca, clock=_now)
+        self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
+        self.source = ManifestSource(settings.local_dir, self.store)
+        self.ads: AdsServer | None = None
+        self.state: MeshState | None = None
+        self.ready = asyncio.Event()
+        self.snapshots = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def port(self) -> int:
+        return self.ads.port if self.ads is not None else 0
+
+    def _adopt(self, state: MeshState) -> None:
+        validity = timedelta(seconds=state.mesh_config.certificate.service_cert_validity_duration)
+        if validity != self.certs.service_validity:
+            self.certs.set_service_validity(validity)
+        self.state = state
+        self.snapshots += 1
+        assert self.ads is not None
+        woken = self.ads.update(state)
+        log.info(
+            "snapshot %d: %d objects, %d proxies to update, mode %s",
+            state.version,
+            len(self.store),
+            woken,
+            "permissive" if state.permissive else "smi",
+        )
+
+    def _flush(self, keys: set[ObjectKey]) -> None:
+        log.debug("changes: %s", ", ".join(sorted(str(k) for k in keys)))
+        self._adopt(self.store.snapshot())
+
+    def _on_rotated(self, cert: Certificate) -> None:
+        identity = self.cache.identity_for_cn(cert.cn)
+        log.info(
+            "certificate rotated: %s (serial %x, expires %s)",
+            cert.cn,
+            cert.serial,
+            cert.not_after.isoformat(),
+        )
+        if identity is not None and self._loop is not None and self.ads is not None:
+            self._loop.call_soon(self.ads.identity_changed, identity)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        self.source.load()
+        server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
+        creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
+        self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds)
+        self._adopt(self.store.snapshot())
+        await self.ads.start()
+        debouncer: Debouncer[ObjectKey] = Debouncer(
+            self._flush, quiet=s.debounce_quiet, max_wait=s.debounce_max
+        )
+        self.store.subscribe(lambda ev: debouncer.notify(ev.key))
+        self.certs.subscribe(self._on_rotated)
+        self.ready.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(debouncer.run())
+                tg.create_task(RotationLoop(self.certs, interval=s.rotation_interval).run())
+                if s.watch:
+                    tg.create_task(self.source.watch())
+        finally:
+            await self.ads.stop(0.5)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="osm-controller", description="The OSM control plane.")
+    p.add_argument(
+        "--local",
+        metavar="DIR",
+        required=True,
+        type=Path,
+        help="run on a directory of Kubernetes YAML instead of a cluster",
+    )
+    p.add_argument("--state-dir", metavar="DIR", required=True, type=Path, help="where the mesh CA is kept")
+    p.add_argument("--ads-address", default=DEFAULT_LOCAL_ADS, help="HOST:PORT for the ADS gRPC server")
+    p.add_argument("--mesh-name", default="osm")
+    p.add_argument("--osm-namespace", default="osm-system")
+    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument("--verbosity", "-v", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+async def _serve(settings: Settings) -> None:
+    controller = Controller(settings)
+    task = asyncio.create_task(controller.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.info("controller stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging_setup.setup(args.verbosity)
+    if not args.local.is_dir():
+        log.error("--local %s is not a directory", args.local)
+        return 2
+    settings = Settings(
+        local_dir=args.local,
+        state_dir=args.state_dir,
+        ads_address=args.ads_address,
+        mesh_name=args.mesh_name,
+        osm_namespace=args.osm_namespace,
+        trust_domain=args.trust_domain,
+    )
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

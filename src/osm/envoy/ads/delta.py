@@ -1,0 +1,149 @@
+"""Incremental (delta) ADS, sans I/O.
+
+Each resource carries its own version (a content hash). The server tracks, per type, what the client
+subscribed to (explicit names, or wildcard) and which version of each resource it has been sent; it
+sends only resources whose version differs and names resources that went away in removed_resources.
+Subscription changes are honoured even on a stale nonce; a NACK is logged and counted and the same
+versions are not sent again (the fix goes out when the config changes).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from osm.envoy.ads.sotw import Counters
+from osm.envoy.types import ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, WILDCARD_TYPES, ProxyResources, Resource
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRequest:
+    type_url: str
+    subscribe: tuple[str, ...] = ()
+    unsubscribe: tuple[str, ...] = ()
+    initial_versions: Mapping[str, str] = field(default_factory=dict)
+    nonce: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaResponse:
+    type_url: str
+    nonce: str
+    resources: tuple[Resource, ...]
+    removed: tuple[str, ...]
+    system_version: str
+
+
+@dataclass
+class DeltaTypeState:
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    known: dict[str, str] = field(default_factory=dict)  # name -> version the client was sent
+    force: set[str] = field(default_factory=set)  # names to (re)send even at an unchanged version
+    nonce: str = ""
+    last_error: str = ""
+
+
+class DeltaStream:
+    def __init__(self, nonces: Iterator[int] | None = None) -> None:
+        self.types: dict[str, DeltaTypeState] = {}
+        self.counters = Counters()
+        self._nonces = nonces if nonces is not None else itertools.count(1)
+        self.last_nack: tuple[str, str] | None = None  # (type_url, message)
+        self._system_version = 0
+
+    def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
+        if req.type_url not in ORDER:
+            return []
+        self.counters.requests += 1
+        st = self.types.get(req.type_url)
+        first = st is None
+        if st is None:
+            st = self.types[req.type_url] = DeltaTypeState(known=dict(req.initial_versions))
+            if not req.subscribe and req.type_url in WILDCARD_TYPES:
+                st.wildcard = True  # legacy wildcard: the first request names nothing
+        elif req.nonce and req.nonce != st.nonce:
+            self.counters.stale += 1  # subscription changes below are still honoured
+        if req.error is not None:
+            self.counters.nacks += 1
+            st.last_error = req.error
+            self.last_nack = (req.type_url, req.error)
+        elif req.nonce:
+            self.counters.acks += 1
+        for n in req.subscribe:
+            if n == WILDCARD:
+                st.wildcard = True
+            else:
+                st.names.add(n)
+                st.force.add(n)
+        for n in req.unsubscribe:
+            if n == WILDCARD:
+                st.wildcard = False
+            else:
+                st.names.discard(n)
+                st.known.pop(n, None)
+                st.force.discard(n)
+        if not first and not req.subscribe and not req.unsubscribe:
+            return []  # an ACK or NACK: nothing new was asked for
+        resp = self._diff(req.type_url, st, resources, answer_missing=set(req.subscribe))
+        if resp is None and first:
+            resp = self._empty(req.type_url, st)  # the client waits for a first answer to finish warming
+        return [] if resp is None else [resp]
+
+    def _empty(self, type_url: str, st: DeltaTypeState) -> DeltaResponse:
+        st.nonce = str(next(self._nonces))
+        self.counters.responses += 1
+        return DeltaResponse(type_url, st.nonce, (), (), str(self._system_version))
+
+    def _diff(
+        self,
+        type_url: str,
+        st: DeltaTypeState,
+        resources: ProxyResources,
+        answer_missing: set[str] | None = None,
+    ) -> DeltaResponse | None:
+        available = resources.get(type_url)
+        wanted = set(available) if st.wildcard else st.names & set(available)
+        changed = sorted(n for n in wanted if st.known.get(n) != available[n].version or n in st.force)
+        removed = sorted(n for n in st.known if n not in wanted)
+        if answer_missing:
+            removed = sorted(
+                set(removed) | {n for n in answer_missing if n != WILDCARD and n not in available}
+            )
+        st.force.clear()
+        if not changed and not removed:
+            return None
+        for n in removed:
+            st.known.pop(n, None)
+        for n in changed:
+            st.known[n] = available[n].version
+        st.nonce = str(next(self._nonces))
+        self._system_version += 1
+        self.counters.responses += 1
+        return DeltaResponse(
+            type_url,
+            st.nonce,
+            tuple(available[n] for n in changed),
+            tuple(removed),
+            str(self._system_version),
+        )
+
+    def on_update(self, resources: ProxyResources) -> list[DeltaResponse]:
+        out: list[DeltaResponse] = []
+        changed_clusters: set[str] = set()
+        for type_url in ORDER:
+            st = self.types.get(type_url)
+            if st is None:
+                continue
+            if type_url == TYPE_ENDPOINT and changed_clusters:
+                st.force |= changed_clusters & st.names  # an updated cluster warms until it gets its CLA
+            resp = self._diff(type_url, st, resources)
+            if resp is not None:
+                out.append(resp)
+                if type_url == TYPE_CLUSTER:
+                    changed_clusters = {r.name for r in resp.resources}
+        return out

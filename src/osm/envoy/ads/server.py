@@ -1,0 +1,298 @@
+"""The ADS gRPC server (grpc.aio): mTLS, proxy admission by certificate, SotW and delta streams.
+
+The only module that imports grpc. Requests are parsed with protobuf; responses are assembled from
+pre-serialized resources (see envoy/wire.py) and written as raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from osm.envoy import wire
+from osm.envoy.ads.cache import ProxyIdentity, ProxyRejected, XdsCache
+from osm.envoy.ads.delta import DeltaRequest, DeltaStream
+from osm.envoy.ads.sotw import Request, SotwStream
+from osm.envoy.types import SHORT, ProxyResources
+from osm.models.identity import ServiceIdentity
+from osm.state.snapshot import MeshState
+
+log = logging.getLogger(__name__)
+
+SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+SERVER_OPTIONS = [
+    ("grpc.max_concurrent_streams", 100_000),
+    # The default (1000) drops streams in a reconnect storm of a few thousand proxies.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+_UPDATE = object()
+_CLOSED = object()
+
+
+@dataclass
+class AdsStats:
+    connected: int = 0
+    connects: int = 0
+    rejected: int = 0
+    nacks: int = 0
+    responses: int = 0
+    pushes: int = 0  # proxies woken by a config change
+
+
+@dataclass(eq=False)
+class ProxyStream:
+    """One connected proxy."""
+
+    id: int
+    proxy: ProxyIdentity
+    protocol: str  # "sotw" | "delta"
+    machine: SotwStream | DeltaStream
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    resources: ProxyResources | None = None
+    update_pending: bool = False
+    connected_at: float = field(default_factory=time.time)
+
+    @property
+    def identity(self) -> ServiceIdentity:
+        return self.proxy.cn.identity
+
+
+def _peer_cn(context: grpc.aio.ServicerContext) -> str:
+    auth = context.auth_context() or {}
+    values = auth.get("x509_common_name") or []
+    return values[0].decode() if values else ""
+
+
+class AdsServer:
+    def __init__(self, cache: XdsCache, *, address: str, credentials: grpc.ServerCredentials | None) -> None:
+        self.cache = cache
+        self.address = address
+        self.credentials = credentials
+        self.stats = AdsStats()
+        self.streams: dict[int, ProxyStream] = {}
+        self._ids = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+        self.on_nack: Callable[[ProxyStream, str, str], None] | None = None
+
+    # ---- lifecycle
+
+    async def start(self) -> int:
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(self._sotw),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(self._delta),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        if self.credentials is None:
+            self.port = server.add_insecure_port(self.address)
+        else:
+            self.port = server.add_secure_port(self.address, self.credentials)
+        if self.port == 0:
+            raise OSError(f"ADS server cannot listen on {self.address}")
+        await server.start()
+        self._server = server
+        log.info("ADS server listening on %s (port %d)", self.address, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for s in list(self.streams.values()):
+            s.queue.put_nowait(_CLOSED)
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    # ---- config changes
+
+    def update(self, state: MeshState) -> int:
+        """Adopt a new snapshot and wake the proxies whose resources changed. Returns how many."""
+        self.cache.update(state)
+        return self._refresh(lambda s: True)
+
+    def identity_changed(self, identity: ServiceIdentity) -> int:
+        """A certificate of `identity` was rotated: recompute and push to that identity's proxies only."""
+        self.cache.invalidate_identity(identity)
+        return self._refresh(lambda s: s.identity == identity)
+
+    def _refresh(self, selected: Callable[[ProxyStream], bool]) -> int:
+        woken = 0
+        for s in list(self.streams.values()):
+            if not selected(s):
+                continue
+            res = self._compute(s)
+            if res is None or (s.resources is not None and res.versions == s.resources.versions):
+                continue
+            s.resources = res
+            if not s.update_pending:
+                s.update_pending = True
+                s.queue.put_nowait(_UPDATE)
+                woken += 1
+        self.stats.pushes += woken
+        return woken
+
+    def _compute(self, s: ProxyStream) -> ProxyResources | None:
+        try:
+            pod = self.cache.pod_for(s.proxy.cn)
+        except ProxyRejected as e:
+            log.warning("proxy %s: keeping its last config: %s", s.proxy.cn, e)
+            return None
+        try:
+            return self.cache.resources(self.cache.group_for(pod))
+        except Exception:
+            log.exception("proxy %s: config generation failed; keeping its last config", s.proxy.cn)
+            return None
+
+    # ---- streams
+
+    async def _admit(self, context: grpc.aio.ServicerContext, protocol: str) -> ProxyStream:
+        cn = _peer_cn(context)
+        try:
+            if not cn:
+                raise ProxyRejected("no client certificate CN")
+            proxy, _ = self.cache.authenticate(cn)
+        except ProxyRejected as e:
+            self.stats.rejected += 1
+            log.warning("refused xDS stream from %s (CN %r): %s", context.peer(), cn, e)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+            raise  # not reached: abort raises
+        s = ProxyStream(
+            next(self._ids), proxy, protocol, SotwStream() if protocol == "sotw" else DeltaStream()
+        )
+        s.resources = self._compute(s)
+        self.streams[s.id] = s
+        self.stats.connects += 1
+        self.stats.connected = len(self.streams)
+        log.info("proxy connected: %s pod %s/%s (%s)", cn, proxy.pod_namespace, proxy.pod_name, protocol)
+        return s
+
+    def _close(self, s: ProxyStream) -> None:
+        self.streams.pop(s.id, None)
+        self.stats.connected = len(self.streams)
+        log.info("proxy disconnected: %s", s.proxy.cn)
+
+    @staticmethod
+    async def _read(requests: AsyncIterator[bytes], s: ProxyStream, parse: Callable[[bytes], Any]) -> None:
+        try:
+            async for raw in requests:
+                s.queue.put_nowait(parse(raw))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the stream broke (client went away) or a request did not parse
+            log.debug("proxy %s: stream read ended: %s", s.proxy.cn, e)
+        finally:
+            s.queue.put_nowait(_CLOSED)
+
+    def _log_nack(self, s: ProxyStream, type_url: str, version: str, message: str) -> None:
+        self.stats.nacks += 1
+        log.warning(
+            "NACK from %s for %s version %s: %s", s.proxy.cn, SHORT.get(type_url, type_url), version, message
+        )
+        if self.on_nack is not None:
+            self.on_nack(s, type_url, message)
+
+    async def _sotw(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        s = await self._admit(context, "sotw")
+        assert isinstance(s.machine, SotwStream)
+        machine = s.machine
+        reader = asyncio.create_task(self._read(requests, s, parse_sotw))
+        try:
+            while (item := await s.queue.get()) is not _CLOSED:
+                res = s.resources
+                if res is None:
+                    continue
+                if item is _UPDATE:
+                    s.update_pending = False
+                    out = machine.on_update(res)
+                else:
+                    nacks = machine.counters.nacks
+                    out = machine.on_request(item, res)
+                    if machine.counters.nacks != nacks and machine.last_nack is not None:
+                        self._log_nack(s, *machine.last_nack)
+                for r in out:
+                    self.stats.responses += 1
+                    yield wire.discovery_response(
+                        r.version, r.type_url, r.nonce, (x.any_bytes for x in r.resources)
+                    )
+        finally:
+            reader.cancel()
+            self._close(s)
+
+    async def _delta(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        s = await self._admit(context, "delta")
+        assert isinstance(s.machine, DeltaStream)
+        machine = s.machine
+        reader = asyncio.create_task(self._read(requests, s, parse_delta))
+        try:
+            while (item := await s.queue.get()) is not _CLOSED:
+                res = s.resources
+                if res is None:
+                    continue
+                if item is _UPDATE:
+                    s.update_pending = False
+                    out = machine.on_update(res)
+                else:
+                    nacks = machine.counters.nacks
+                    out = machine.on_request(item, res)
+                    if machine.counters.nacks != nacks and machine.last_nack is not None:
+                        self._log_nack(s, machine.last_nack[0], "", machine.last_nack[1])
+                for r in out:
+                    self.stats.responses += 1
+                    yield wire.delta_discovery_response(
+                        r.system_version,
+                        r.type_url,
+                        r.nonce,
+                        (x.delta_bytes() for x in r.resources),
+                        r.removed,
+                    )
+        finally:
+            reader.cancel()
+            self._close(s)
+
+
+def parse_sotw(raw: bytes) -> Request:
+    m = discovery_pb2.DiscoveryRequest.FromString(raw)
+    return Request(
+        type_url=m.type_url,
+        version_info=m.version_info,
+        nonce=m.response_nonce,
+        names=tuple(m.resource_names),
+        error=m.error_detail.message or f"code {m.error_detail.code}" if m.HasField("error_detail") else None,
+    )
+
+
+def parse_delta(raw: bytes) -> DeltaRequest:
+    m = discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
+    return DeltaRequest(
+        type_url=m.type_url,
+        subscribe=tuple(m.resource_names_subscribe),
+        unsubscribe=tuple(m.resource_names_unsubscribe),
+        initial_versions=dict(m.initial_resource_versions),
+        nonce=m.response_nonce,
+        error=m.error_detail.message or f"code {m.error_detail.code}" if m.HasField("error_detail") else None,
+    )
+
+
+def server_credentials(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> grpc.ServerCredentials:
+    """TLS that requires and verifies a client certificate issued by the mesh CA."""
+    return grpc.ssl_server_credentials(
+        [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True
+    )

@@ -1,0 +1,131 @@
+"""State-of-the-world ADS, sans I/O: what to send for each request and each config change.
+
+Rules (xDS protocol): a request whose nonce is not the last one sent is stale and ignored; a request
+with error_detail is a NACK (logged and counted, never answered with the same version again); an ACK
+is answered only when the requested names changed. Pushes go out in CDS -> EDS -> LDS -> RDS -> SDS
+order, only for types whose content changed, and a CDS push carries a fresh EDS push with it (Envoy
+warms an updated cluster until it receives a ClusterLoadAssignment for it).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from osm.envoy.types import (
+    ORDER,
+    TYPE_CLUSTER,
+    TYPE_ENDPOINT,
+    WILDCARD_TYPES,
+    ProxyResources,
+    Resource,
+    content_version,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    type_url: str
+    version_info: str = ""
+    nonce: str = ""
+    names: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    type_url: str
+    version: str
+    nonce: str
+    resources: tuple[Resource, ...]
+
+
+@dataclass
+class TypeState:
+    names: frozenset[str] = frozenset()
+    seen_type_version: str = ""  # the full type version when this stream last looked (a fast no-change test)
+    nonce: str = ""
+    sent_version: str = ""
+    acked_version: str = ""
+    nacked_version: str = ""
+    last_error: str = ""
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    acks: int = 0
+    nacks: int = 0
+    stale: int = 0
+    responses: int = 0
+
+
+class SotwStream:
+    def __init__(self, nonces: Iterator[int] | None = None) -> None:
+        self.types: dict[str, TypeState] = {}
+        self.counters = Counters()
+        self._nonces = nonces if nonces is not None else itertools.count(1)
+        self.last_nack: tuple[str, str, str] | None = None  # (type_url, version, message)
+
+    def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
+        available = resources.get(type_url)
+        if type_url in WILDCARD_TYPES:
+            chosen = tuple(available[n] for n in sorted(available))
+        else:
+            chosen = tuple(available[n] for n in sorted(st.names) if n in available)
+        version = content_version(chosen)
+        st.seen_type_version = resources.versions.get(type_url, "")
+        st.nonce = str(next(self._nonces))
+        st.sent_version = version
+        self.counters.responses += 1
+        return Response(type_url, version, st.nonce, chosen)
+
+    def on_request(self, req: Request, resources: ProxyResources) -> list[Response]:
+        if req.type_url not in ORDER:
+            return []
+        self.counters.requests += 1
+        st = self.types.get(req.type_url)
+        if st is None:
+            st = self.types[req.type_url] = TypeState()
+        elif req.nonce and req.nonce != st.nonce:
+            self.counters.stale += 1
+            return []
+        if req.error is not None:
+            self.counters.nacks += 1
+            st.nacked_version = st.sent_version
+            st.last_error = req.error
+            self.last_nack = (req.type_url, st.sent_version, req.error)
+            return []
+        names = frozenset(req.names)
+        if req.nonce:
+            st.acked_version = req.version_info
+            self.counters.acks += 1
+            if req.type_url in WILDCARD_TYPES or names == st.names:
+                return []
+        st.names = names
+        return [self._respond(req.type_url, st, resources)]
+
+    def on_update(self, resources: ProxyResources) -> list[Response]:
+        out: list[Response] = []
+        cds_sent = False
+        for type_url in ORDER:
+            st = self.types.get(type_url)
+            if st is None:
+                continue  # never requested: pushes wait for the proxy's first request of the type
+            forced_eds = type_url == TYPE_ENDPOINT and cds_sent and bool(st.names)
+            type_version = resources.versions.get(type_url, "")
+            if type_version == st.seen_type_version and not forced_eds:
+                continue
+            st.seen_type_version = type_version
+            available = resources.get(type_url)
+            if type_url in WILDCARD_TYPES:
+                chosen = [available[n] for n in available]
+            else:
+                chosen = [available[n] for n in st.names if n in available]
+            changed = content_version(chosen) != st.sent_version
+            if changed or forced_eds:
+                out.append(self._respond(type_url, st, resources))
+                if type_url == TYPE_CLUSTER:
+                    cds_sent = True
+        return out

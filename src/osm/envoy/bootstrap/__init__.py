@@ -1,0 +1,1 @@
+"""Envoy BOOTSTRAP generation (pure)."""

@@ -1,0 +1,1 @@
+"""Envoy CDS generation (pure)."""

@@ -1,0 +1,116 @@
+"""CDS: upstream mesh clusters (EDS + mTLS), local app clusters, and the egress passthrough cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from osm.envoy.common import ALPN_MESH, ads_source, pack, sds_ref, socket_address, tls_params
+from osm.envoy.sds import names
+from osm.models.identity import ServiceIdentity
+from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP
+from osm.models.service import MeshService
+from osm.models.trafficpolicy import TLSSettings, UpstreamCluster
+
+PASSTHROUGH_CLUSTER = "passthrough-outbound"
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_MAX = 4294967295
+_CONNECT_TIMEOUT = duration_pb2.Duration(seconds=1)
+
+
+def _http2_options() -> Any:
+    return pack(
+        http_protocol_options_pb2.HttpProtocolOptions(
+            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+            )
+        )
+    )
+
+
+def _circuit_breakers() -> Any:
+    t = circuit_breaker_pb2.CircuitBreakers.Thresholds
+    return circuit_breaker_pb2.CircuitBreakers(
+        thresholds=[
+            t(
+                max_connections=wrappers_pb2.UInt32Value(value=_MAX),
+                max_pending_requests=wrappers_pb2.UInt32Value(value=_MAX),
+                max_requests=wrappers_pb2.UInt32Value(value=_MAX),
+                max_retries=wrappers_pb2.UInt32Value(value=_MAX),
+            )
+        ]
+    )
+
+
+def upstream_cluster(
+    cluster: UpstreamCluster, downstream: ServiceIdentity, tls: TLSSettings, trust_domain: str
+) -> Any:
+    """`<ns>/<svc>|<targetPort>`: EDS over ADS, mTLS with the downstream's service cert, SNI = FQDN."""
+    svc = cluster.service
+    upstream_tls = tls_pb2.UpstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=tls_params(tls),
+            alpn_protocols=[ALPN_MESH],
+            tls_certificate_sds_secret_configs=[sds_ref(names.service_cert(downstream))],
+            validation_context_sds_secret_config=sds_ref(names.outbound_root(svc)),
+        ),
+        sni=svc.fqdn(trust_domain),
+    )
+    c = cluster_pb2.Cluster(
+        name=svc.cluster_name,
+        type=cluster_pb2.Cluster.EDS,
+        connect_timeout=_CONNECT_TIMEOUT,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source()),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        circuit_breakers=_circuit_breakers(),
+        transport_socket=base_pb2.TransportSocket(
+            name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls)
+        ),
+    )
+    if svc.protocol in (PROTOCOL_HTTP, PROTOCOL_GRPC):
+        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(_http2_options())
+    return c
+
+
+def local_cluster(svc: MeshService) -> Any:
+    """`<ns>/<svc>|<targetPort>|local`: the app in the same pod, on 127.0.0.1:<targetPort>."""
+    c = cluster_pb2.Cluster(
+        name=svc.local_cluster_name,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=_CONNECT_TIMEOUT,
+        circuit_breakers=_circuit_breakers(),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=svc.local_cluster_name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=socket_address("127.0.0.1", svc.target_port)
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+    if svc.protocol == PROTOCOL_GRPC:
+        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(_http2_options())
+    return c
+
+
+def passthrough_cluster() -> Any:
+    """Global egress: forward to the original destination."""
+    return cluster_pb2.Cluster(
+        name=PASSTHROUGH_CLUSTER,
+        type=cluster_pb2.Cluster.ORIGINAL_DST,
+        lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
+        connect_timeout=_CONNECT_TIMEOUT,
+        circuit_breakers=_circuit_breakers(),
+    )

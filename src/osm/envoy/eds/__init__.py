@@ -1,0 +1,1 @@
+"""Envoy EDS generation (pure)."""

@@ -1,0 +1,171 @@
+"""A proxy group's xDS resources from its ProxyPolicy, memoized by input so proxies share serialized bytes.
+
+The builders in cds/eds/lds/rds/sds are pure; this module only decides what to build and caches the
+serialized result under a key made of exactly the inputs each builder reads. Memo entries not used
+during a generation are dropped at the next one, which bounds memory to what the mesh currently needs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Any
+
+from osm.envoy.cds import clusters
+from osm.envoy.eds import cla
+from osm.envoy.lds import inbound, outbound
+from osm.envoy.rds import routes
+from osm.envoy.sds import names, secrets
+from osm.envoy.sds.secrets import CertMaterial
+from osm.envoy.types import (
+    TYPE_CLUSTER,
+    TYPE_ENDPOINT,
+    TYPE_LISTENER,
+    TYPE_ROUTE,
+    TYPE_SECRET,
+    ProxyResources,
+    Resource,
+)
+from osm.models.trafficpolicy import InboundService, ProxyPolicy, Upstream
+
+HTTP_PROTOCOLS = ("http", "grpc")
+
+
+class ConfigGenerator:
+    def __init__(self) -> None:
+        self._memo: dict[Hashable, Resource | None] = {}
+        self._previous: dict[Hashable, Resource | None] = {}
+        self.builds = 0  # resources built (not served from the memo), for metrics and tests
+
+    def new_generation(self) -> None:
+        self._previous, self._memo = self._memo, {}
+
+    def _get(self, key: Hashable, type_url: str, name: str, build: Callable[[], Any]) -> Resource | None:
+        if key in self._memo:
+            return self._memo[key]
+        if key in self._previous:
+            res = self._previous[key]
+        else:
+            msg = build()
+            self.builds += 1
+            res = None if msg is None else Resource.from_message(type_url, name, msg)
+        self._memo[key] = res
+        return res
+
+    def resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
+        ident, td, tls = policy.identity, policy.trust_domain, policy.tls
+        out: list[Resource | None] = []
+        ob, ib = policy.outbound, policy.inbound
+        get = self._get
+        # CDS + EDS
+        for c in ob.clusters:
+            name = c.service.cluster_name
+            out.append(
+                get(
+                    ("cds", c.service, ident, tls, td),
+                    TYPE_CLUSTER,
+                    name,
+                    partial(clusters.upstream_cluster, c, ident, tls, td),
+                )
+            )
+            out.append(
+                get(
+                    ("eds", c.service, c.endpoints),
+                    TYPE_ENDPOINT,
+                    name,
+                    partial(cla.cluster_load_assignment, c),
+                )
+            )
+        for s in ib.services:
+            out.append(
+                get(
+                    ("cds-local", s.service),
+                    TYPE_CLUSTER,
+                    s.service.local_cluster_name,
+                    partial(clusters.local_cluster, s.service),
+                )
+            )
+        if ob.egress:
+            out.append(
+                get(
+                    ("cds-passthrough",),
+                    TYPE_CLUSTER,
+                    clusters.PASSTHROUGH_CLUSTER,
+                    clusters.passthrough_cluster,
+                )
+            )
+        # LDS
+        out.append(
+            get(
+                ("lds-out", ob.upstreams, ob.egress),
+                TYPE_LISTENER,
+                outbound.OUTBOUND_LISTENER,
+                partial(outbound.outbound_listener, ob),
+            )
+        )
+        out.append(
+            get(
+                ("lds-in", ib, tls, td),
+                TYPE_LISTENER,
+                inbound.INBOUND_LISTENER,
+                partial(inbound.inbound_listener, ib, tls, td),
+            )
+        )
+        # RDS
+        by_port: dict[int, list[Upstream]] = defaultdict(list)
+        for up in ob.upstreams:
+            if up.service.protocol in HTTP_PROTOCOLS and up.addresses and sum(w.weight for w in up.clusters):
+                by_port[up.service.port].append(up)
+        for port, ups in sorted(by_port.items()):
+            t = tuple(ups)
+            out.append(
+                get(
+                    ("rds-out", port, t, td),
+                    TYPE_ROUTE,
+                    routes.outbound_name(port),
+                    partial(routes.outbound_route_config, port, t, td),
+                )
+            )
+        in_port: dict[int, list[InboundService]] = defaultdict(list)
+        for s in ib.services:
+            if s.service.protocol in HTTP_PROTOCOLS:
+                in_port[s.service.target_port].append(s)
+        for port, svcs in sorted(in_port.items()):
+            ts = tuple(svcs)
+            out.append(
+                get(
+                    ("rds-in", port, ts, td),
+                    TYPE_ROUTE,
+                    routes.inbound_name(port),
+                    partial(routes.inbound_route_config, port, ts, td),
+                )
+            )
+        # SDS
+        out.append(
+            get(
+                ("sds-cert", ident, cert.cert_chain_pem, cert.key_pem),
+                TYPE_SECRET,
+                names.service_cert(ident),
+                partial(secrets.service_cert_secret, ident, cert),
+            )
+        )
+        out.append(
+            get(
+                ("sds-in", ident, cert.trust_bundle_pem),
+                TYPE_SECRET,
+                names.inbound_root(ident),
+                partial(secrets.inbound_root_secret, ident, cert.trust_bundle_pem),
+            )
+        )
+        for c in ob.clusters:
+            principals = tuple(p.principal(td) for p in c.peer_identities)
+            out.append(
+                get(
+                    ("sds-out", c.service, principals, cert.trust_bundle_pem),
+                    TYPE_SECRET,
+                    names.outbound_root(c.service),
+                    partial(secrets.outbound_root_secret, c.service, principals, cert.trust_bundle_pem),
+                )
+            )
+        return ProxyResources.of(r for r in out if r is not None)

@@ -1,0 +1,1 @@
+"""Envoy LDS generation (pure)."""

@@ -1,0 +1,1 @@
+"""Envoy RBAC generation (pure)."""

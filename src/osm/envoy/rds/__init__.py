@@ -1,0 +1,1 @@
+"""Envoy RDS generation (pure)."""

@@ -1,0 +1,109 @@
+"""RDS: `rds-outbound.<port>` (wildcard routes to weighted clusters) and `rds-inbound.<targetPort>`
+(SMI routes with per-route RBAC to the local app)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from osm.envoy.rbac.policies import HTTP_RBAC_FILTER, http_rbac_per_route
+from osm.models.service import MeshService
+from osm.models.trafficpolicy import HTTPRouteRule, InboundService, Upstream
+from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH
+
+
+def outbound_name(port: int) -> str:
+    return f"rds-outbound.{port}"
+
+
+def inbound_name(port: int) -> str:
+    return f"rds-inbound.{port}"
+
+
+def _regex(value: str) -> Any:
+    return regex_pb2.RegexMatcher(regex=value)
+
+
+def _match(path_regex: str, method: str, headers: Iterable[tuple[str, str]]) -> Any:
+    m = rc.RouteMatch(safe_regex=_regex(path_regex))
+    m.headers.append(
+        rc.HeaderMatcher(
+            name=":method",
+            string_match=string_pb2.StringMatcher(
+                safe_regex=_regex(".*" if method == WILDCARD_METHOD else method)
+            ),
+        )
+    )
+    for name, value in headers:
+        m.headers.append(
+            rc.HeaderMatcher(
+                name=":authority" if name == "host" else name,
+                string_match=string_pb2.StringMatcher(safe_regex=_regex(value)),
+            )
+        )
+    return m
+
+
+def _no_timeout() -> Any:
+    return duration_pb2.Duration(seconds=0)
+
+
+def outbound_route_config(port: int, upstreams: Iterable[Upstream], trust_domain: str) -> Any:
+    config = route_pb2.RouteConfiguration(
+        name=outbound_name(port), validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )
+    for up in upstreams:
+        action = rc.RouteAction(
+            timeout=_no_timeout(),
+            weighted_clusters=rc.WeightedCluster(
+                clusters=[
+                    rc.WeightedCluster.ClusterWeight(
+                        name=w.service.cluster_name, weight=wrappers_pb2.UInt32Value(value=w.weight)
+                    )
+                    for w in up.clusters
+                ]
+            ),
+        )
+        config.virtual_hosts.append(
+            rc.VirtualHost(
+                name=f"outbound_virtual-host|{up.service.fqdn(trust_domain)}",
+                domains=list(up.service.hostnames(up.same_namespace, trust_domain)),
+                routes=[rc.Route(match=_match(WILDCARD_PATH, WILDCARD_METHOD, ()), route=action)],
+            )
+        )
+    return config
+
+
+def _inbound_route(rule: HTTPRouteRule, local: MeshService) -> Any:
+    route = rc.Route(
+        match=_match(rule.path_regex, rule.method, rule.headers),
+        route=rc.RouteAction(cluster=local.local_cluster_name, timeout=_no_timeout()),
+    )
+    route.typed_per_filter_config[HTTP_RBAC_FILTER].CopyFrom(http_rbac_per_route(rule.principals))
+    return route
+
+
+def inbound_route_config(port: int, services: Iterable[InboundService], trust_domain: str) -> Any:
+    config = route_pb2.RouteConfiguration(
+        name=inbound_name(port), validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )
+    seen: set[str] = set()
+    for svc in services:
+        for vh in svc.virtual_hosts:
+            name = f"inbound_virtual-host|{vh.service.fqdn(trust_domain)}"
+            if name in seen:
+                continue
+            seen.add(name)
+            config.virtual_hosts.append(
+                rc.VirtualHost(
+                    name=name,
+                    domains=list(vh.service.hostnames(True, trust_domain)),
+                    routes=[_inbound_route(r, svc.service) for r in vh.routes],
+                )
+            )
+    return config

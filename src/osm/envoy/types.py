@@ -1,0 +1,86 @@
+"""Type URLs, the serialized Resource shared between proxies, and a proxy's resource set."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from osm.envoy import wire
+
+TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+TYPE_ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+TYPE_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+TYPE_SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# Push order: make before break (CDS -> EDS -> LDS -> RDS), secrets last as OSM does.
+ORDER = (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
+WILDCARD_TYPES = frozenset({TYPE_CLUSTER, TYPE_LISTENER})
+SHORT = {
+    TYPE_CLUSTER: "CDS",
+    TYPE_ENDPOINT: "EDS",
+    TYPE_LISTENER: "LDS",
+    TYPE_ROUTE: "RDS",
+    TYPE_SECRET: "SDS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One serialized xDS resource, versioned by its content. Shared by every proxy that needs it."""
+
+    name: str
+    type_url: str
+    any_bytes: bytes  # the resource packed in google.protobuf.Any
+    version: str  # content hash
+
+    @staticmethod
+    def from_message(type_url: str, name: str, msg: Any) -> Resource:
+        body = msg.SerializeToString(deterministic=True)
+        packed = wire.any_bytes(type_url, body)
+        return Resource(
+            name=name,
+            type_url=type_url,
+            any_bytes=packed,
+            version=hashlib.blake2b(packed, digest_size=8).hexdigest(),
+        )
+
+    def delta_bytes(self) -> bytes:
+        return wire.delta_resource(self.name, self.version, self.any_bytes)
+
+
+def content_version(resources: Iterable[Resource]) -> str:
+    """SotW version of a set of resources: a hash of their names and versions."""
+    h = hashlib.blake2b(digest_size=8)
+    for r in sorted(resources, key=lambda r: r.name):
+        h.update(r.name.encode())
+        h.update(b"\0")
+        h.update(r.version.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ProxyResources:
+    """Every resource one proxy may be served, by type URL and name, with a content version per type."""
+
+    by_type: Mapping[str, Mapping[str, Resource]]
+    versions: Mapping[str, str]
+
+    @staticmethod
+    def of(resources: Iterable[Resource]) -> ProxyResources:
+        by_type: dict[str, dict[str, Resource]] = {t: {} for t in ORDER}
+        for r in resources:
+            if r.name in by_type[r.type_url]:
+                continue  # duplicate names are dropped before sending (a client NACKs them)
+            by_type[r.type_url][r.name] = r
+        return ProxyResources(
+            MappingProxyType({t: MappingProxyType(v) for t, v in by_type.items()}),
+            MappingProxyType({t: content_version(v.values()) for t, v in by_type.items()}),
+        )
+
+    def get(self, type_url: str) -> Mapping[str, Resource]:
+        return self.by_type.get(type_url, MappingProxyType({}))

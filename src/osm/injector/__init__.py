@@ -1,0 +1,1 @@
+"""Sidecar injection: what the injector adds to a meshed pod (iptables interception rules, ...)."""

@@ -1,0 +1,1 @@
+"""Event coalescing between the state sources and the xDS server."""

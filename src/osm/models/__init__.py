@@ -1,0 +1,1 @@
+"""Frozen, typed vocabulary of the mesh: Kubernetes objects, identities, services, endpoints."""

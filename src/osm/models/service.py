@@ -1,0 +1,65 @@
+"""Mesh services (one per Service port) and endpoints, with the contract's naming helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from osm.models.identity import DEFAULT_TRUST_DOMAIN
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class MeshService:
+    """One port of a Kubernetes Service in a monitored namespace."""
+
+    namespace: str
+    name: str
+    port: int
+    target_port: int
+    protocol: str
+
+    @property
+    def k8s(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def fqdn(self, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> str:
+        return f"{self.name}.{self.namespace}.svc.{trust_domain}"
+
+    @property
+    def cluster_name(self) -> str:
+        """Upstream EDS cluster: `<ns>/<svc>|<targetPort>`."""
+        return f"{self.namespace}/{self.name}|{self.target_port}"
+
+    @property
+    def local_cluster_name(self) -> str:
+        """Inbound cluster to the local app: `<ns>/<svc>|<targetPort>|local`."""
+        return f"{self.namespace}/{self.name}|{self.target_port}|local"
+
+    @property
+    def outbound_chain_name(self) -> str:
+        return f"outbound_{self.namespace}/{self.name}_{self.port}_{self.protocol}"
+
+    @property
+    def inbound_chain_name(self) -> str:
+        return f"inbound_{self.namespace}/{self.name}_{self.target_port}_{self.protocol}"
+
+    def hostnames(self, same_namespace: bool, cluster_domain: str = DEFAULT_TRUST_DOMAIN) -> tuple[str, ...]:
+        """Kubernetes host forms for virtual-host domains, each also with `:<port>`."""
+        bases = []
+        if same_namespace:
+            bases.append(self.name)
+        bases += [
+            f"{self.name}.{self.namespace}",
+            f"{self.name}.{self.namespace}.svc",
+            f"{self.name}.{self.namespace}.svc.{cluster_domain.split('.')[0]}",
+            f"{self.name}.{self.namespace}.svc.{cluster_domain}",
+        ]
+        out: list[str] = []
+        for b in bases:
+            out += [b, f"{b}:{self.port}"]
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Endpoint:
+    ip: str
+    port: int

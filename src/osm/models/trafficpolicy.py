@@ -1,0 +1,98 @@
+"""The catalog's output: per-identity inbound and outbound traffic policies (plain frozen data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from osm.models.identity import ServiceIdentity
+from osm.models.service import Endpoint, MeshService
+
+ANY_PRINCIPAL = "*"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WeightedCluster:
+    service: MeshService  # the backend whose cluster receives this share
+    weight: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Upstream:
+    """One outbound service port: how the outbound listener matches it and where it goes."""
+
+    service: MeshService  # as the client addresses it (the apex of a split)
+    addresses: tuple[str, ...]  # resolvable IPs: the ClusterIP, or pod IPs for a headless service
+    clusters: tuple[WeightedCluster, ...]
+    same_namespace: bool
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UpstreamCluster:
+    """An EDS cluster for a backend service port, with the peer identities its certificate must carry."""
+
+    service: MeshService
+    peer_identities: tuple[ServiceIdentity, ...]
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPolicy:
+    identity: ServiceIdentity
+    upstreams: tuple[Upstream, ...]
+    clusters: tuple[UpstreamCluster, ...]
+    egress: bool
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HTTPRouteRule:
+    """One inbound route: an RE2 path regex, one method ("*" for any), header regexes, allowed principals."""
+
+    path_regex: str
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    principals: tuple[str, ...]  # sorted; ("*",) allows any authenticated peer
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InboundVirtualHost:
+    service: MeshService  # whose hostnames the virtual host answers (a backend, or the apex of its split)
+    routes: tuple[HTTPRouteRule, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NetworkRBACPolicy:
+    """One TrafficTarget's grant on the inbound filter chains: sources, and ports (empty = any)."""
+
+    name: str
+    principals: tuple[str, ...]
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InboundService:
+    service: MeshService  # a service port backed by this proxy's pod
+    virtual_hosts: tuple[InboundVirtualHost, ...]  # HTTP/gRPC only
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPolicy:
+    identity: ServiceIdentity
+    services: tuple[InboundService, ...]
+    network_rbac: tuple[NetworkRBACPolicy, ...] | None  # None in permissive mode (no network RBAC filter)
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    min_version: str
+    max_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPolicy:
+    """Everything the generators need for one proxy group (identity + the services its pod backs)."""
+
+    identity: ServiceIdentity
+    trust_domain: str
+    tls: TLSSettings
+    inbound: InboundPolicy
+    outbound: OutboundPolicy

@@ -1,0 +1,1 @@
+"""Typed SMI resources: TrafficTarget, HTTPRouteGroup, TCPRoute, TrafficSplit."""

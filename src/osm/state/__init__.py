@@ -1,0 +1,1 @@
+"""Object store, decoding of Kubernetes documents, and the frozen MeshState snapshot."""

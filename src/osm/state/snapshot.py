@@ -1,0 +1,113 @@
+"""MeshState: one frozen snapshot of everything the mesh watches, with the indexes the catalog needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
+from osm.models.k8s import (
+    Deployment,
+    Endpoints,
+    EndpointSlice,
+    Namespace,
+    Pod,
+    Service,
+    ServiceAccount,
+)
+from osm.smi.models import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
+from osm.state.decode import MeshObject
+
+NsName = tuple[str, str]
+T = TypeVar("T")
+
+DEFAULT_MESH_NAME = "osm"
+DEFAULT_OSM_NAMESPACE = "osm-system"
+
+
+def _frozen(d: dict[NsName, T]) -> Mapping[NsName, T]:
+    return MappingProxyType(d)
+
+
+@dataclass(frozen=True)
+class MeshState:
+    """Everything watched, at one tick. Build with `MeshState.build`; never mutate."""
+
+    version: int
+    mesh_name: str
+    osm_namespace: str
+    mesh_config: MeshConfig
+    namespaces: Mapping[str, Namespace]
+    service_accounts: Mapping[NsName, ServiceAccount]
+    services: Mapping[NsName, Service]
+    pods: Mapping[NsName, Pod]
+    endpoints: Mapping[NsName, Endpoints]
+    endpoint_slices: Mapping[NsName, tuple[EndpointSlice, ...]]  # keyed by (ns, service)
+    deployments: Mapping[NsName, Deployment]
+    traffic_targets: Mapping[NsName, TrafficTarget]
+    http_route_groups: Mapping[NsName, HTTPRouteGroup]
+    tcp_routes: Mapping[NsName, TCPRoute]
+    traffic_splits: Mapping[NsName, TrafficSplit]
+    pods_by_uuid: Mapping[str, tuple[Pod, ...]] = field(repr=False)
+
+    @staticmethod
+    def build(
+        objects: Iterable[MeshObject],
+        *,
+        version: int = 0,
+        mesh_name: str = DEFAULT_MESH_NAME,
+        osm_namespace: str = DEFAULT_OSM_NAMESPACE,
+    ) -> MeshState:
+        namespaces: dict[str, Namespace] = {}
+        by_kind: dict[str, dict[NsName, MeshObject]] = {}
+        slices: dict[NsName, list[EndpointSlice]] = {}
+        mesh_config = MeshConfig()
+        for obj in objects:
+            if isinstance(obj, Namespace):
+                namespaces[obj.meta.name] = obj
+            elif isinstance(obj, MeshConfig):
+                if obj.meta.name == MESH_CONFIG_NAME and obj.meta.namespace == osm_namespace:
+                    mesh_config = obj
+            elif isinstance(obj, EndpointSlice):
+                slices.setdefault((obj.meta.namespace, obj.service), []).append(obj)
+            else:
+                by_kind.setdefault(obj.KIND, {})[(obj.meta.namespace, obj.meta.name)] = obj
+
+        def kind(name: str, _t: type[T]) -> Mapping[NsName, T]:
+            return _frozen(by_kind.get(name, {}))  # type: ignore[arg-type]
+
+        pods = kind("Pod", Pod)
+        uuids: dict[str, list[Pod]] = {}
+        for p in pods.values():
+            if p.proxy_uuid:
+                uuids.setdefault(p.proxy_uuid, []).append(p)
+        return MeshState(
+            version=version,
+            mesh_name=mesh_name,
+            osm_namespace=osm_namespace,
+            mesh_config=mesh_config,
+            namespaces=MappingProxyType(namespaces),
+            service_accounts=kind("ServiceAccount", ServiceAccount),
+            services=kind("Service", Service),
+            pods=pods,
+            endpoints=kind("Endpoints", Endpoints),
+            endpoint_slices=_frozen(
+                {k: tuple(sorted(v, key=lambda s: s.meta.name)) for k, v in slices.items()}
+            ),
+            deployments=kind("Deployment", Deployment),
+            traffic_targets=kind("TrafficTarget", TrafficTarget),
+            http_route_groups=kind("HTTPRouteGroup", HTTPRouteGroup),
+            tcp_routes=kind("TCPRoute", TCPRoute),
+            traffic_splits=kind("TrafficSplit", TrafficSplit),
+            pods_by_uuid=MappingProxyType({k: tuple(v) for k, v in uuids.items()}),
+        )
+
+    def is_monitored(self, namespace: str) -> bool:
+        ns = self.namespaces.get(namespace)
+        return ns is not None and ns.monitored_by == self.mesh_name
+
+    @property
+    def permissive(self) -> bool:
+        return self.mesh_config.permissive
