@@ -338,7 +338,7 @@ class EnvoyProcess:
 
 def _section(dump: dict[str, Any], type_suffix: str) -> dict[str, Any]:
     for cfg in dump.get("configs") or []:
-        if isinstance(cfg, dict) and str(cfg.get("@type", "")).endswith(type_suffix):
+        if isinstance(cfg, dict) and str(cfg.get("@type", "")).rsplit(".", 1)[-1] == type_suffix:
             return cfg
     return {}
 
