@@ -32,7 +32,9 @@ def test_golden(scenario: str, update_golden: bool) -> None:
             path.write_text(actual)
             continue
         assert path.exists(), f"missing golden file {path}; run pytest --update-golden"
-        assert json.loads(actual) == json.loads(path.read_text()), f"{path} differs; review, then --update-golden"
+        assert json.loads(actual) == json.loads(path.read_text()), (
+            f"{path} differs; review, then --update-golden"
+        )
     files = {p.name for p in expected_dir.glob("*.json")}
     assert files == {f"{ns}_{name}.json" for ns, name in resources}, "stale golden files"
 

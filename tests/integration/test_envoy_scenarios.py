@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir
 
 from osm.cmd.controller import Settings
 from osm.testing.controlplane import RunningController, sidecars
 from osm.testing.envoycheck import EnvoyView, expected_view, holds
-from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir
 
 pytestmark = pytest.mark.envoy
 
@@ -20,14 +20,16 @@ pytestmark = pytest.mark.envoy
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_envoy_accepts_scenario(scenario: str, xds: str, tmp_path: Path) -> None:
     expected = proxy_resources(load_state(scenario))
-    settings = Settings(local_dir=scenario_dir(scenario), state_dir=tmp_path / "state",
-                        ads_address="127.0.0.1:0", watch=False)
+    settings = Settings(
+        local_dir=scenario_dir(scenario), state_dir=tmp_path / "state", ads_address="127.0.0.1:0", watch=False
+    )
     with RunningController(settings) as ctrl, sidecars(ctrl, sorted(expected), tmp_path, xds=xds) as envoys:
         started = time.monotonic()
         for key, proc in envoys.items():
             proc.wait_ready(20)
-            proc.wait_for(lambda p=proc, k=key: holds(p, expected[k]), timeout=20,
-                          what=f"{key} to hold its config")
+            proc.wait_for(
+                lambda p=proc, k=key: holds(p, expected[k]), timeout=20, what=f"{key} to hold its config"
+            )
         elapsed = time.monotonic() - started
         for key, proc in envoys.items():
             view = EnvoyView.read(proc)
