@@ -1,0 +1,380 @@
+"""The catalog: permissive and SMI policy, splits, endpoints and identities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from osm.catalog import MeshCatalog
+from osm.models.identity import ServiceIdentity
+from osm.models.service import Endpoint
+from osm.models.trafficpolicy import ANY_PRINCIPAL
+from osm.state.decode import decode
+from osm.state.snapshot import MeshState
+
+BASE = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {openservicemesh.io/monitored-by: osm}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: outside}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {app: client}}
+spec: {serviceAccountName: client}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: a, labels: {app: other}}
+spec: {serviceAccountName: other}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: srv, namespace: b}
+spec:
+  clusterIP: 10.96.0.10
+  selector: {app: srv}
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp-admin, port: 9000, targetPort: 9000}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: srv-0, namespace: b, labels: {app: srv}}
+spec: {serviceAccountName: srv}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: srv-1, namespace: b, labels: {app: srv}}
+spec: {serviceAccountName: srv}
+status:
+  podIP: 10.0.1.2
+  conditions: [{type: Ready, status: "False"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hidden, namespace: outside}
+spec: {clusterIP: 10.96.9.9, selector: {app: hidden}, ports: [{port: 80}]}
+"""
+
+SMI = """
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config, namespace: osm-system}
+spec: {traffic: {enablePermissiveTrafficPolicyMode: false}}
+"""
+
+
+def state(*docs: str) -> MeshState:
+    objs: list[Any] = []
+    for text in docs:
+        for d in yaml.safe_load_all(text):
+            if d:
+                obj = decode(d)
+                assert obj is not None
+                objs.append(obj)
+    return MeshState.build(objs)
+
+
+def target(name: str, dest: str, sources: list[str], rules: list[dict[str, Any]], ns: str = "b") -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "access.smi-spec.io/v1alpha3",
+            "kind": "TrafficTarget",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "destination": {"kind": "ServiceAccount", "name": dest, "namespace": ns},
+                "sources": [
+                    {"kind": "ServiceAccount", "name": s.split(".")[0], "namespace": s.split(".")[1]}
+                    for s in sources
+                ],
+                "rules": rules,
+            },
+        }
+    )
+
+
+ROUTES = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: routes, namespace: b}
+spec:
+  matches:
+  - {name: read, pathRegex: /items, methods: [GET, HEAD]}
+  - {name: write, pathRegex: /items/.*, methods: [POST], headers: {Host: "srv.*"}}
+"""
+TCP = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: admin, namespace: b}
+spec: {matches: {ports: [9000]}}
+"""
+
+
+def group(cat: MeshCatalog, ns: str, name: str) -> Any:
+    return cat.group_for_pod(cat.state.pods[(ns, name)])
+
+
+def test_permissive_reaches_every_mesh_service_with_wildcard_routes_and_no_network_rbac() -> None:
+    cat = MeshCatalog(state(BASE))
+    out = cat.outbound_policy(ServiceIdentity("a", "client"))
+    assert [u.service.name for u in out.upstreams] == ["srv", "srv"]  # both ports; nothing from `outside`
+    assert {c.service.cluster_name for c in out.clusters} == {"b/srv|8080", "b/srv|9000"}
+    http = next(c for c in out.clusters if c.service.port == 80)
+    assert http.endpoints == (Endpoint("10.0.1.1", 8080),)  # the not-ready pod is left out
+    inbound = cat.inbound_policy(group(cat, "b", "srv-0"))
+    assert inbound.network_rbac is None
+    routes = inbound.services[0].virtual_hosts[0].routes
+    assert [(r.path_regex, r.method, r.principals) for r in routes] == [(".*", "*", (ANY_PRINCIPAL,))]
+    tcp_service = next(s for s in inbound.services if s.service.protocol == "tcp")
+    assert tcp_service.virtual_hosts == ()
+
+
+def test_smi_mode_denies_without_a_traffic_target() -> None:
+    cat = MeshCatalog(state(BASE, SMI))
+    assert cat.outbound_policy(ServiceIdentity("a", "client")).upstreams == ()
+    inbound = cat.inbound_policy(group(cat, "b", "srv-0"))
+    assert inbound.network_rbac == ()  # an RBAC filter with no policy: deny everything
+    assert inbound.services[0].virtual_hosts[0].routes == ()
+
+
+def test_smi_http_routes_one_per_method_with_sources_as_principals() -> None:
+    tt = target(
+        "t", "srv", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "routes", "matches": ["read", "write"]}]
+    )
+    cat = MeshCatalog(state(BASE, SMI, ROUTES, tt))
+    out = cat.outbound_policy(ServiceIdentity("a", "client"))
+    assert {u.service.port for u in out.upstreams} == {80, 9000}
+    assert cat.outbound_policy(ServiceIdentity("a", "other")).upstreams == ()
+    routes = cat.inbound_policy(group(cat, "b", "srv-0")).services[0].virtual_hosts[0].routes
+    assert [(r.path_regex, r.method, r.headers) for r in routes] == [
+        ("/items", "GET", ()),
+        ("/items", "HEAD", ()),
+        ("/items/.*", "POST", (("host", "srv.*"),)),
+    ]
+    assert all(r.principals == ("client.a.cluster.local",) for r in routes)
+
+
+def test_identical_routes_from_several_targets_merge_their_principals() -> None:
+    rule = [{"kind": "HTTPRouteGroup", "name": "routes", "matches": ["read"]}]
+    cat = MeshCatalog(
+        state(
+            BASE, SMI, ROUTES, target("t1", "srv", ["client.a"], rule), target("t2", "srv", ["other.a"], rule)
+        )
+    )
+    routes = cat.inbound_policy(group(cat, "b", "srv-0")).services[0].virtual_hosts[0].routes
+    assert {r.principals for r in routes} == {("client.a.cluster.local", "other.a.cluster.local")}
+
+
+def test_empty_matches_grant_every_match_and_unknown_names_are_ignored() -> None:
+    all_matches = target("t1", "srv", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "routes"}])
+    cat = MeshCatalog(state(BASE, SMI, ROUTES, all_matches))
+    assert len(cat.inbound_policy(group(cat, "b", "srv-0")).services[0].virtual_hosts[0].routes) == 3
+    unknown = target(
+        "t1", "srv", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "routes", "matches": ["nope"]}]
+    )
+    cat = MeshCatalog(state(BASE, SMI, ROUTES, unknown))
+    assert cat.inbound_policy(group(cat, "b", "srv-0")).services[0].virtual_hosts[0].routes == ()
+
+
+def test_tcp_routes_become_network_rbac_ports() -> None:
+    cat = MeshCatalog(
+        state(BASE, SMI, TCP, target("t", "srv", ["client.a"], [{"kind": "TCPRoute", "name": "admin"}]))
+    )
+    (policy,) = cat.inbound_policy(group(cat, "b", "srv-0")).network_rbac or ()
+    assert (policy.name, policy.principals, policy.ports) == ("b/t", ("client.a.cluster.local",), (9000,))
+
+
+def test_a_target_whose_only_tcp_route_is_missing_grants_nothing() -> None:
+    cat = MeshCatalog(
+        state(BASE, SMI, target("t", "srv", ["client.a"], [{"kind": "TCPRoute", "name": "gone"}]))
+    )
+    assert cat.inbound_policy(group(cat, "b", "srv-0")).network_rbac == ()
+    assert any("TCPRoute b/gone does not exist" in w for w in cat.warnings)
+
+
+def test_smi_endpoints_are_filtered_to_allowed_identities() -> None:
+    extra = """
+apiVersion: v1
+kind: Pod
+metadata: {name: srv-x, namespace: b, labels: {app: srv}}
+spec: {serviceAccountName: intruder}
+status: {podIP: 10.0.1.9}
+"""
+    tt = target("t", "srv", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "routes"}])
+    cat = MeshCatalog(state(BASE, SMI, ROUTES, tt, extra))
+    http = next(
+        c for c in cat.outbound_policy(ServiceIdentity("a", "client")).clusters if c.service.port == 80
+    )
+    assert http.endpoints == (Endpoint("10.0.1.1", 8080),)
+    assert http.peer_identities == (ServiceIdentity("b", "srv"),)
+    permissive = MeshCatalog(state(BASE, ROUTES, extra))
+    http = next(
+        c for c in permissive.outbound_policy(ServiceIdentity("a", "client")).clusters if c.service.port == 80
+    )
+    assert {e.ip for e in http.endpoints} == {"10.0.1.1", "10.0.1.9"}
+
+
+SPLIT = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: b}
+spec: {clusterIP: 10.96.0.20, selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1, namespace: b}
+spec: {clusterIP: 10.96.0.21, selector: {app: web, v: "1"}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: b}
+spec: {clusterIP: 10.96.0.22, selector: {app: web, v: "2"}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-v1-0, namespace: b, labels: {app: web, v: "1"}}
+spec: {serviceAccountName: web-v1}
+status: {podIP: 10.0.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-v2-0, namespace: b, labels: {app: web, v: "2"}}
+spec: {serviceAccountName: web-v2}
+status: {podIP: 10.0.2.2}
+---
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: a-split, namespace: b}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]
+---
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: b-split, namespace: b}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 1}]
+"""
+
+
+def test_split_weights_the_apex_over_backend_clusters_and_only_the_first_split_counts() -> None:
+    cat = MeshCatalog(state(BASE, SPLIT))
+    out = cat.outbound_policy(ServiceIdentity("a", "client"))
+    apex = next(u for u in out.upstreams if u.service.name == "web")
+    assert apex.addresses == ("10.96.0.20",)
+    assert [(w.service.cluster_name, w.weight) for w in apex.clusters] == [
+        ("b/web-v1|80", 90),
+        ("b/web-v2|80", 10),
+    ]
+    assert "b/web|80" not in {
+        c.service.cluster_name for c in out.clusters
+    }  # the apex has no cluster of its own
+    assert any("only the first is honoured" in w for w in cat.warnings)
+
+
+def test_split_backends_answer_the_apex_hostnames() -> None:
+    cat = MeshCatalog(state(BASE, SPLIT))
+    inbound = cat.inbound_policy(group(cat, "b", "web-v1-0"))
+    vhosts = {vh.service.name for s in inbound.services for vh in s.virtual_hosts}
+    assert vhosts == {"web", "web-v1"}
+
+
+def test_smi_apex_is_reachable_when_a_backend_is_allowed() -> None:
+    rule = [{"kind": "HTTPRouteGroup", "name": "routes"}]
+    cat = MeshCatalog(state(BASE, SMI, ROUTES, SPLIT, target("t", "web-v2", ["client.a"], rule)))
+    out = cat.outbound_policy(ServiceIdentity("a", "client"))
+    assert {u.service.name for u in out.upstreams} == {"web", "web-v2"}
+    v1 = next(c for c in out.clusters if c.service.name == "web-v1")
+    assert v1.endpoints == ()  # web-v1's identity is not allowed: the cluster exists with no endpoints
+
+
+def test_endpoints_objects_and_named_target_ports() -> None:
+    docs = """
+apiVersion: v1
+kind: Service
+metadata: {name: named, namespace: b}
+spec: {clusterIP: 10.96.0.30, selector: {app: named}, ports: [{name: web, port: 80, targetPort: web}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: named-0, namespace: b, labels: {app: named}}
+spec:
+  serviceAccountName: named
+  containers: [{name: c, ports: [{name: web, containerPort: 7070}]}]
+status: {podIP: 10.0.3.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: b}
+spec: {clusterIP: 10.96.0.31, selector: {app: ext}, ports: [{name: web, port: 80, targetPort: web}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: ext, namespace: b}
+subsets:
+- addresses: [{ip: 10.0.4.1}, {ip: 10.0.1.1, targetRef: {kind: Pod, name: srv-0}}]
+  notReadyAddresses: [{ip: 10.0.4.2}]
+  ports: [{name: web, port: 6060}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lost, namespace: b}
+spec: {clusterIP: 10.96.0.32, selector: {app: none}, ports: [{name: web, port: 80, targetPort: web}]}
+"""
+    cat = MeshCatalog(state(BASE, docs))
+    ix = cat.index
+    (named,) = ix.mesh_services[("b", "named")]
+    assert named.target_port == 7070 and ix.endpoints[named][0].endpoint == Endpoint("10.0.3.1", 7070)
+    (ext,) = ix.mesh_services[("b", "ext")]
+    eps = ix.endpoints[ext]
+    assert [(e.endpoint.ip, e.endpoint.port, e.identity) for e in eps] == [
+        ("10.0.1.1", 6060, ServiceIdentity("b", "srv")),
+        ("10.0.4.1", 6060, None),
+    ]
+    assert ix.mesh_services[("b", "lost")] == ()
+    assert any("Service b/lost" in w and "targetPort 'web'" in w for w in cat.warnings)
+
+
+def test_headless_services_match_pod_ips() -> None:
+    docs = """
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: b}
+spec: {clusterIP: None, selector: {app: srv}, ports: [{name: tcp, port: 5432}]}
+"""
+    cat = MeshCatalog(state(BASE, docs))
+    db = next(
+        u for u in cat.outbound_policy(ServiceIdentity("a", "client")).upstreams if u.service.name == "db"
+    )
+    assert db.addresses == ("10.0.1.1", "10.0.1.2")
+
+
+def test_pods_of_one_workload_share_a_proxy_group() -> None:
+    extra = """
+apiVersion: v1
+kind: Pod
+metadata: {name: srv-2, namespace: b, labels: {app: srv, pod-template-hash: abc}}
+spec: {serviceAccountName: srv}
+status: {podIP: 10.0.1.3}
+"""
+    cat = MeshCatalog(state(BASE, extra))
+    assert group(cat, "b", "srv-0") == group(cat, "b", "srv-2")
+    assert group(cat, "b", "srv-0") != group(cat, "a", "client")
+    assert cat.proxy_policy(group(cat, "b", "srv-0")) == cat.proxy_policy(group(cat, "b", "srv-2"))
+
+
+def test_traffic_targets_in_unmonitored_namespaces_are_ignored() -> None:
+    tt = target("t", "hidden", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "r"}], ns="outside")
+    cat = MeshCatalog(state(BASE, SMI, tt))
+    assert cat.allowed_destinations(ServiceIdentity("a", "client")) == frozenset()
