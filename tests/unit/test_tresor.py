@@ -48,7 +48,9 @@ def test_root_created_with_private_permissions(tmp_path: Path) -> None:
     assert _mode(ca_dir) == 0o700
     assert _mode(ca_dir / "ca.crt") == 0o600
     assert _mode(ca_dir / "ca.key") == 0o600
-    assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.crt", "ca.key"]  # no temp files left behind
+    # no temp files left behind; the lock file (shared with other processes on the state dir) is private too
+    assert sorted(p.name for p in ca_dir.iterdir()) == [".lock", "ca.crt", "ca.key"]
+    assert _mode(ca_dir / ".lock") == 0o600
     assert (ca_dir / "ca.crt").read_bytes() == ca.root_cert_pem
 
 

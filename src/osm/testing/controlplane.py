@@ -40,12 +40,14 @@ class RunningController:
     def start(self) -> RunningController:
         self._thread.start()
         waited = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(self.controller.ready.wait(), self._start_timeout), self._loop)
+            asyncio.wait_for(self.controller.ready.wait(), self._start_timeout), self._loop
+        )
         waited.result(self._start_timeout + 1)
         return self
 
     def call(self, fn: object, *args: object) -> None:
         """Run fn(*args) on the controller's loop and wait for it."""
+
         async def run() -> None:
             fn(*args)  # type: ignore[operator]
 
@@ -68,22 +70,37 @@ class RunningController:
         self.stop()
 
 
-def start_sidecar(ctrl: RunningController, namespace: str, name: str, workdir: Path, *, xds: str = "sotw",
-                  ads_host: str = "127.0.0.1") -> EnvoyProcess:
+def start_sidecar(
+    ctrl: RunningController,
+    namespace: str,
+    name: str,
+    workdir: Path,
+    *,
+    xds: str = "sotw",
+    ads_host: str = "127.0.0.1",
+) -> EnvoyProcess:
     """Write the pod's bootstrap and start Envoy on loopback (no interception). The caller stops it."""
     out = workdir / f"{namespace}.{name}.{xds}"
     admin = free_port()
     pod = find_pod(ctrl.settings.local_dir, namespace, name)
-    written = write_bootstrap(pod, state_dir=ctrl.settings.state_dir, out=out, ads_host=ads_host,
-                              ads_port=ctrl.port, admin_port=admin, xds=xds)
+    written = write_bootstrap(
+        pod,
+        state_dir=ctrl.settings.state_dir,
+        out=out,
+        ads_host=ads_host,
+        ads_port=ctrl.port,
+        admin_port=admin,
+        xds=xds,
+    )
     proc = EnvoyProcess(written.path, admin, next_base_id(), out / "envoy.log")
     proc.start()
     return proc
 
 
 @contextlib.contextmanager
-def sidecars(ctrl: RunningController, pods: list[tuple[str, str]], workdir: Path,
-             xds: str = "sotw") -> Iterator[dict[tuple[str, str], EnvoyProcess]]:
+def sidecars(
+    ctrl: RunningController, pods: list[tuple[str, str]], workdir: Path, xds: str = "sotw"
+) -> Iterator[dict[tuple[str, str], EnvoyProcess]]:
     procs: dict[tuple[str, str], EnvoyProcess] = {}
     try:
         for ns, name in pods:

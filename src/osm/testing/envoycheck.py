@@ -16,7 +16,6 @@ from osm.testing.envoy import (
 )
 from osm.testing.golden import _walk, resource_json
 
-
 # File-based SDS secrets of the bootstrap (the proxy's xDS client certificate), not served over ADS.
 BOOTSTRAP_SECRETS = frozenset({"tls_sds", "validation_context_sds"})
 
@@ -47,15 +46,24 @@ class EnvoyView:
         dump: dict[str, Any] = proc.config_dump()
         stats = proc.stats()
         return EnvoyView(
-            listeners=set(dynamic_listeners(dump)), clusters=set(dynamic_clusters(dump)),
-            routes=set(dynamic_route_configs(dump)), secrets=set(dynamic_secrets(dump)) - BOOTSTRAP_SECRETS,
+            listeners=set(dynamic_listeners(dump)),
+            clusters=set(dynamic_clusters(dump)),
+            routes=set(dynamic_route_configs(dump)),
+            secrets=set(dynamic_secrets(dump)) - BOOTSTRAP_SECRETS,
             warming=warming_count(dump),
-            rejected=sum(v for k, v in stats.items() if k.endswith(".update_rejected")))
+            rejected=sum(v for k, v in stats.items() if k.endswith(".update_rejected")),
+        )
 
 
 def expected_view(res: ProxyResources) -> EnvoyView:
-    return EnvoyView(listeners=set(res.get(TYPE_LISTENER)), clusters=set(res.get(TYPE_CLUSTER)),
-                     routes=set(res.get(TYPE_ROUTE)), secrets=referenced_secrets(res), warming=0, rejected=0)
+    return EnvoyView(
+        listeners=set(res.get(TYPE_LISTENER)),
+        clusters=set(res.get(TYPE_CLUSTER)),
+        routes=set(res.get(TYPE_ROUTE)),
+        secrets=referenced_secrets(res),
+        warming=0,
+        rejected=0,
+    )
 
 
 def holds(proc: EnvoyProcess, res: ProxyResources) -> bool:
