@@ -71,9 +71,12 @@ def parse_file(path: Path, display: str) -> tuple[list[MeshObject], list[Documen
     for i, doc in enumerate(docs):
         if doc is None:
             continue
-        items: list[Any] = (
-            doc.get("items", []) if isinstance(doc, Mapping) and doc.get("kind") == "List" else [doc]
-        )
+        items: list[Any] = [doc]
+        if isinstance(doc, Mapping) and doc.get("kind") == "List":
+            items = doc.get("items") or []
+            if not isinstance(items, list):
+                errors.append(DocumentError(display, i, "List", "", "items", "must be a list"))
+                continue
         for item in items:
             try:
                 obj = decode(item)
@@ -95,20 +98,19 @@ class ManifestSource:
     def __init__(
         self, root: Path, store: Store, *, on_error: Callable[[DocumentError], None] | None = None
     ) -> None:
-        self.root = root
+        self.root = root.resolve()
         self.store = store
         self.on_error = on_error or (lambda e: log.error("rejected: %s", e))
         self._owned: dict[Path, dict[ObjectKey, MeshObject]] = {}
         self.errors: dict[Path, list[DocumentError]] = {}
 
+    def _wanted(self, p: Path) -> bool:
+        """A manifest file: a YAML/JSON suffix, and no hidden part below the root (e.g. `..data/`)."""
+        rel = p.relative_to(self.root) if p.is_relative_to(self.root) else p
+        return p.suffix in YAML_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
+
     def _files(self) -> list[Path]:
-        return sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.is_file()
-            and p.suffix in YAML_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
-        )
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and self._wanted(p))
 
     def load(self) -> None:
         """(Re)read every file; apply what changed."""
@@ -134,26 +136,28 @@ class ManifestSource:
         if errors:
             # Keep the last accepted version of objects whose document was rejected this time. An error
             # that names no object (unreadable file, invalid YAML, no name) keeps every old object.
-            unattributed = any(not e.name for e in errors)
+            unattributed = any(not e.name or e.kind in ("", "<unknown>") for e in errors)
             for key, obj in old.items():
                 if key not in new and (unattributed or any(_error_names(e, key) for e in errors)):
                     new[key] = obj
-        for key in old.keys() - new.keys():
-            if not self._owned_elsewhere(key, path):
-                self.store.delete(key)
+        self._owned[path] = new
+        self._forget(old.keys() - new.keys())
         for obj in new.values():
             self.store.apply(obj)
-        self._owned[path] = new
 
-    def _owned_elsewhere(self, key: ObjectKey, path: Path) -> bool:
-        return any(key in objs for p, objs in self._owned.items() if p != path)
+    def _forget(self, keys: set[ObjectKey]) -> None:
+        """Objects no longer defined by a file: delete them, or fall back to another file's version."""
+        for key in keys:
+            other = next((objs[key] for objs in self._owned.values() if key in objs), None)
+            if other is None:
+                self.store.delete(key)
+            else:
+                self.store.apply(other)
 
     def _remove_file(self, path: Path) -> None:
         old = self._owned.pop(path, {})
         self.errors.pop(path, None)
-        for key in old:
-            if not self._owned_elsewhere(key, path):
-                self.store.delete(key)
+        self._forget(set(old))
 
     async def watch(self, *, debounce_ms: int = 50, stop: asyncio.Event | None = None) -> None:
         """Apply changes as files are written, until cancelled (or `stop` is set)."""
@@ -164,9 +168,9 @@ class ManifestSource:
         ):
             paths = sorted({Path(p) for _, p in changes})
             for p in paths:
-                if p.suffix in YAML_SUFFIXES and (p.is_file() or p in self._owned):
+                if self._wanted(p) and (p.is_file() or p in self._owned):
                     self.load_file(p)
-                elif p.is_dir() or not p.exists():
+                elif p.is_dir() or (not p.exists() and p.suffix not in YAML_SUFFIXES):
                     self.load()  # a directory appeared or disappeared
                     break
 

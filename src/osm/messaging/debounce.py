@@ -8,11 +8,13 @@ we keep convergence well under a second.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Debouncer(Generic[T]):
@@ -33,6 +35,7 @@ class Debouncer(Generic[T]):
         self._last = 0.0
         self._wake = asyncio.Event()
         self.flushes = 0
+        self.failures = 0
 
     def notify(self, item: T) -> None:
         now = self._clock()
@@ -66,6 +69,12 @@ class Debouncer(Generic[T]):
                     continue
                 batch, self._pending = self._pending, set()
                 self.flushes += 1
-                result = self._flush(batch)
-                if result is not None:
-                    await result
+                try:
+                    result = self._flush(batch)
+                    if result is not None:
+                        await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one bad batch must not stop the control plane
+                    self.failures += 1
+                    log.exception("flushing %d changes failed", len(batch))

@@ -62,6 +62,10 @@ class ObjectMeta:
             raise ValidationError(kind, "", str(name or ""), "metadata.namespace", "must be a string")
         if not isinstance(name, str) or not name:
             raise ValidationError(kind, ns, "", "metadata.name", "is required")
+        if kind == "Namespace" and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+            raise ValidationError(
+                kind, "", name, "metadata.name", "must be a lowercase RFC 1123 label (a-z, 0-9, '-')"
+            )
         if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
             raise ValidationError(
                 kind, ns, name, "metadata.name", "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
@@ -156,12 +160,15 @@ class Service:
         meta = ObjectMeta.parse("Service", data)
         spec = _doc("Service", meta, data).obj("spec")
         ports: list[ServicePort] = []
-        seen: set[int] = set()
+        seen: set[tuple[int, str]] = set()
         for p in spec.objs("ports"):
             number = p.int("port", required=True, lo=1, hi=65535)
-            if number in seen:
-                raise p.error("port", f"duplicate port {number}")
-            seen.add(number)
+            l4 = p.str("protocol", "TCP").upper()
+            if l4 not in ("TCP", "UDP", "SCTP"):
+                raise p.error("protocol", f"must be TCP, UDP or SCTP, got {l4!r}")
+            if (number, l4) in seen:
+                raise p.error("port", f"duplicate port {number}/{l4}")
+            seen.add((number, l4))
             raw_target = p.raw("targetPort")
             target: int | str
             if raw_target is None:
@@ -173,7 +180,7 @@ class Service:
                     raise p.error("targetPort", f"must be between 1 and 65535, got {raw_target}")
                 target = raw_target
             elif isinstance(raw_target, str) and raw_target:
-                target = int(raw_target) if raw_target.isdigit() else raw_target
+                target = _port_ref(p, "targetPort")
             else:
                 raise p.error("targetPort", "must be a port number or a port name")
             name = p.str("name")
@@ -186,9 +193,6 @@ class Service:
                     "appProtocol",
                     f"unsupported protocol {app!r}; the mesh understands {', '.join(MESH_PROTOCOLS)}",
                 )
-            l4 = p.str("protocol", "TCP").upper()
-            if l4 not in ("TCP", "UDP", "SCTP"):
-                raise p.error("protocol", f"must be TCP, UDP or SCTP, got {l4!r}")
             ports.append(
                 ServicePort(port=number, target_port=target, name=name, protocol=l4, app_protocol=proto)
             )
@@ -273,9 +277,11 @@ def _port_ref(d: Doc, key: str) -> int | str:
     v = d.raw(key)
     if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535:
         return v
-    if isinstance(v, str) and v:
-        return int(v) if v.isdigit() else v
-    raise d.error(key, "must be a port number (1-65535) or a port name")
+    if isinstance(v, str) and v and not v.isdigit():
+        return v
+    if isinstance(v, str) and v.isdigit() and 1 <= int(v) <= 65535:
+        return int(v)
+    raise d.error(key, "must be a port number between 1 and 65535, or a port name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,8 +340,9 @@ class PodSpec:
         if len(set(names)) != len(names):
             raise d.error("containers", "container names must be unique")
         sa = d.str("serviceAccountName") or d.str("serviceAccount") or "default"
-        if not _DNS1123_SUBDOMAIN.match(sa):
-            raise d.error("serviceAccountName", f"{sa!r} is not a valid ServiceAccount name")
+        if len(sa) > 63 or not _DNS1123_LABEL.match(sa):
+            # The mesh carries identities in certificate names as <sa>.<ns>: a dot would be ambiguous.
+            raise d.error("serviceAccountName", f"{sa!r} must be a lowercase RFC 1123 label (a-z, 0-9, '-')")
         return PodSpec(
             service_account=sa,
             containers=containers,

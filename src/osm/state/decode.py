@@ -69,6 +69,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     (CONFIG_API, "MeshConfig"): MeshConfig.from_k8s,
 }
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
+CLUSTER_SCOPED = frozenset({"Namespace"})
 
 
 def key_of(obj: MeshObject) -> ObjectKey:
@@ -83,7 +84,9 @@ def decode(doc: Mapping[str, Any]) -> MeshObject | None:
     kind = doc.get("kind")
     meta = doc.get("metadata")
     name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
-    ns = str(meta.get("namespace", "")) if isinstance(meta, Mapping) else ""
+    ns = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
+    if not ns and kind not in CLUSTER_SCOPED:
+        ns = "default"  # as ObjectMeta.parse does, so the error names the same object
     if not isinstance(kind, str) or not kind:
         raise ValidationError("<unknown>", ns, name, "kind", "is required")
     if not isinstance(api, str) or not api:

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import pytest
+
+from osm.apis.meshconfig import MeshConfig
+from osm.models.errors import ValidationError
+
+
+def mesh_config(**spec: dict) -> dict:
+    return {"metadata": {"name": "osm-mesh-config", "namespace": "osm-system"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    "data", [mesh_config(), {"metadata": {"name": "osm-mesh-config", "namespace": "osm-system"}}]
+)
+def test_defaults_when_spec_is_empty(data):
+    mc = MeshConfig.from_k8s(data)
+    assert mc.permissive is True
+    assert mc.traffic.enable_egress is True
+    assert mc.certificate.service_cert_validity_duration == 24 * 3600
+    assert mc.certificate.cert_key_bit_size == 2048
+    assert mc.sidecar.log_level == "error"
+    assert mc.sidecar.config_resync_interval == 0
+    assert (mc.sidecar.tls_min_protocol_version, mc.sidecar.tls_max_protocol_version) == (
+        "TLSv1_2",
+        "TLSv1_3",
+    )
+    assert mc.sidecar.local_proxy_mode == "Localhost"
+    assert mc.traffic.outbound_port_exclusion_list == ()
+    assert mc.feature_flags.enable_egress_policy is True
+    assert mc.feature_flags.enable_retry_policy is False
+    assert mc.observability.osm_log_level == "info"
+
+
+def test_values_from_the_spec_override_defaults():
+    mc = MeshConfig.from_k8s(
+        mesh_config(
+            sidecar={"logLevel": "debug", "configResyncInterval": "1m", "localProxyMode": "PodIP"},
+            traffic={
+                "enablePermissiveTrafficPolicyMode": False,
+                "enableEgress": False,
+                "outboundIPRangeExclusionList": ["10.0.0.1/8", "fd00::/64", "192.168.1.1"],
+                "outboundPortExclusionList": [6379, 5432],
+                "inboundPortExclusionList": [9090],
+                "networkInterfaceExclusionList": ["eth1"],
+            },
+            certificate={"serviceCertValidityDuration": "1h30m", "certKeyBitSize": 4096},
+            featureFlags={"enableRetryPolicy": True},
+        )
+    )
+    assert mc.permissive is False
+    assert mc.traffic.enable_egress is False
+    assert mc.sidecar.log_level == "debug"
+    assert mc.sidecar.config_resync_interval == 60
+    assert mc.sidecar.local_proxy_mode == "PodIP"
+    assert mc.traffic.outbound_ip_range_exclusion_list == ("10.0.0.0/8", "fd00::/64", "192.168.1.1/32")
+    assert mc.traffic.outbound_port_exclusion_list == (6379, 5432)
+    assert mc.traffic.inbound_port_exclusion_list == (9090,)
+    assert mc.traffic.network_interface_exclusion_list == ("eth1",)
+    assert mc.certificate.service_cert_validity_duration == 5400
+    assert mc.certificate.cert_key_bit_size == 4096
+    assert mc.feature_flags.enable_retry_policy is True
+
+
+@pytest.mark.parametrize(("resync", "seconds"), [("0s", 0), ("30s", 30), ("2m", 120)])
+def test_resync_interval_off_or_at_least_30s(resync, seconds):
+    mc = MeshConfig.from_k8s(mesh_config(sidecar={"configResyncInterval": resync}))
+    assert mc.sidecar.config_resync_interval == seconds
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        ({"sidecar": {"logLevel": "loud"}}, "spec.sidecar.logLevel", "must be one of trace, debug"),
+        (
+            {"sidecar": {"tlsMinProtocolVersion": "SSLv3"}},
+            "spec.sidecar.tlsMinProtocolVersion",
+            "got 'SSLv3'",
+        ),
+        ({"sidecar": {"localProxyMode": "Host"}}, "spec.sidecar.localProxyMode", "Localhost, PodIP"),
+        ({"sidecar": {"configResyncInterval": "10s"}}, "spec.sidecar.configResyncInterval", "at least 30s"),
+        (
+            {"sidecar": {"configResyncInterval": "5x"}},
+            "spec.sidecar.configResyncInterval",
+            "invalid unit 'x'",
+        ),
+        ({"sidecar": {"configResyncInterval": 30}}, "spec.sidecar.configResyncInterval", "must be a string"),
+        (
+            {"sidecar": {"maxDataPlaneConnections": -1}},
+            "spec.sidecar.maxDataPlaneConnections",
+            "must be >= 0",
+        ),
+        (
+            {"certificate": {"serviceCertValidityDuration": "soon"}},
+            "spec.certificate.serviceCertValidityDuration",
+            "invalid duration 'soon'",
+        ),
+        (
+            {"certificate": {"serviceCertValidityDuration": "500ms"}},
+            "spec.certificate.serviceCertValidityDuration",
+            "at least 1s",
+        ),
+        ({"certificate": {"certKeyBitSize": 512}}, "spec.certificate.certKeyBitSize", "must be >= 1024"),
+        ({"traffic": {"enableEgress": "yes"}}, "spec.traffic.enableEgress", "must be a boolean"),
+        (
+            {"traffic": {"outboundIPRangeExclusionList": ["10.0.0.0/8", "10.0.0.0/33"]}},
+            "spec.traffic.outboundIPRangeExclusionList[1]",
+            "'10.0.0.0/33' is not a CIDR range",
+        ),
+        (
+            {"traffic": {"outboundIPRangeInclusionList": ["lan"]}},
+            "spec.traffic.outboundIPRangeInclusionList[0]",
+            "not a CIDR range",
+        ),
+        (
+            {"traffic": {"outboundPortExclusionList": [0]}},
+            "spec.traffic.outboundPortExclusionList[0]",
+            "between 1 and 65535, got 0",
+        ),
+        (
+            {"traffic": {"inboundPortExclusionList": [80, "81"]}},
+            "spec.traffic.inboundPortExclusionList[1]",
+            "got '81'",
+        ),
+        ({"traffic": "permissive"}, "spec.traffic", "must be an object"),
+    ],
+)
+def test_rejections(spec, field, reason):
+    with pytest.raises(ValidationError) as ei:
+        MeshConfig.from_k8s(mesh_config(**spec))
+    e = ei.value
+    assert (e.kind, e.namespace, e.name, e.field) == ("MeshConfig", "osm-system", "osm-mesh-config", field)
+    assert reason in e.reason
+    assert f"MeshConfig osm-system/osm-mesh-config: field {field}" in str(e)
