@@ -32,6 +32,7 @@ class MeshIndex:
     endpoints: dict[MeshService, tuple[ResolvedEndpoint, ...]] = field(default_factory=dict)
     splits: dict[NsName, TrafficSplit] = field(default_factory=dict)  # by (ns, apex)
     backend_apexes: dict[NsName, tuple[NsName, ...]] = field(default_factory=dict)  # backend -> apexes
+    services_by_ns: dict[str, list[tuple[NsName, Service]]] = field(default_factory=dict)
 
     @staticmethod
     def build(state: MeshState) -> MeshIndex:
@@ -53,6 +54,7 @@ class MeshIndex:
             if not st.is_monitored(key[0]):
                 continue
             self.services[key] = svc
+            self.services_by_ns.setdefault(key[0], []).append((key, svc))
             pods = tuple(p for p in pods_by_ns.get(key[0], ()) if match_labels(svc.selector, p.meta.labels))
             self.service_pods[key] = pods
             idents = sorted({ServiceIdentity(p.meta.namespace, p.service_account) for p in pods})
@@ -156,8 +158,8 @@ class MeshIndex:
 
     def services_for_pod(self, pod: Pod) -> tuple[MeshService, ...]:
         out: list[MeshService] = []
-        for key, svc in self.services.items():
-            if key[0] == pod.meta.namespace and match_labels(svc.selector, pod.meta.labels):
+        for key, svc in self.services_by_ns.get(pod.meta.namespace, ()):
+            if match_labels(svc.selector, pod.meta.labels):
                 out.extend(self.mesh_services.get(key, ()))
         return tuple(sorted(out))
 
