@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
 
 from osm.envoy import wire
 from osm.envoy.ads.cache import ProxyIdentity, ProxyRejected, XdsCache
@@ -44,6 +45,11 @@ _UPDATE = object()
 _CLOSED = object()
 
 
+@dataclass(frozen=True)
+class _BadRequest:
+    reason: str
+
+
 @dataclass
 class AdsStats:
     connected: int = 0
@@ -65,6 +71,7 @@ class ProxyStream:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     resources: ProxyResources | None = None
     update_pending: bool = False
+    backlog: list[Any] = field(default_factory=list)  # requests that arrived while no config could be built
     connected_at: float = field(default_factory=time.time)
 
     @property
@@ -189,10 +196,15 @@ class AdsServer:
     async def _read(requests: AsyncIterator[bytes], s: ProxyStream, parse: Callable[[bytes], Any]) -> None:
         try:
             async for raw in requests:
-                s.queue.put_nowait(parse(raw))
+                try:
+                    s.queue.put_nowait(parse(raw))
+                except DecodeError as e:
+                    log.warning("proxy %s: malformed request: %s", s.proxy.cn, e)
+                    s.queue.put_nowait(_BadRequest(f"malformed request: {e}"))
+                    return
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # the stream broke (client went away) or a request did not parse
+        except Exception as e:  # the stream broke (the client went away)
             log.debug("proxy %s: stream read ended: %s", s.proxy.cn, e)
         finally:
             s.queue.put_nowait(_CLOSED)
@@ -205,6 +217,19 @@ class AdsServer:
         if self.on_nack is not None:
             self.on_nack(s, type_url, message)
 
+    def _next_items(self, s: ProxyStream, item: Any) -> tuple[ProxyResources | None, list[Any]]:
+        """The resources to serve now, and the items to process (requests held while there were none)."""
+        if item is _UPDATE:
+            s.update_pending = False
+        if s.resources is None:
+            s.resources = self._compute(s)
+        if s.resources is None:
+            if item is not _UPDATE:
+                s.backlog.append(item)
+            return None, []
+        items, s.backlog = [*s.backlog, item], []
+        return s.resources, items
+
     async def _sotw(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
@@ -214,22 +239,22 @@ class AdsServer:
         reader = asyncio.create_task(self._read(requests, s, parse_sotw))
         try:
             while (item := await s.queue.get()) is not _CLOSED:
-                res = s.resources
-                if res is None:
-                    continue
-                if item is _UPDATE:
-                    s.update_pending = False
-                    out = machine.on_update(res)
-                else:
-                    nacks = machine.counters.nacks
-                    out = machine.on_request(item, res)
-                    if machine.counters.nacks != nacks and machine.last_nack is not None:
-                        self._log_nack(s, *machine.last_nack)
-                for r in out:
-                    self.stats.responses += 1
-                    yield wire.discovery_response(
-                        r.version, r.type_url, r.nonce, (x.any_bytes for x in r.resources)
-                    )
+                if isinstance(item, _BadRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
+                res, items = self._next_items(s, item)
+                for it in items:
+                    if it is _UPDATE:
+                        out = machine.on_update(res) if res is not None else []
+                    else:
+                        nacks = machine.counters.nacks
+                        out = machine.on_request(it, res) if res is not None else []
+                        if machine.counters.nacks != nacks and machine.last_nack is not None:
+                            self._log_nack(s, *machine.last_nack)
+                    for r in out:
+                        self.stats.responses += 1
+                        yield wire.discovery_response(
+                            r.version, r.type_url, r.nonce, (x.any_bytes for x in r.resources)
+                        )
         finally:
             reader.cancel()
             self._close(s)
@@ -243,26 +268,26 @@ class AdsServer:
         reader = asyncio.create_task(self._read(requests, s, parse_delta))
         try:
             while (item := await s.queue.get()) is not _CLOSED:
-                res = s.resources
-                if res is None:
-                    continue
-                if item is _UPDATE:
-                    s.update_pending = False
-                    out = machine.on_update(res)
-                else:
-                    nacks = machine.counters.nacks
-                    out = machine.on_request(item, res)
-                    if machine.counters.nacks != nacks and machine.last_nack is not None:
-                        self._log_nack(s, machine.last_nack[0], "", machine.last_nack[1])
-                for r in out:
-                    self.stats.responses += 1
-                    yield wire.delta_discovery_response(
-                        r.system_version,
-                        r.type_url,
-                        r.nonce,
-                        (x.delta_bytes() for x in r.resources),
-                        r.removed,
-                    )
+                if isinstance(item, _BadRequest):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
+                res, items = self._next_items(s, item)
+                for it in items:
+                    if it is _UPDATE:
+                        out = machine.on_update(res) if res is not None else []
+                    else:
+                        nacks = machine.counters.nacks
+                        out = machine.on_request(it, res) if res is not None else []
+                        if machine.counters.nacks != nacks and machine.last_nack is not None:
+                            self._log_nack(s, machine.last_nack[0], "", machine.last_nack[1])
+                    for r in out:
+                        self.stats.responses += 1
+                        yield wire.delta_discovery_response(
+                            r.system_version,
+                            r.type_url,
+                            r.nonce,
+                            (x.delta_bytes() for x in r.resources),
+                            r.removed,
+                        )
         finally:
             reader.cancel()
             self._close(s)

@@ -87,8 +87,11 @@ class SotwStream:
         self.counters.requests += 1
         st = self.types.get(req.type_url)
         if st is None:
-            st = self.types[req.type_url] = TypeState()
-        elif req.nonce and req.nonce != st.nonce:
+            # The first request of a type on this stream is always answered, even when it carries a nonce
+            # or an error from a previous stream: nonces do not survive a reconnect.
+            st = self.types[req.type_url] = TypeState(names=frozenset(req.names))
+            return [self._respond(req.type_url, st, resources)]
+        if req.nonce and req.nonce != st.nonce:
             self.counters.stale += 1
             return []
         if req.error is not None:

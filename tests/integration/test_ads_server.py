@@ -1,0 +1,568 @@
+"""The grpc.aio ADS server over mTLS on 127.0.0.1, with Python gRPC clients as proxies.
+
+The mesh is the bookstore example; a client certificate's CN names a pod by its stable proxy UUID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.rpc import status_pb2
+
+import osm
+import osm.envoy.ads.server as ads_server
+from osm.certificate.manager import CertificateManager
+from osm.certificate.tresor import TresorCA
+from osm.envoy.ads.cache import XdsCache
+from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
+from osm.local.source import ManifestSource, stable_proxy_uuid
+from osm.state.decode import ObjectKey, decode
+from osm.state.store import Store
+
+pytestmark = pytest.mark.asyncio
+
+EXAMPLE = Path(osm.__file__).resolve().parents[2] / "examples" / "bookstore"
+SERVER_CN = "ads.cluster.local"
+SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+TIMEOUT = 5.0
+QUIET = 0.5  # how long "nothing arrives" is watched
+
+BOOKBUYER_CLUSTERS = {"bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001", "passthrough-outbound"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def proxy_cn(
+    ns: str, pod: str, sa: str | None = None, *, kind: str = "sidecar", td: str = "cluster.local"
+) -> str:
+    return f"{stable_proxy_uuid(ns, pod)}.{kind}.{sa or pod}.{ns}.{td}"
+
+
+@dataclass
+class Mesh:
+    ca: TresorCA
+    store: Store
+    server: AdsServer
+    port: int
+
+    def push(self) -> int:
+        return self.server.update(self.store.snapshot())
+
+
+@contextlib.asynccontextmanager
+async def running_mesh() -> AsyncIterator[Mesh]:
+    ca = TresorCA.create(now=now())
+    certs = CertificateManager(ca, clock=now)
+    store = Store()
+    source = ManifestSource(EXAMPLE, store)
+    source.load()
+    assert not any(source.errors.values()), source.errors
+    server_cert = ca.issue(SERVER_CN, timedelta(hours=1), now=now())
+    creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, ca.trust_bundle_pem)
+    server = AdsServer(XdsCache(certs), address="127.0.0.1:0", credentials=creds)
+    server.update(store.snapshot())
+    port = await server.start()
+    try:
+        assert port > 0
+        yield Mesh(ca, store, server, port)
+    finally:
+        await server.stop(0)
+
+
+class Client:
+    """One xDS client stream; responses are pumped into a queue so every wait can be bounded."""
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        cn: str | None,
+        *,
+        delta: bool = False,
+        issuer: TresorCA | None = None,
+    ) -> None:
+        if cn is None:  # no client certificate at all
+            creds = grpc.ssl_channel_credentials(root_certificates=mesh.ca.root_cert_pem)
+        else:
+            cert = (issuer or mesh.ca).issue(cn, timedelta(hours=1), now=now())
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=mesh.ca.root_cert_pem,
+                private_key=cert.key_pem,
+                certificate_chain=cert.cert_pem,
+            )
+        self.channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{mesh.port}", creds, options=[("grpc.ssl_target_name_override", SERVER_CN)]
+        )
+        req: Any = discovery_pb2.DeltaDiscoveryRequest if delta else discovery_pb2.DiscoveryRequest
+        resp: Any = discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
+        self.call = self.channel.stream_stream(
+            DELTA if delta else SOTW,
+            request_serializer=req.SerializeToString,
+            response_deserializer=resp.FromString,
+        )()
+        self.responses: asyncio.Queue[Any] = asyncio.Queue()
+        self.received: list[Any] = []
+        self.error: grpc.aio.AioRpcError | None = None
+        self._pump = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for r in self.call:
+                self.received.append(r)
+                self.responses.put_nowait(r)
+        except grpc.aio.AioRpcError as e:
+            self.error = e
+        finally:
+            self.responses.put_nowait(None)  # end of stream
+
+    async def send(self, msg: Any) -> None:
+        await asyncio.wait_for(self.call.write(msg), TIMEOUT)
+
+    async def next(self, within: float = TIMEOUT) -> Any:
+        """The next response; None if the stream ended."""
+        return await asyncio.wait_for(self.responses.get(), within)
+
+    async def quiet(self, seconds: float = QUIET) -> bool:
+        """True when nothing arrives for `seconds`."""
+        try:
+            await asyncio.wait_for(self.responses.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def code(self) -> grpc.StatusCode:
+        return await asyncio.wait_for(self.call.code(), TIMEOUT)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await asyncio.wait_for(self._pump, TIMEOUT)
+        await self.channel.close()
+
+
+@contextlib.asynccontextmanager
+async def client(mesh: Mesh, cn: str | None, **kw: Any) -> AsyncIterator[Client]:
+    c = Client(mesh, cn, **kw)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def eventually(cond: Callable[[], bool], within: float = TIMEOUT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.01)
+
+
+def cluster_names(resp: discovery_pb2.DiscoveryResponse) -> set[str]:
+    out = set()
+    for a in resp.resources:
+        c = cluster_pb2.Cluster()
+        assert a.Unpack(c)
+        out.add(c.name)
+    return out
+
+
+def ack(resp: discovery_pb2.DiscoveryResponse, names: tuple[str, ...] = ()) -> discovery_pb2.DiscoveryRequest:
+    return discovery_pb2.DiscoveryRequest(
+        type_url=resp.type_url,
+        version_info=resp.version_info,
+        response_nonce=resp.nonce,
+        resource_names=names,
+    )
+
+
+async def subscribe(c: Client, type_url: str, names: tuple[str, ...] = ()) -> discovery_pb2.DiscoveryResponse:
+    """SotW request + ACK of its answer."""
+    await c.send(discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names))
+    resp = await c.next()
+    assert resp is not None, c.error
+    assert resp.type_url == type_url
+    await c.send(ack(resp, names))
+    return resp
+
+
+def total_acks(mesh: Mesh) -> int:
+    return sum(s.machine.counters.acks for s in mesh.server.streams.values())
+
+
+# ---- admitted proxies
+
+
+async def test_sotw_cds_for_a_real_pod() -> None:
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as c:
+        await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+        resp = await c.next()
+        assert resp is not None, c.error
+        assert resp.type_url == TYPE_CLUSTER
+        assert cluster_names(resp) == BOOKBUYER_CLUSTERS
+        assert resp.version_info != ""
+        assert resp.nonce != ""
+        await c.send(ack(resp))
+        assert await c.quiet()  # an ACK is not answered
+        [stream] = mesh.server.streams.values()
+        assert (stream.proxy.pod_namespace, stream.proxy.pod_name, stream.protocol) == (
+            "bookbuyer",
+            "bookbuyer",
+            "sotw",
+        )
+        assert mesh.server.stats.connects == 1
+        assert mesh.server.stats.rejected == 0
+
+
+async def test_delta_cds_and_eds_for_a_real_pod() -> None:
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer"), delta=True) as c:
+        await c.send(discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER))
+        cds = await c.next()
+        assert cds is not None, c.error
+        assert cds.type_url == TYPE_CLUSTER
+        assert {r.name for r in cds.resources} == BOOKBUYER_CLUSTERS
+        for r in cds.resources:
+            c_msg = cluster_pb2.Cluster()
+            assert r.resource.Unpack(c_msg)
+            assert c_msg.name == r.name
+            assert r.version != ""
+        assert list(cds.removed_resources) == []
+        await c.send(discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER, response_nonce=cds.nonce))
+
+        v1 = "bookstore/bookstore-v1|14001"
+        await c.send(
+            discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_ENDPOINT, resource_names_subscribe=[v1, "nope"])
+        )
+        eds = await c.next()
+        assert eds is not None, c.error
+        assert eds.type_url == TYPE_ENDPOINT
+        [res] = eds.resources
+        cla = endpoint_pb2.ClusterLoadAssignment()
+        assert res.resource.Unpack(cla)
+        assert cla.cluster_name == v1
+        addrs = [
+            (e.endpoint.address.socket_address.address, e.endpoint.address.socket_address.port_value)
+            for loc in cla.endpoints
+            for e in loc.lb_endpoints
+        ]
+        assert addrs == [("10.244.1.21", 14001)]
+        assert list(eds.removed_resources) == ["nope"]
+        await c.send(discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_ENDPOINT, response_nonce=eds.nonce))
+        assert await c.quiet()
+        [stream] = mesh.server.streams.values()
+        assert stream.protocol == "delta"
+
+
+# ---- refused proxies
+
+
+REFUSED = {
+    "unknown uuid": "00000000-0000-4000-8000-000000000000.sidecar.bookbuyer.bookbuyer.cluster.local",
+    "other service account": proxy_cn("bookbuyer", "bookbuyer", sa="bookthief"),
+    "other namespace and sa": (
+        f"{stable_proxy_uuid('bookbuyer', 'bookbuyer')}.sidecar.bookthief.bookthief.cluster.local"
+    ),
+    "malformed": "bookbuyer.cluster.local",
+    "other trust domain": proxy_cn("bookbuyer", "bookbuyer", td="example.org"),
+    "other proxy kind": proxy_cn("bookbuyer", "bookbuyer", kind="gateway"),
+}
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+async def test_proxies_not_matching_a_pod_are_refused(delta: bool) -> None:
+    async with running_mesh() as mesh:
+        for why, cn in REFUSED.items():
+            async with client(mesh, cn, delta=delta) as c:
+                req: Any = (
+                    discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER)
+                    if delta
+                    else discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER)
+                )
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await c.send(req)
+                assert await c.code() == grpc.StatusCode.PERMISSION_DENIED, why
+                assert await c.next() is None, why  # the stream ended ...
+                assert c.received == [], why  # ... without any configuration
+        assert mesh.server.stats.rejected == len(REFUSED)
+        assert mesh.server.stats.connects == 0
+        assert mesh.server.streams == {}
+
+
+@pytest.mark.parametrize("cert", ["other-ca", "none"])
+async def test_client_without_a_mesh_certificate_fails_the_handshake(cert: str) -> None:
+    async with running_mesh() as mesh:
+        rogue = TresorCA.create(now=now())
+        cn = proxy_cn("bookbuyer", "bookbuyer") if cert == "other-ca" else None
+        async with client(mesh, cn, issuer=rogue) as c:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+            assert await c.code() == grpc.StatusCode.UNAVAILABLE
+            assert await c.next() is None
+            assert c.received == []
+        assert mesh.server.stats.connects == 0
+        assert mesh.server.stats.rejected == 0  # never got as far as the handler
+
+
+# ---- pushes
+
+
+async def test_policy_change_pushes_new_cds_only_to_the_affected_proxy() -> None:
+    async with (
+        running_mesh() as mesh,
+        client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer,
+        client(mesh, proxy_cn("bookthief", "bookthief")) as thief,
+    ):
+        first = await subscribe(buyer, TYPE_CLUSTER)
+        assert cluster_names(first) == BOOKBUYER_CLUSTERS
+        await subscribe(thief, TYPE_CLUSTER)
+        await subscribe(thief, TYPE_LISTENER)
+        await eventually(lambda: total_acks(mesh) == 3)
+        thief_stream = next(s for s in mesh.server.streams.values() if s.proxy.pod_name == "bookthief")
+        thief_sent = thief_stream.machine.counters.responses
+
+        # Revoke every TrafficTarget to bookstore for bookbuyer. (Deleting only the v2 target would keep
+        # bookstore-v2's cluster: the bookstore apex TrafficSplit still references it.)
+        assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v1"))
+        assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v2"))
+        assert mesh.push() == 1  # only bookbuyer's resources changed
+
+        pushed = await buyer.next()
+        assert pushed is not None, buyer.error
+        assert pushed.type_url == TYPE_CLUSTER
+        assert cluster_names(pushed) == {"passthrough-outbound"}
+        assert pushed.nonce != first.nonce
+        assert pushed.version_info != first.version_info
+        await buyer.send(ack(pushed))
+
+        assert await thief.quiet()
+        assert thief_stream.machine.counters.responses == thief_sent
+        assert await buyer.quiet()  # one push, no repeats
+
+
+async def test_split_weight_change_pushes_only_rds() -> None:
+    rds = "rds-outbound.14001"
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        await subscribe(buyer, TYPE_CLUSTER)
+        await subscribe(buyer, TYPE_LISTENER)
+        before = await subscribe(buyer, TYPE_ROUTE, (rds,))
+        await eventually(lambda: total_acks(mesh) == 3)
+
+        split = decode(
+            {
+                "apiVersion": "split.smi-spec.io/v1alpha2",
+                "kind": "TrafficSplit",
+                "metadata": {"name": "bookstore-split", "namespace": "bookstore"},
+                "spec": {
+                    "service": "bookstore.bookstore",
+                    "backends": [
+                        {"service": "bookstore-v1", "weight": 10},
+                        {"service": "bookstore-v2", "weight": 90},
+                    ],
+                },
+            }
+        )
+        assert split is not None
+        assert mesh.store.apply(split)
+        assert mesh.push() == 1
+
+        pushed = await buyer.next()
+        assert pushed is not None, buyer.error
+        assert pushed.type_url == TYPE_ROUTE
+        assert pushed.version_info != before.version_info
+        [a] = pushed.resources
+        rc = route_pb2.RouteConfiguration()
+        assert a.Unpack(rc)
+        assert rc.name == rds
+        [apex] = [vh for vh in rc.virtual_hosts if "bookstore.bookstore" in vh.domains]
+        weights = {w.name: w.weight.value for r in apex.routes for w in r.route.weighted_clusters.clusters}
+        assert weights == {"bookstore/bookstore-v1|14001": 10, "bookstore/bookstore-v2|14001": 90}
+        await buyer.send(ack(pushed, (rds,)))
+        assert await buyer.quiet()  # no CDS or LDS push
+
+
+async def test_snapshot_without_changes_wakes_nobody() -> None:
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        await subscribe(buyer, TYPE_CLUSTER)
+        await eventually(lambda: total_acks(mesh) == 1)
+        assert mesh.push() == 0
+        assert await buyer.quiet()
+
+
+async def test_nack_over_the_wire_is_counted_and_not_answered() -> None:
+    seen: list[tuple[str, str]] = []
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        mesh.server.on_nack = lambda s, type_url, msg: seen.append((type_url, msg))
+        await buyer.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+        resp = await buyer.next()
+        assert resp is not None, buyer.error
+        await buyer.send(
+            discovery_pb2.DiscoveryRequest(
+                type_url=TYPE_CLUSTER,
+                response_nonce=resp.nonce,
+                error_detail=status_pb2.Status(code=3, message="cluster rejected"),
+            )
+        )
+        await eventually(lambda: mesh.server.stats.nacks == 1)
+        assert seen == [(TYPE_CLUSTER, "cluster rejected")]
+        assert mesh.push() == 0
+        assert await buyer.quiet()
+
+
+async def test_stop_ends_connected_streams() -> None:
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        await subscribe(buyer, TYPE_CLUSTER)
+        await eventually(lambda: len(mesh.server.streams) == 1)
+        await mesh.server.stop(0)
+        assert await buyer.next() is None  # the stream ended
+        await eventually(lambda: len(mesh.server.streams) == 0)
+
+
+async def test_request_during_failed_generation_is_answered_once_config_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = True
+    real_resources = XdsCache.resources
+    parsed = asyncio.Event()
+    real_parse = ads_server.parse_sotw
+
+    def resources(self: XdsCache, group: Any) -> Any:
+        if broken:
+            raise RuntimeError("generator bug")
+        return real_resources(self, group)
+
+    def parse(raw: bytes) -> Any:
+        req = real_parse(raw)
+        parsed.set()
+        return req
+
+    monkeypatch.setattr(XdsCache, "resources", resources)
+    monkeypatch.setattr(ads_server, "parse_sotw", parse)
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        await buyer.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+        await asyncio.wait_for(parsed.wait(), TIMEOUT)
+        [stream] = mesh.server.streams.values()
+        await eventually(lambda: stream.queue.empty())  # the request was taken off the queue
+        assert stream.resources is None
+        broken = False
+        assert mesh.push() == 1
+        resp = await buyer.next(2.0)
+        assert resp is not None
+        assert cluster_names(resp) == BOOKBUYER_CLUSTERS
+
+
+async def test_pod_in_an_unmonitored_namespace_is_refused() -> None:
+    async with running_mesh() as mesh:
+        ns = decode({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bookthief"}})
+        assert ns is not None
+        assert mesh.store.apply(ns)  # drops the monitored-by label
+        mesh.push()
+        async with client(mesh, proxy_cn("bookthief", "bookthief")) as c:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+            assert await c.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert c.received == []
+        assert mesh.server.stats.rejected == 1
+
+
+async def test_push_of_every_type_arrives_in_cds_eds_lds_rds_sds_order() -> None:
+    v1, v2 = "bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001"
+    secrets = (
+        "root-cert-for-mtls-inbound:bookbuyer/bookbuyer",
+        "root-cert-for-mtls-outbound:bookstore/bookstore-v1",
+        "root-cert-for-mtls-outbound:bookstore/bookstore-v2",
+        "service-cert:bookbuyer/bookbuyer",
+    )
+    subscriptions = [
+        (TYPE_CLUSTER, ()),
+        (TYPE_ENDPOINT, (v1, v2)),
+        (TYPE_LISTENER, ()),
+        (TYPE_ROUTE, ("rds-outbound.14001",)),
+        (TYPE_SECRET, secrets),
+    ]
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        for type_url, names in subscriptions:
+            resp = await subscribe(buyer, type_url, names)
+            assert resp.resources
+            assert len(resp.resources) == len(names) or not names  # every requested name exists
+        await eventually(lambda: total_acks(mesh) == len(subscriptions))
+
+        assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v1"))
+        assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v2"))
+        assert mesh.push() == 1
+
+        pushed = [await buyer.next() for _ in subscriptions]
+        assert None not in pushed, buyer.error
+        assert [p.type_url for p in pushed] == [t for t, _ in subscriptions]
+        by_type = {p.type_url: p for p in pushed}
+        assert cluster_names(by_type[TYPE_CLUSTER]) == {"passthrough-outbound"}
+        assert len(by_type[TYPE_ENDPOINT].resources) == 0  # the bookstore CLAs are gone
+        assert len(by_type[TYPE_ROUTE].resources) == 0
+        assert len(by_type[TYPE_SECRET].resources) == 2  # the outbound roots for bookstore are gone
+        assert await buyer.quiet()
+
+
+async def test_disconnect_forgets_the_stream() -> None:
+    async with running_mesh() as mesh:
+        async with client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+            await subscribe(buyer, TYPE_CLUSTER)
+            await eventually(lambda: mesh.server.stats.connected == 1)
+        await eventually(lambda: mesh.server.streams == {})
+        assert mesh.server.stats.connected == 0
+        assert mesh.server.stats.connects == 1
+        assert mesh.push() == 0  # nobody left to wake
+
+
+async def test_delta_reconnect_with_initial_versions_sends_only_what_is_missing() -> None:
+    cn = proxy_cn("bookbuyer", "bookbuyer")
+    async with running_mesh() as mesh:
+        async with client(mesh, cn, delta=True) as first:
+            await first.send(discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER))
+            cds = await first.next()
+            assert cds is not None, first.error
+            have = {r.name: r.version for r in cds.resources}
+        assert set(have) == BOOKBUYER_CLUSTERS
+        del have["passthrough-outbound"]
+        have["bookstore/retired|14001"] = "v-old"
+        async with client(mesh, cn, delta=True) as again:
+            await again.send(
+                discovery_pb2.DeltaDiscoveryRequest(type_url=TYPE_CLUSTER, initial_resource_versions=have)
+            )
+            resp = await again.next()
+            assert resp is not None, again.error
+            assert [r.name for r in resp.resources] == ["passthrough-outbound"]
+            assert list(resp.removed_resources) == ["bookstore/retired|14001"]
+
+
+async def test_a_malformed_request_ends_the_stream_with_invalid_argument() -> None:
+    async with running_mesh() as mesh:
+        cert = mesh.ca.issue(proxy_cn("bookbuyer", "bookbuyer"), timedelta(hours=1), now=now())
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=mesh.ca.root_cert_pem, private_key=cert.key_pem, certificate_chain=cert.cert_pem
+        )
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{mesh.port}", creds, options=[("grpc.ssl_target_name_override", SERVER_CN)]
+        )
+        try:
+            call = channel.stream_stream(SOTW, request_serializer=None, response_deserializer=None)()
+            await asyncio.wait_for(call.write(b"\xff\xff\xff"), TIMEOUT)  # not a DiscoveryRequest
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await asyncio.wait_for(call.read(), TIMEOUT)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "malformed request" in (err.value.details() or "")
+        finally:
+            await channel.close()

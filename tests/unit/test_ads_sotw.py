@@ -1,0 +1,327 @@
+"""State-of-the-world ADS state machine (SotwStream) driven with fake requests."""
+
+from __future__ import annotations
+
+import itertools
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from google.protobuf import duration_pb2
+
+from osm.envoy.ads.sotw import Request, Response, SotwStream
+from osm.envoy.types import (
+    ORDER,
+    TYPE_CLUSTER,
+    TYPE_ENDPOINT,
+    TYPE_LISTENER,
+    TYPE_ROUTE,
+    TYPE_SECRET,
+    ProxyResources,
+    Resource,
+    content_version,
+)
+
+
+def cluster(name: str, timeout_s: int = 1) -> Resource:
+    msg = cluster_pb2.Cluster(name=name, connect_timeout=duration_pb2.Duration(seconds=timeout_s))
+    return Resource.from_message(TYPE_CLUSTER, name, msg)
+
+
+def cla(name: str, *ips: str) -> Resource:
+    eps = [
+        endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(
+                address=address_pb2.Address(
+                    socket_address=address_pb2.SocketAddress(address=ip, port_value=8080)
+                )
+            )
+        )
+        for ip in ips
+    ]
+    msg = endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=eps)]
+    )
+    return Resource.from_message(TYPE_ENDPOINT, name, msg)
+
+
+def listener(name: str, port: int) -> Resource:
+    msg = listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=port)
+        ),
+    )
+    return Resource.from_message(TYPE_LISTENER, name, msg)
+
+
+def route(name: str, domain: str) -> Resource:
+    msg = route_pb2.RouteConfiguration(
+        name=name, virtual_hosts=[route_components_pb2.VirtualHost(name="vh", domains=[domain])]
+    )
+    return Resource.from_message(TYPE_ROUTE, name, msg)
+
+
+def secret(name: str, sni: str = "a") -> Resource:
+    msg = secret_pb2.Secret(
+        name=name, generic_secret=secret_pb2.GenericSecret(secret=base_pb2.DataSource(inline_string=sni))
+    )
+    return Resource.from_message(TYPE_SECRET, name, msg)
+
+
+def base(
+    *,
+    cds_timeout: int = 1,
+    eds_ip: str = "10.0.0.1",
+    lds_port: int = 15001,
+    rds_domain: str = "a.example",
+    sni: str = "a",
+) -> list[Resource]:
+    """A full resource set for one proxy; each keyword changes the content of one type."""
+    return [
+        cluster("a", cds_timeout),
+        cluster("b"),
+        cla("a", eds_ip),
+        cla("b", "10.0.0.2"),
+        listener("outbound", lds_port),
+        route("rds-out", rds_domain),
+        secret("cert", sni),
+    ]
+
+
+NAMED = {TYPE_ENDPOINT: ("a", "b"), TYPE_ROUTE: ("rds-out",), TYPE_SECRET: ("cert",)}
+
+
+def names(resp: Response) -> list[str]:
+    return [r.name for r in resp.resources]
+
+
+def ack(resp: Response, names: tuple[str, ...] = ()) -> Request:
+    return Request(resp.type_url, version_info=resp.version, nonce=resp.nonce, names=names)
+
+
+def subscribe_all(s: SotwStream, pr: ProxyResources) -> dict[str, Response]:
+    """Request every type (EDS/RDS/SDS by name) and ACK each answer; returns the answers."""
+    out = {}
+    for t in ORDER:
+        [resp] = s.on_request(Request(t, names=NAMED.get(t, ())), pr)
+        assert s.on_request(ack(resp, NAMED.get(t, ())), pr) == []
+        out[t] = resp
+    return out
+
+
+# ---- initial request, ACK, ignored type URLs
+
+
+def test_initial_wildcard_cds_request_gets_every_cluster_with_content_version_and_nonce() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_CLUSTER), pr)
+    assert resp.type_url == TYPE_CLUSTER
+    assert names(resp) == ["a", "b"]
+    assert resp.resources == (pr.get(TYPE_CLUSTER)["a"], pr.get(TYPE_CLUSTER)["b"])
+    assert resp.version == content_version(pr.get(TYPE_CLUSTER).values())
+    assert resp.version == pr.versions[TYPE_CLUSTER]
+    assert resp.nonce != ""
+
+
+def test_cds_explicit_names_are_ignored_for_wildcard_types() -> None:
+    pr = ProxyResources.of(base())
+    [resp] = SotwStream().on_request(Request(TYPE_CLUSTER, names=("a",)), pr)
+    assert names(resp) == ["a", "b"]
+
+
+def test_ack_of_cds_gets_no_response() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_CLUSTER), pr)
+    assert s.on_request(ack(resp), pr) == []
+    assert s.counters.acks == 1
+    assert s.counters.responses == 1
+    assert s.types[TYPE_CLUSTER].acked_version == resp.version
+
+
+def test_nonces_are_distinct_across_types_and_responses() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    answers = subscribe_all(s, pr)
+    assert len({r.nonce for r in answers.values()}) == len(ORDER)
+
+
+def test_unknown_and_empty_type_urls_are_ignored() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    assert s.on_request(Request("type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"), pr) == []
+    assert s.on_request(Request(""), pr) == []
+    assert s.counters.requests == 0
+    assert s.counters.responses == 0
+    # nothing was subscribed, so nothing is ever pushed
+    assert s.on_update(ProxyResources.of(base(cds_timeout=9))) == []
+
+
+# ---- EDS by name
+
+
+def test_eds_request_returns_only_the_requested_names() -> None:
+    pr = ProxyResources.of([*base(), cla("c", "10.0.0.3")])
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_ENDPOINT, names=("c", "a")), pr)
+    assert names(resp) == ["a", "c"]
+    assert resp.version == content_version([pr.get(TYPE_ENDPOINT)["a"], pr.get(TYPE_ENDPOINT)["c"]])
+    assert resp.version != pr.versions[TYPE_ENDPOINT]  # a subset, not the whole type
+
+
+def test_eds_request_with_changed_names_on_the_last_nonce_is_answered() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr)
+    [second] = s.on_request(ack(first, ("a", "b")), pr)
+    assert names(second) == ["a", "b"]
+    assert second.nonce != first.nonce
+    assert second.version != first.version
+
+
+def test_eds_ack_with_the_same_names_is_not_answered() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    assert s.on_request(ack(first, ("b", "a")), pr) == []
+
+
+def test_eds_names_dropped_to_empty_after_explicit_names_answers_an_empty_set() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr)
+    [resp] = s.on_request(ack(first, ()), pr)
+    assert resp.resources == ()
+
+
+def test_requested_but_missing_eds_name_is_sent_when_it_appears() -> None:
+    s = SotwStream()
+    pr = ProxyResources.of(base())
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "late")), pr)
+    assert names(first) == ["a"]
+    s.on_request(ack(first, ("a", "late")), pr)
+    [push] = s.on_update(ProxyResources.of([*base(), cla("late", "10.0.0.9")]))
+    assert names(push) == ["a", "late"]
+
+
+# ---- stale nonces
+
+
+def test_request_with_an_older_nonce_is_ignored_and_counted_stale() -> None:
+    pr1 = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr1)
+    [pushed] = s.on_update(ProxyResources.of(base(eds_ip="10.9.9.9")))
+    assert pushed.nonce != first.nonce
+    # the client's reply to the first response arrives after the push: stale, even with new names
+    assert s.on_request(ack(first, ("a", "b")), pr1) == []
+    assert s.counters.stale == 1
+    assert s.counters.acks == 0
+    # a NACK carrying the stale nonce is not a NACK of the latest version either
+    stale_nack = Request(TYPE_ENDPOINT, nonce=first.nonce, names=("a",), error="old")
+    assert s.on_request(stale_nack, pr1) == []
+    assert s.counters.stale == 2
+    assert s.counters.nacks == 0
+    assert s.last_nack is None
+
+
+# ---- NACK
+
+
+def test_nack_is_counted_recorded_and_never_answered_with_the_same_resources() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_CLUSTER), pr)
+    nack = Request(TYPE_CLUSTER, version_info="", nonce=resp.nonce, error="cluster a: bad timeout")
+    assert s.on_request(nack, pr) == []
+    assert s.counters.nacks == 1
+    assert s.counters.acks == 0
+    assert s.last_nack == (TYPE_CLUSTER, resp.version, "cluster a: bad timeout")
+    # the same resources again (even as a freshly built, equal ProxyResources): no resend loop
+    assert s.on_update(pr) == []
+    assert s.on_update(ProxyResources.of(base())) == []
+    # a change of another type the stream did not ask for does not resend CDS either
+    assert s.on_update(ProxyResources.of(base(lds_port=1))) == []
+    # the fix goes out
+    fixed = ProxyResources.of(base(cds_timeout=5))
+    [fix] = s.on_update(fixed)
+    assert fix.type_url == TYPE_CLUSTER
+    assert fix.version == fixed.versions[TYPE_CLUSTER]
+    assert fix.version != resp.version
+    assert fix.nonce not in (resp.nonce, "")
+
+
+# ---- push ordering and scoping
+
+
+def test_update_of_every_type_is_pushed_in_cds_eds_lds_rds_sds_order() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    changed = ProxyResources.of(base(cds_timeout=2, eds_ip="10.1.1.1", lds_port=2, rds_domain="b", sni="b"))
+    out = s.on_update(changed)
+    assert [r.type_url for r in out] == list(ORDER)
+    for r in out:
+        wanted = NAMED.get(r.type_url)
+        expect = changed.get(r.type_url)
+        assert r.resources == tuple(expect[n] for n in sorted(wanted or expect))
+
+
+def test_pushes_for_a_subset_of_types_keep_the_order() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    out = s.on_update(ProxyResources.of(base(sni="z", lds_port=7, rds_domain="q")))
+    assert [r.type_url for r in out] == [TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET]
+
+
+def test_cds_change_forces_an_eds_response_even_when_endpoints_are_unchanged() -> None:
+    s = SotwStream()
+    before = subscribe_all(s, ProxyResources.of(base()))
+    after = ProxyResources.of(base(cds_timeout=3))
+    out = s.on_update(after)
+    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT]
+    eds = out[1]
+    assert eds.resources == before[TYPE_ENDPOINT].resources  # same CLAs ...
+    assert eds.nonce != before[TYPE_ENDPOINT].nonce  # ... in a new response
+
+
+def test_types_never_requested_are_never_pushed() -> None:
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_CLUSTER), ProxyResources.of(base()))
+    s.on_request(ack(resp), ProxyResources.of(base()))
+    out = s.on_update(
+        ProxyResources.of(base(cds_timeout=2, eds_ip="10.1.1.1", lds_port=2, rds_domain="b", sni="b"))
+    )
+    assert [r.type_url for r in out] == [TYPE_CLUSTER]  # no EDS push either: EDS was never requested
+
+
+def test_update_that_changes_nothing_sends_nothing() -> None:
+    s = SotwStream(nonces=itertools.count(100))
+    subscribe_all(s, ProxyResources.of(base()))
+    sent = s.counters.responses
+    assert s.on_update(ProxyResources.of(base())) == []
+    # a change to an EDS resource this stream did not request sends nothing either
+    assert s.on_update(ProxyResources.of([*base(), cla("unrequested", "10.7.7.7")])) == []
+    assert s.counters.responses == sent
+
+
+def test_cluster_removal_is_pushed_as_the_complete_remaining_set() -> None:
+    s = SotwStream()
+    [resp] = s.on_request(Request(TYPE_CLUSTER), ProxyResources.of(base()))
+    s.on_request(ack(resp), ProxyResources.of(base()))
+    smaller = ProxyResources.of([r for r in base() if not (r.type_url == TYPE_CLUSTER and r.name == "b")])
+    [push] = s.on_update(smaller)
+    assert names(push) == ["a"]
+    assert push.version == smaller.versions[TYPE_CLUSTER]
+
+
+def test_first_request_carrying_a_nonce_from_a_previous_stream_is_answered() -> None:
+    # Nonces do not survive a stream restart: a reconnecting client's first request is not an ACK.
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    out = s.on_request(Request(TYPE_CLUSTER, version_info="v-old", nonce="17"), pr)
+    assert [names(r) for r in out] == [["a", "b"]]
