@@ -227,7 +227,7 @@ def test_nack_is_counted_not_answered_and_not_resent_until_changed() -> None:
     assert s.on_request(DeltaRequest(TYPE_CLUSTER, nonce=resp.nonce, error="bad cluster a"), pr) == []
     assert s.counters.nacks == 1
     assert s.counters.acks == 0
-    assert s.last_nack == (TYPE_CLUSTER, "bad cluster a")
+    assert s.last_nack == (TYPE_CLUSTER, "", "bad cluster a")
     assert s.on_update(pr) == []
     assert s.on_update(mesh()) == []
     fixed = mesh(a_timeout=3)

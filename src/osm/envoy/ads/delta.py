@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from osm.envoy import wire
 from osm.envoy.ads.sotw import Counters
 from osm.envoy.types import ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, WILDCARD_TYPES, ProxyResources, Resource
 
@@ -37,6 +38,15 @@ class DeltaResponse:
     removed: tuple[str, ...]
     system_version: str
 
+    def encode(self) -> bytes:
+        return wire.delta_discovery_response(
+            self.system_version,
+            self.type_url,
+            self.nonce,
+            (r.delta_bytes() for r in self.resources),
+            self.removed,
+        )
+
 
 @dataclass
 class DeltaTypeState:
@@ -53,7 +63,7 @@ class DeltaStream:
         self.types: dict[str, DeltaTypeState] = {}
         self.counters = Counters()
         self._nonces = nonces if nonces is not None else itertools.count(1)
-        self.last_nack: tuple[str, str] | None = None  # (type_url, message)
+        self.last_nack: tuple[str, str, str] | None = None  # (type_url, version (none in delta), message)
         self._system_version = 0
 
     def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
@@ -71,7 +81,7 @@ class DeltaStream:
         if req.error is not None:
             self.counters.nacks += 1
             st.last_error = req.error
-            self.last_nack = (req.type_url, req.error)
+            self.last_nack = (req.type_url, "", req.error)
         elif req.nonce:
             self.counters.acks += 1
         for n in req.subscribe:

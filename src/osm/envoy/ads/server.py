@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,9 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
-from osm.envoy import wire
 from osm.envoy.ads.cache import ProxyIdentity, ProxyRejected, XdsCache
-from osm.envoy.ads.delta import DeltaRequest, DeltaStream
-from osm.envoy.ads.sotw import Request, SotwStream
+from osm.envoy.ads.delta import DeltaRequest, DeltaResponse, DeltaStream
+from osm.envoy.ads.sotw import Request, Response, SotwStream
 from osm.envoy.types import SHORT, ProxyResources
 from osm.models.identity import ServiceIdentity
 from osm.state.snapshot import MeshState
@@ -230,67 +229,48 @@ class AdsServer:
         items, s.backlog = [*s.backlog, item], []
         return s.resources, items
 
-    async def _sotw(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    async def _serve(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, protocol: str
     ) -> AsyncIterator[bytes]:
-        s = await self._admit(context, "sotw")
-        assert isinstance(s.machine, SotwStream)
+        s = await self._admit(context, protocol)
         machine = s.machine
-        reader = asyncio.create_task(self._read(requests, s, parse_sotw))
+        reader = asyncio.create_task(
+            self._read(requests, s, parse_sotw if protocol == "sotw" else parse_delta)
+        )
         try:
             while (item := await s.queue.get()) is not _CLOSED:
                 if isinstance(item, _BadRequest):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
                 res, items = self._next_items(s, item)
+                if res is None:
+                    continue
                 for it in items:
                     if it is _UPDATE:
-                        out = machine.on_update(res) if res is not None else []
+                        out: Sequence[Response | DeltaResponse] = machine.on_update(res)
                     else:
                         nacks = machine.counters.nacks
-                        out = machine.on_request(it, res) if res is not None else []
+                        out = machine.on_request(it, res)
                         if machine.counters.nacks != nacks and machine.last_nack is not None:
                             self._log_nack(s, *machine.last_nack)
                     for r in out:
                         self.stats.responses += 1
-                        yield wire.discovery_response(
-                            r.version, r.type_url, r.nonce, (x.any_bytes for x in r.resources)
-                        )
+                        yield r.encode()
         finally:
             reader.cancel()
             self._close(s)
 
+    # grpc needs async generator functions as stream handlers.
+    async def _sotw(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        async for out in self._serve(requests, context, "sotw"):
+            yield out
+
     async def _delta(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        s = await self._admit(context, "delta")
-        assert isinstance(s.machine, DeltaStream)
-        machine = s.machine
-        reader = asyncio.create_task(self._read(requests, s, parse_delta))
-        try:
-            while (item := await s.queue.get()) is not _CLOSED:
-                if isinstance(item, _BadRequest):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
-                res, items = self._next_items(s, item)
-                for it in items:
-                    if it is _UPDATE:
-                        out = machine.on_update(res) if res is not None else []
-                    else:
-                        nacks = machine.counters.nacks
-                        out = machine.on_request(it, res) if res is not None else []
-                        if machine.counters.nacks != nacks and machine.last_nack is not None:
-                            self._log_nack(s, machine.last_nack[0], "", machine.last_nack[1])
-                    for r in out:
-                        self.stats.responses += 1
-                        yield wire.delta_discovery_response(
-                            r.system_version,
-                            r.type_url,
-                            r.nonce,
-                            (x.delta_bytes() for x in r.resources),
-                            r.removed,
-                        )
-        finally:
-            reader.cancel()
-            self._close(s)
+        async for out in self._serve(requests, context, "delta"):
+            yield out
 
 
 def parse_sotw(raw: bytes) -> Request:

@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from osm.envoy import wire
 from osm.envoy.types import (
     ORDER,
     TYPE_CLUSTER,
@@ -39,6 +40,11 @@ class Response:
     version: str
     nonce: str
     resources: tuple[Resource, ...]
+
+    def encode(self) -> bytes:
+        return wire.discovery_response(
+            self.version, self.type_url, self.nonce, (r.any_bytes for r in self.resources)
+        )
 
 
 @dataclass
