@@ -41,6 +41,7 @@ class XdsCache:
         self.catalog: MeshCatalog | None = None
         self._groups: dict[ProxyGroup, ProxyResources] = {}
         self._cn_identity: dict[str, ServiceIdentity] = {}
+        self._warned: set[str] = set()
 
     def identity_for_cn(self, cn: str) -> ServiceIdentity | None:
         """The identity whose service certificate has this CN (known once it was issued through here)."""
@@ -53,8 +54,10 @@ class XdsCache:
         self.catalog.trust_domain = self.trust_domain
         self.generator.new_generation()
         self._groups = {}
-        for w in self.catalog.warnings:
+        warnings = set(self.catalog.warnings)
+        for w in sorted(warnings - self._warned):  # each problem once, not on every snapshot
             log.warning("%s", w)
+        self._warned = warnings
 
     def invalidate_identity(self, identity: ServiceIdentity) -> None:
         """Forget cached resources of groups of one identity (its certificate was rotated)."""
