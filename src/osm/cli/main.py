@@ -77,6 +77,112 @@ def bootstrap_cmd(
     click.echo(f"wrote {written.path} (node {written.node_id})")
 
 
+STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/var/lib/osm-local",
+    show_default=True,
+    envvar="OSM_LOCAL_STATE_DIR",
+    help="where the local mesh keeps its state",
+)
+
+
+def _local_errors() -> tuple[type[Exception], ...]:
+    from osm.local.preflight import PreflightError
+    from osm.local.up import LocalError
+
+    return (LocalError, PreflightError)
+
+
+@local.command("up")
+@click.argument("manifests", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@STATE_DIR_OPTION
+@click.option("--detach", "-d", is_flag=True, help="run in the background; stop with `osm local down`")
+@click.option("--xds", type=click.Choice(["sotw", "delta"]), default="sotw", show_default=True)
+def up_cmd(manifests: Path, state_dir: Path, detach: bool, xds: str) -> None:
+    """Run the mesh in MANIFESTS on this machine (root, Linux): pods as network namespaces, real Envoys."""
+    from osm.local import up
+
+    try:
+        rc = up.up(manifests, state_dir, detach=detach, xds=xds)
+    except _local_errors() as e:
+        raise click.ClickException(str(e)) from None
+    if detach:
+        click.echo(f"local mesh running (state in {state_dir}); `osm local status`, `osm local down`")
+    raise SystemExit(rc)
+
+
+@local.command("down")
+@STATE_DIR_OPTION
+def down_cmd(state_dir: Path) -> None:
+    """Stop the local mesh and remove every namespace, link, rule and process it made."""
+    from osm.local import up
+
+    removed = up.down(state_dir)
+    click.echo(f"local mesh stopped; removed {len(removed)} network namespaces")
+
+
+@local.command("status")
+@STATE_DIR_OPTION
+def status_cmd(state_dir: Path) -> None:
+    """List the local mesh's pods."""
+    from osm.local import up
+
+    status = up.read_status(state_dir)
+    if status is None or up.node_pid(state_dir) is None:
+        raise click.ClickException(f"no local mesh is running on {state_dir}")
+    rows = [("NAMESPACE", "NAME", "READY", "IP", "SIDECAR", "RESTARTS")]
+    for p in status["pods"]:
+        restarts = sum(c["restarts"] for c in p["containers"])
+        rows.append(
+            (
+                p["namespace"],
+                p["name"],
+                "yes" if p["ready"] else "no",
+                p["ip"],
+                "envoy" if p["meshed"] else "-",
+                str(restarts),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+@local.command("logs")
+@click.argument("pod")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-c", "--container", default=None, help="envoy, or an app container")
+@STATE_DIR_OPTION
+def logs_cmd(pod: str, namespace: str, container: str | None, state_dir: Path) -> None:
+    """Print a container's log."""
+    from osm.local import up
+
+    try:
+        path = up.log_path(state_dir, namespace, pod, container)
+    except _local_errors() as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(path.read_text(errors="replace") if path.exists() else "", nl=False)
+
+
+@local.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("pod")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@STATE_DIR_OPTION
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def exec_cmd(pod: str, namespace: str, state_dir: Path, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside POD's network namespace (osm local exec POD -n NS -- CMD...)."""
+    import os
+
+    from osm.local import up
+
+    try:
+        argv = up.exec_argv(state_dir, namespace, pod, list(command))
+    except _local_errors() as e:
+        raise click.ClickException(str(e)) from None
+    os.execvp(argv[0], argv)
+
+
 def main() -> None:
     cli(prog_name="osm")
 

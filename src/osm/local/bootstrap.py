@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from osm.certificate.tresor import TresorCA
-from osm.envoy.bootstrap.bootstrap import FILE_BOOTSTRAP, FILE_KEY, BootstrapParams, bootstrap_files
+from osm.envoy.bootstrap.bootstrap import (
+    FILE_BOOTSTRAP,
+    FILE_KEY,
+    BootstrapParams,
+    ProbeRoute,
+    bootstrap_files,
+)
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
 from osm.models.k8s import Pod
 from osm.state.decode import ObjectKey
@@ -49,6 +55,7 @@ def write_bootstrap(
     admin_port: int = 15000,
     xds: str = "sotw",
     trust_domain: str = "cluster.local",
+    probes: tuple[ProbeRoute, ...] = (),
 ) -> WrittenBootstrap:
     now = datetime.now(UTC)
     ca = TresorCA.load_or_create(state_dir, now=now)
@@ -67,6 +74,7 @@ def write_bootstrap(
         config_dir=str(out.resolve()),
         admin_port=admin_port,
         xds=xds,
+        probes=probes,
     )
     out.mkdir(parents=True, exist_ok=True)
     for name, content in bootstrap_files(params, cert.cert_pem, cert.key_pem, ca.trust_bundle_pem).items():

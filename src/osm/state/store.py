@@ -28,6 +28,7 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+Mutator = Callable[[MeshObject], MeshObject]
 
 
 class Store:
@@ -38,6 +39,7 @@ class Store:
     ) -> None:
         self._objects: dict[ObjectKey, MeshObject] = {}
         self._listeners: list[Listener] = []
+        self._mutators: list[Mutator] = []
         self._version = 0
         self.mesh_name = mesh_name
         self.osm_namespace = osm_namespace
@@ -45,6 +47,10 @@ class Store:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_mutator(self, mutator: Mutator) -> None:
+        """Admission: every applied object passes through the mutators (e.g. ClusterIP allocation)."""
+        self._mutators.append(mutator)
 
     def _emit(self, event: Event) -> None:
         for listener in list(self._listeners):
@@ -55,6 +61,8 @@ class Store:
 
     def apply(self, obj: MeshObject) -> bool:
         """Add or update an object; returns True when it changed."""
+        for mutate in self._mutators:
+            obj = mutate(obj)
         key = key_of(obj)
         old = self._objects.get(key)
         if old == obj:
@@ -72,6 +80,9 @@ class Store:
 
     def get(self, key: ObjectKey) -> MeshObject | None:
         return self._objects.get(key)
+
+    def values(self) -> list[MeshObject]:
+        return list(self._objects.values())
 
     def keys(self) -> Iterator[ObjectKey]:
         return iter(list(self._objects))

@@ -34,10 +34,12 @@ HTTP_PROTOCOLS = ("http", "grpc")
 
 
 def downstream_tls(identity: ServiceIdentity, tls: TLSSettings) -> Any:
+    # No ALPN on the server side: the filter chain matches the client's offered "osm", but nothing is
+    # negotiated, so the HTTP connection manager sniffs HTTP/2 (sidecar to sidecar) or HTTP/1.1 itself.
+    # Negotiating "osm" would pin the codec to HTTP/1.1 and break HTTP/2 from the upstream sidecar.
     ctx = tls_pb2.DownstreamTlsContext(
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_params=tls_params(tls),
-            alpn_protocols=[ALPN_MESH],
             tls_certificate_sds_secret_configs=[sds_ref(names.service_cert(identity))],
             validation_context_sds_secret_config=sds_ref(names.inbound_root(identity)),
         ),

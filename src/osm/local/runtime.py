@@ -1,0 +1,436 @@
+"""The local runtime: kubelet, endpoints controller and kube-proxy for a directory of manifests.
+
+It watches the same Store as the control plane. Each pod becomes a network namespace on the node's
+bridge; a meshed pod gets exactly what the injector would give it: the init container's iptables rules,
+Envoy as uid 1500 with the bootstrap the injector would write, then its app containers. Pod IPs and
+readiness go back into the Store (the catalog derives endpoints from them); Services get ClusterIPs,
+DNS names (a hosts file per pod) and NAT to their ready endpoints in the node namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from osm.injector.iptables import iptables_config_for_pod, iptables_rules
+from osm.injector.probes import rewrite_probes
+from osm.local import netops
+from osm.local.bootstrap import write_bootstrap
+from osm.local.envoybin import envoy_binary
+from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
+from osm.local.supervisor import ContainerProcess
+from osm.local.workloads import (
+    Placement,
+    generated_name,
+    owner,
+    placement,
+    pod_for_deployment,
+    service_entries,
+    service_nat,
+    spec_fingerprint,
+    template_hash,
+    with_status,
+)
+from osm.models.k8s import Container, Pod, Probe, Service
+from osm.state.decode import MeshObject, ObjectKey
+from osm.state.snapshot import MeshState
+from osm.state.store import Store
+
+log = logging.getLogger(__name__)
+
+PROXY_UID = 1500
+ENVOY_ADMIN_PORT = 15000
+PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
+
+
+@dataclass
+class LocalPod:
+    namespace: str
+    name: str
+    index: int
+    ip: str
+    netns: str
+    meshed: bool
+    owner: str
+    fingerprint: str
+    pod: Pod
+    dir: Path
+    containers: list[ContainerProcess] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ready: bool = False
+    phase: str = "starting"
+    started: float = field(default_factory=time.time)
+
+
+def resolve_argv(c: Container) -> list[str]:
+    """The container's command + args on this machine (`python` means this interpreter)."""
+    argv = [*c.command, *c.args]
+    if not argv:
+        raise ValueError(f"container {c.name!r} has no command: the local runtime runs commands, not images")
+    if argv[0] in PYTHON_NAMES:
+        argv[0] = sys.executable
+    return argv
+
+
+class Runtime:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        state_dir: Path,
+        sid: str,
+        node_ns: str,
+        ads_port: int,
+        proxy_known: Callable[[str], bool] = lambda uuid: True,
+        xds: str = "sotw",
+    ) -> None:
+        self.store = store
+        self.state_dir = state_dir
+        self.sid = sid
+        self.node_ns = node_ns
+        self.ads_port = ads_port
+        self.proxy_known = proxy_known
+        self.xds = xds
+        self.pods: dict[tuple[str, str], LocalPod] = {}
+        self.pool = Pool()
+        self._cluster_ips: dict[tuple[str, str], str] = {}
+        self._dirty = asyncio.Event()
+        self._nat = ""
+        self._services: list[Any] = []
+        self.events: list[str] = []
+        self.ready = asyncio.Event()
+        self._stopping: set[asyncio.Task[None]] = set()
+        store.add_mutator(self._admit)
+        store.subscribe(lambda ev: self._dirty.set())
+
+    # ---- admission: ClusterIPs for Services, runtime status for the pods it runs
+
+    def _admit(self, obj: MeshObject) -> MeshObject:
+        if isinstance(obj, Service) and not obj.cluster_ip:
+            key = (obj.meta.namespace, obj.meta.name)
+            ip = self._cluster_ips.get(key) or cluster_ip(key[0], key[1], self._cluster_ips.values())
+            self._cluster_ips[key] = ip
+            return replace(obj, cluster_ip=ip)
+        if isinstance(obj, Pod):
+            lp = self.pods.get((obj.meta.namespace, obj.meta.name))
+            if lp is not None and lp.owner == owner(obj):
+                return with_status(obj, lp.ip, lp.ready)
+        return obj
+
+    def event(self, text: str) -> None:
+        log.info("%s", text)
+        self.events = [*self.events[-49:], f"{time.strftime('%H:%M:%S')} {text}"]
+
+    # ---- main loop
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                try:
+                    self.reconcile()
+                except Exception:
+                    log.exception("reconcile failed")
+                self.write_status()
+                await asyncio.sleep(0.05)
+        finally:
+            await self.teardown()
+
+    def state(self) -> MeshState:
+        return MeshState.build(
+            self.store.values(), mesh_name=self.store.mesh_name, osm_namespace=self.store.osm_namespace
+        )
+
+    def reconcile(self) -> None:
+        state = self.state()
+        desired: dict[tuple[str, str], Placement] = {}
+        for (ns, name), pod in state.pods.items():
+            if not owner(pod):
+                desired[(ns, name)] = placement(state, pod)
+        for (ns, dname), d in sorted(state.deployments.items()):
+            thash = template_hash(d)
+            mine = sorted(
+                (
+                    lp
+                    for lp in self.pods.values()
+                    if lp.owner == f"Deployment/{dname}" and lp.namespace == ns and lp.phase != "stopping"
+                ),
+                key=lambda lp: lp.started,
+            )
+            current = [lp for lp in mine if lp.pod.meta.labels.get("pod-template-hash") == thash]
+            for lp in current[: d.replicas]:
+                desired[(ns, lp.name)] = placement(state, lp.pod)
+            for _ in range(d.replicas - len(current)):
+                pod = pod_for_deployment(d, generated_name(dname, thash), thash)
+                desired[(ns, pod.meta.name)] = placement(state, pod)
+        for key, lp in list(self.pods.items()):
+            want = desired.get(key)
+            if lp.phase == "stopping":
+                continue
+            if (
+                want is None
+                or spec_fingerprint(want.pod.meta, want.pod.spec) != lp.fingerprint
+                or want.meshed != lp.meshed
+            ):
+                self._stop(lp, "deleted" if want is None else "changed")
+        for key, want in desired.items():
+            if want.error:
+                self.event(want.error)
+                continue
+            if key not in self.pods:
+                self._start(want, state)
+        self._sync_services(state)
+        if not self.ready.is_set():
+            self.ready.set()
+
+    # ---- services: NAT in the node namespace, hosts files in every pod
+
+    def _sync_services(self, state: MeshState) -> None:
+        rules = service_nat_rules(service_nat(state))
+        if rules != self._nat:
+            netops.iptables_restore(self.node_ns, rules, noflush=False)
+            self._nat = rules
+        entries = service_entries(state)
+        if entries != self._services:
+            self._services = entries
+            for lp in self.pods.values():
+                if lp.phase != "stopping":
+                    netops.write_hosts(lp.netns, hosts_file(lp.namespace, lp.name, lp.ip, entries))
+
+    # ---- pods
+
+    def _start(self, want: Placement, state: MeshState) -> None:
+        pod = want.pod
+        index, ip = self.pool.take()
+        lp = LocalPod(
+            namespace=pod.meta.namespace,
+            name=pod.meta.name,
+            index=index,
+            ip=ip,
+            netns=pod_netns(self.sid, index),
+            meshed=want.meshed,
+            owner=owner(pod),
+            fingerprint=spec_fingerprint(pod.meta, pod.spec),
+            pod=pod,
+            dir=self.state_dir / "pods" / pod.meta.namespace / pod.meta.name,
+        )
+        self.pods[(lp.namespace, lp.name)] = lp
+        task = asyncio.create_task(self._run_pod(lp, state), name=f"pod {lp.namespace}/{lp.name}")
+        lp.tasks.append(task)
+
+    def _publish(self, lp: LocalPod) -> None:
+        """Put the pod, with its IP and readiness, into the Store (the control plane's view)."""
+        self.store.apply(with_status(lp.pod, lp.ip, lp.ready))
+        self._dirty.set()
+
+    async def _run_pod(self, lp: LocalPod, state: MeshState) -> None:
+        try:
+            await self._setup_pod(lp, state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.event(f"pod {lp.namespace}/{lp.name}: failed to start: {e}")
+            log.exception("pod %s/%s failed to start", lp.namespace, lp.name)
+
+    async def _setup_pod(self, lp: LocalPod, state: MeshState) -> None:
+        if lp.dir.exists():
+            shutil.rmtree(lp.dir)
+        lp.dir.mkdir(parents=True)
+        os.chmod(lp.dir, 0o755)
+        await asyncio.to_thread(
+            netops.create_pod,
+            self.node_ns,
+            lp.netns,
+            lp.index,
+            lp.ip,
+            hosts_file(lp.namespace, lp.name, lp.ip, service_entries(state)),
+        )
+        self._publish(lp)
+        spec = lp.pod.spec
+        probes = rewrite_probes(spec.containers) if lp.meshed else None
+        if lp.meshed:
+            assert probes is not None
+            cfg = iptables_config_for_pod(state.mesh_config, lp.pod.meta.annotations, lp.ip)
+            await asyncio.to_thread(netops.iptables_restore, lp.netns, iptables_rules(cfg), noflush=True)
+            uuid = with_status(lp.pod, lp.ip, False).proxy_uuid
+            # The control plane must know the pod before its proxy connects, or it refuses the proxy.
+            await self._wait(lambda: self.proxy_known(uuid), 10)
+            sidecar = lp.dir / "sidecar"
+            await asyncio.to_thread(
+                write_bootstrap,
+                with_status(lp.pod, lp.ip, False),
+                state_dir=self.state_dir,
+                out=sidecar,
+                ads_host=NODE_IP,
+                ads_port=self.ads_port,
+                admin_port=ENVOY_ADMIN_PORT,
+                xds=self.xds,
+                probes=probes.routes,
+            )
+            for f in [sidecar, *sidecar.iterdir()]:
+                os.chown(f, PROXY_UID, PROXY_UID)
+            argv = [
+                envoy_binary(),
+                "-c",
+                str(sidecar / "bootstrap.yaml"),
+                "--base-id",
+                str(lp.index),
+                "--concurrency",
+                "1",
+                "--log-level",
+                state.mesh_config.sidecar.log_level,
+                "--service-cluster",
+                f"{lp.pod.service_account}.{lp.namespace}",
+            ]
+            self._add_container(lp, "envoy", netops.exec_args(lp.netns, argv, PROXY_UID), {"HOME": "/tmp"})
+            if not await self._wait(
+                lambda: netops.http_get_in_netns(lp.netns, ENVOY_ADMIN_PORT, "/ready") == 200, 30
+            ):
+                self.event(
+                    f"pod {lp.namespace}/{lp.name}: sidecar not ready after 30 s; starting the app anyway"
+                )
+        for c in spec.containers:
+            env = pod_env(
+                lp.name,
+                lp.namespace,
+                lp.ip,
+                lp.pod.service_account,
+                str(lp.dir),
+                {e.name: e.value for e in c.env},
+            )
+            self._add_container(lp, c.name, netops.exec_args(lp.netns, resolve_argv(c), c.run_as_user), env)
+        lp.phase = "running"
+        self.event(f"pod {lp.namespace}/{lp.name} started ({lp.ip}{', meshed' if lp.meshed else ''})")
+        readiness = [
+            (c, probes.probes.get((c.name, "readiness")) if probes else c.readiness_probe)
+            for c in spec.containers
+        ]
+        await self._readiness(lp, [(c, p) for c, p in readiness if p is not None])
+
+    def _add_container(self, lp: LocalPod, name: str, argv: list[str], env: dict[str, str]) -> None:
+        cp = ContainerProcess(name=name, argv=argv, env=env, log_path=lp.dir / f"{name}.log")
+        lp.containers.append(cp)
+        lp.tasks.append(asyncio.create_task(cp.run(), name=f"{lp.namespace}/{lp.name}/{name}"))
+
+    @staticmethod
+    async def _wait(check: Callable[[], bool], within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(check):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def _probe_once(self, lp: LocalPod, probe: Probe) -> bool:
+        port = probe.port if isinstance(probe.port, int) else lp.pod.spec.container_port(probe.port)
+        if port is None:
+            return False
+        if probe.kind == "httpGet":
+            code = netops.http_get_in_netns(lp.netns, port, probe.path or "/", timeout=probe.timeout_seconds)
+            return 200 <= code < 400
+        if probe.kind == "tcpSocket":
+            try:
+                netops.connect_in_netns(lp.netns, "127.0.0.1", port, probe.timeout_seconds).close()
+                return True
+            except (OSError, netops.NetError, TimeoutError):
+                return False
+        return (
+            netops.run_rc(*netops.exec_args(lp.netns, probe.command, None), timeout=probe.timeout_seconds)
+            == 0
+        )
+
+    async def _readiness(self, lp: LocalPod, probes: list[tuple[Container, Probe]]) -> None:
+        """Readiness follows the probes (all must pass); without probes a pod is ready once started."""
+        if not probes:
+            lp.ready = True
+            self._publish(lp)
+            return
+        await asyncio.sleep(max(p.initial_delay_seconds for _, p in probes))
+        failures = 0
+        while lp.phase == "running":
+            ok = all([await asyncio.to_thread(self._probe_once, lp, p) for _, p in probes])
+            failures = 0 if ok else failures + 1
+            ready = ok or (lp.ready and failures < min(p.failure_threshold for _, p in probes))
+            if ready != lp.ready:
+                lp.ready = ready
+                self.event(f"pod {lp.namespace}/{lp.name} {'ready' if ready else 'not ready'}")
+                self._publish(lp)
+            await asyncio.sleep(min(p.period_seconds for _, p in probes) if ready else 0.5)
+
+    def _stop(self, lp: LocalPod, why: str) -> None:
+        lp.phase = "stopping"
+        self.event(f"pod {lp.namespace}/{lp.name} stopping ({why})")
+        task = asyncio.create_task(self._teardown_pod(lp), name=f"stop {lp.namespace}/{lp.name}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _teardown_pod(self, lp: LocalPod) -> None:
+        if lp.owner:  # the pod object is the runtime's: it goes away with the pod
+            self.store.delete(ObjectKey("Pod", lp.namespace, lp.name))
+        for cp in reversed(lp.containers):
+            await cp.stop()
+        for t in lp.tasks:
+            t.cancel()
+        for t in lp.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await asyncio.to_thread(netops.delete_netns, lp.netns)
+        self.pool.release(lp.index)
+        if self.pods.get((lp.namespace, lp.name)) is lp:
+            del self.pods[(lp.namespace, lp.name)]
+        self._dirty.set()
+
+    async def teardown(self) -> None:
+        pods = list(self.pods.values())
+        await asyncio.gather(*(self._teardown_pod(lp) for lp in pods), return_exceptions=True)
+        self.write_status()
+
+    # ---- status for `osm local status/logs/exec`
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "ready": self.ready.is_set(),
+            "node_netns": self.node_ns,
+            "pods": [
+                {
+                    "namespace": lp.namespace,
+                    "name": lp.name,
+                    "ip": lp.ip,
+                    "netns": lp.netns,
+                    "meshed": lp.meshed,
+                    "ready": lp.ready,
+                    "phase": lp.phase,
+                    "dir": str(lp.dir),
+                    "containers": [
+                        {
+                            "name": c.name,
+                            "pid": c.pid,
+                            "running": c.running,
+                            "restarts": c.restarts,
+                            "log": str(c.log_path),
+                        }
+                        for c in lp.containers
+                    ],
+                }
+                for lp in sorted(self.pods.values(), key=lambda p: (p.namespace, p.name))
+            ],
+            "events": self.events[-20:],
+        }
+
+    def write_status(self) -> None:
+        path = self.state_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=1))
+        os.replace(tmp, path)

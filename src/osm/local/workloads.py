@@ -1,0 +1,132 @@
+"""What the local runtime should run (pure): pods from bare Pods and Deployments, their sidecar
+decision, and the service plan (ClusterIPs, DNS entries, NAT to ready endpoints)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, replace
+
+from osm.injector.decision import InjectionError, must_inject
+from osm.local.netplan import ServiceEntry, ServicePortNAT
+from osm.local.source import stable_proxy_uuid
+from osm.models.k8s import LABEL_PROXY_UUID, Deployment, ObjectMeta, Pod, PodSpec, match_labels
+from osm.state.snapshot import MeshState
+
+OWNER_ANNOTATION = "local.openservicemesh.io/owner"
+TEMPLATE_HASH_LABEL = "pod-template-hash"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' safe characters for generated names
+
+
+def template_hash(d: Deployment) -> str:
+    data = json.dumps(
+        {
+            "labels": dict(d.template.labels),
+            "annotations": dict(d.template.annotations),
+            "spec": repr(d.template.spec),
+        },
+        sort_keys=True,
+    )
+    n = int.from_bytes(hashlib.sha256(data.encode()).digest()[:8], "big")
+    out = ""
+    for _ in range(10):
+        n, r = divmod(n, len(_ALPHABET))
+        out += _ALPHABET[r]
+    return out
+
+
+def generated_name(deployment: str, thash: str) -> str:
+    return f"{deployment}-{thash}-{''.join(secrets.choice(_ALPHABET) for _ in range(5))}"
+
+
+def pod_for_deployment(d: Deployment, name: str, thash: str) -> Pod:
+    labels = {
+        **d.template.labels,
+        TEMPLATE_HASH_LABEL: thash,
+        LABEL_PROXY_UUID: stable_proxy_uuid(d.meta.namespace, name),
+    }
+    annotations = {**d.template.annotations, OWNER_ANNOTATION: f"Deployment/{d.meta.name}"}
+    return Pod(
+        meta=ObjectMeta(name=name, namespace=d.meta.namespace, labels=labels, annotations=annotations),
+        spec=d.template.spec,
+        pod_ip="",
+        ready=False,
+    )
+
+
+def owner(pod: Pod) -> str:
+    return pod.meta.annotations.get(OWNER_ANNOTATION, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A pod the runtime should run, and whether it gets a sidecar."""
+
+    pod: Pod
+    meshed: bool
+    error: str = ""
+
+
+def placement(state: MeshState, pod: Pod) -> Placement:
+    try:
+        meshed = must_inject(
+            state.namespaces.get(pod.meta.namespace),
+            pod.meta.annotations,
+            host_network=pod.spec.host_network,
+            mesh_name=state.mesh_name,
+            osm_namespace=state.osm_namespace,
+        )
+    except InjectionError as e:
+        return Placement(pod, False, f"Pod {pod.meta.namespace}/{pod.meta.name}: {e}")
+    return Placement(pod, meshed)
+
+
+def spec_fingerprint(meta: ObjectMeta, spec: PodSpec) -> str:
+    """Changes to these restart a pod: its spec, labels and annotations (minus runtime-owned ones)."""
+    labels = {k: v for k, v in meta.labels.items() if k != LABEL_PROXY_UUID}
+    return hashlib.sha256(
+        repr((sorted(labels.items()), sorted(meta.annotations.items()), spec)).encode()
+    ).hexdigest()
+
+
+def service_entries(state: MeshState) -> list[ServiceEntry]:
+    return [
+        ServiceEntry(ns, name, svc.cluster_ip)
+        for (ns, name), svc in sorted(state.services.items())
+        if svc.cluster_ip and not svc.headless
+    ]
+
+
+def service_nat(state: MeshState) -> list[ServicePortNAT]:
+    """ClusterIP:port -> ready endpoints, for every Service (monitored or not), as kube-proxy would."""
+    out: list[ServicePortNAT] = []
+    for (ns, _), svc in sorted(state.services.items()):
+        if not svc.cluster_ip or svc.headless:
+            continue
+        pods = [
+            p
+            for (pns, _), p in sorted(state.pods.items())
+            if pns == ns and p.ready and p.pod_ip and match_labels(svc.selector, p.meta.labels)
+        ]
+        for port in svc.ports:
+            if port.protocol != "TCP":
+                continue
+            eps = []
+            for p in pods:
+                target = (
+                    port.target_port
+                    if isinstance(port.target_port, int)
+                    else p.spec.container_port(port.target_port)
+                )
+                if target is not None:
+                    eps.append((p.pod_ip, target))
+            out.append(ServicePortNAT(svc.cluster_ip, port.port, tuple(eps)))
+    return out
+
+
+def with_status(pod: Pod, ip: str, ready: bool) -> Pod:
+    labels = pod.meta.labels
+    if LABEL_PROXY_UUID not in labels:
+        labels = {**labels, LABEL_PROXY_UUID: stable_proxy_uuid(pod.meta.namespace, pod.meta.name)}
+    return replace(pod, meta=replace(pod.meta, labels=labels), pod_ip=ip, ready=ready)
