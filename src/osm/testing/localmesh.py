@@ -1,0 +1,138 @@
+"""Drive a local mesh (`osm local up`) from tests: wait for pods, run commands in them, read app stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from osm.local import netops, up
+from osm.local.netplan import netns_prefix, node_netns, state_id
+
+
+class LocalMesh:
+    def __init__(self, manifests: Path, state_dir: Path | None = None, *, xds: str = "sotw") -> None:
+        self.manifests = manifests
+        # A directory uid 1500 (Envoy) can traverse: pytest's tmp_path is private to root.
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="osm-local-"))
+        os.chmod(self.state_dir, 0o755)
+        self.xds = xds
+        self.sid = state_id(str(self.state_dir.resolve()))
+
+    @property
+    def node(self) -> str:
+        return node_netns(self.sid)
+
+    def up(self) -> LocalMesh:
+        up.up(self.manifests, self.state_dir, detach=True, xds=self.xds)
+        return self
+
+    def down(self) -> list[str]:
+        return up.down(self.state_dir)
+
+    def leftovers(self) -> list[str]:
+        """Namespaces, /etc/netns entries and processes of this mesh still present."""
+        prefix = netns_prefix(self.sid)
+        found = [f"netns {n}" for n in netops.list_netns() if n.startswith(prefix)]
+        if netops.NETNS_ETC.is_dir():
+            found += [f"/etc/netns/{p.name}" for p in netops.NETNS_ETC.iterdir() if p.name.startswith(prefix)]
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout
+        found += [f"process {line.strip()}" for line in ps.splitlines() if str(self.state_dir) in line]
+        return found
+
+    def cleanup(self) -> None:
+        self.down()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def status(self) -> dict[str, Any]:
+        return up.read_status(self.state_dir) or {"pods": []}
+
+    def pods(self, namespace: str, prefix: str) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.status()["pods"]
+            if p["namespace"] == namespace and p["name"].startswith(prefix) and p["phase"] != "stopping"
+        ]
+
+    def pod(self, namespace: str, prefix: str) -> dict[str, Any]:
+        found = self.pods(namespace, prefix)
+        if not found:
+            raise LookupError(f"no pod {namespace}/{prefix}*")
+        return found[0]
+
+    def wait(self, check: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll until check() holds; returns the seconds it took."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            try:
+                if check():
+                    return time.monotonic() - start
+            except (LookupError, KeyError, OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{what}: not within {timeout} s; node log: {self.node_log_tail()}")
+
+    def node_log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.state_dir / "node.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_ready(self, pods: list[tuple[str, str]], timeout: float = 90) -> None:
+        self.wait(
+            lambda: all(any(p["ready"] for p in self.pods(ns, prefix)) for ns, prefix in pods),
+            timeout,
+            f"pods {pods} ready",
+        )
+
+    def exec(
+        self, namespace: str, prefix: str, *cmd: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        netns = self.pod(namespace, prefix)["netns"]
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, *cmd], capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def curl(self, namespace: str, prefix: str, url: str, *args: str) -> int:
+        """HTTP status from inside a pod; 0 when the request failed (refused, reset, timed out)."""
+        cp = self.exec(
+            namespace,
+            prefix,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            *args,
+            url,
+        )
+        return int(cp.stdout or "0") if cp.stdout.strip().isdigit() else 0
+
+    def stats(self, namespace: str, prefix: str) -> dict[str, Any]:
+        path = Path(self.pod(namespace, prefix)["dir"]) / "stats.json"
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def envoy_stat(self, namespace: str, prefix: str, name: str) -> int:
+        cp = self.exec(namespace, prefix, "curl", "-s", f"http://127.0.0.1:15000/stats?filter=^{name}$")
+        for line in cp.stdout.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def edit(self, file: str, old: str, new: str) -> None:
+        path = self.manifests / file
+        text = path.read_text()
+        if old not in text:
+            raise ValueError(f"{old!r} not in {path}")
+        path.write_text(text.replace(old, new))
