@@ -189,3 +189,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _commands() -> None:
+    from osm.cli.demo import demo_cmd
+
+    cli.add_command(demo_cmd)
+
+
+_commands()

@@ -152,17 +152,17 @@ def render(rows: list[AppRow], mode: str, events: list[str]) -> RenderableType:
         title=Text.assemble("OSM bookstore demo — traffic mode: ", (mode, "bold magenta")),
     )
     table.add_column("App", style="bold cyan", no_wrap=True)
-    table.add_column("Pod", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("Req/s", justify="right")
-    table.add_column("OK/s", justify="right", style="green")
-    table.add_column("Fail/s", justify="right", style="red")
-    table.add_column("Version / callers", max_width=26)
-    table.add_column("Total", justify="right")
+    table.add_column("Pod", no_wrap=True, overflow="ellipsis", max_width=16)
+    table.add_column("Req/s", justify="right", no_wrap=True, min_width=5)
+    table.add_column("OK/s", justify="right", style="green", no_wrap=True, min_width=5)
+    table.add_column("Fail/s", justify="right", style="red", no_wrap=True, min_width=6)
+    table.add_column("Version / callers", min_width=22)
+    table.add_column("Total", justify="right", no_wrap=True)
     table.add_column("Last error", style="red", overflow="fold", min_width=20)
     for row in rows:
         table.add_row(
             Text(row.app),
-            Text(row.pod),
+            Text(row.pod.rsplit("-", 1)[-1] if row.pod.count("-") >= 2 else row.pod),
             Text(f"{row.req_per_s:.1f}"),
             Text(f"{row.ok_per_s:.1f}", style="bold green" if row.ok_per_s > 0 else "dim green"),
             Text(f"{row.fail_per_s:.1f}", style="bold red" if row.fail_per_s > 0 else "dim red"),
