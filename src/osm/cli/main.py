@@ -183,14 +183,6 @@ def exec_cmd(pod: str, namespace: str, state_dir: Path, command: tuple[str, ...]
     os.execvp(argv[0], argv)
 
 
-def main() -> None:
-    cli(prog_name="osm")
-
-
-if __name__ == "__main__":
-    main()
-
-
 def _commands() -> None:
     from osm.cli.demo import demo_cmd
 
@@ -198,3 +190,11 @@ def _commands() -> None:
 
 
 _commands()
+
+
+def main() -> None:
+    cli(prog_name="osm")
+
+
+if __name__ == "__main__":
+    main()

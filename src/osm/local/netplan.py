@@ -97,8 +97,12 @@ class ServicePortNAT:
 
 
 def service_nat_rules(ports: Iterable[ServicePortNAT]) -> str:
-    """iptables-restore input for the node namespace's nat table (replaces it whole)."""
-    out = [
+    """iptables-restore input for the node namespace's nat and filter tables (replaces them whole).
+
+    A port with ready endpoints is DNATed to one of them at random (equal shares); a port without
+    any is refused at once with a TCP reset, as kube-proxy does.
+    """
+    nat = [
         "*nat",
         ":PREROUTING ACCEPT [0:0]",
         ":INPUT ACCEPT [0:0]",
@@ -110,18 +114,26 @@ def service_nat_rules(ports: Iterable[ServicePortNAT]) -> str:
         # Replies must come back through the node to be un-NATed: masquerade what was DNATed.
         "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE",
     ]
+    filt = [
+        "*filter",
+        ":INPUT ACCEPT [0:0]",
+        ":FORWARD ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        ":OSM_LOCAL_REJECT - [0:0]",
+        "-A FORWARD -j OSM_LOCAL_REJECT",
+        "-A OUTPUT -j OSM_LOCAL_REJECT",
+    ]
     for p in sorted(ports, key=lambda p: (p.cluster_ip, p.port)):
-        match = f"-A OSM_LOCAL_SERVICES -d {p.cluster_ip}/32 -p tcp -m tcp --dport {p.port}"
+        match = f"-d {p.cluster_ip}/32 -p tcp -m tcp --dport {p.port}"
         if not p.endpoints:
-            out.append(f"{match} -j REJECT --reject-with tcp-reset")
+            filt.append(f"-A OSM_LOCAL_REJECT {match} -j REJECT --reject-with tcp-reset")
             continue
         n = len(p.endpoints)
         for i, (ip, port) in enumerate(p.endpoints):
             left = n - i
             balance = f" -m statistic --mode random --probability {1 / left:.5f}" if left > 1 else ""
-            out.append(f"{match}{balance} -j DNAT --to-destination {ip}:{port}")
-    out.append("COMMIT")
-    return "\n".join(out) + "\n"
+            nat.append(f"-A OSM_LOCAL_SERVICES {match}{balance} -j DNAT --to-destination {ip}:{port}")
+    return "\n".join([*nat, "COMMIT", *filt, "COMMIT"]) + "\n"
 
 
 def pod_env(
