@@ -4,7 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck imports unit run-example system-deps clean
+.PHONY: demo demo-script test lint typecheck imports unit run-example system-deps clean
+
+# The bookstore demo on this machine (as root): pods in network namespaces, real Envoy sidecars.
+demo: system-deps $(STAMP)
+	$(VENV)/bin/osm demo
+
+# The demo's scripted walk-through (permissive, SMI, a new TrafficTarget, the split moved to v2).
+demo-script: system-deps $(STAMP)
+	$(VENV)/bin/osm demo --script
 
 test: system-deps $(STAMP) lint typecheck imports
 	$(PY) -m pytest -q -p no:cacheprovider --cov=osm --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
@@ -15,10 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# iproute2 and iptables for the network-namespace tests (installed only when root and missing).
+# Debian packages for the local mesh and its tests: iproute2, iptables, the demo's database server
+# (Redis), curl (used inside pods by the end-to-end tests). Installed only when root and missing.
+SYSTEM_TOOLS := ip iptables-restore redis-server curl nsenter setpriv sysctl
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v ip >/dev/null && command -v iptables-restore >/dev/null; }; then \
-		apt-get update -qq && apt-get install -y -qq iproute2 iptables >/dev/null; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages for:$$missing"; \
+		apt-get update -qq && apt-get install -y -qq iproute2 iptables redis-server curl util-linux procps >/dev/null; \
 	fi
 
 lint: $(STAMP)
