@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from osm.cmd.controller import Settings  # noqa: E402
-from osm.testing.controlplane import RunningController, start_sidecar  # noqa: E402
-from osm.testing.envoycheck import holds  # noqa: E402
-from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir  # noqa: E402
+from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir
+
+from osm.cmd.controller import Settings
+from osm.testing.controlplane import RunningController, start_sidecar
+from osm.testing.envoycheck import holds
 
 
 def main() -> None:
@@ -37,8 +38,12 @@ def main() -> None:
         expected = proxy_resources(load_state(scenario))
         for xds in ("sotw", "delta"):
             with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(local_dir=scenario_dir(scenario), state_dir=Path(tmp) / "state",
-                                    ads_address="127.0.0.1:0", watch=False)
+                settings = Settings(
+                    local_dir=scenario_dir(scenario),
+                    state_dir=Path(tmp) / "state",
+                    ads_address="127.0.0.1:0",
+                    watch=False,
+                )
                 with RunningController(settings) as ctrl:
                     for key, res in sorted(expected.items()):
                         times = []
@@ -46,22 +51,47 @@ def main() -> None:
                             t0 = time.monotonic()
                             proc = start_sidecar(ctrl, key[0], key[1], Path(tmp) / f"run{i}", xds=xds)
                             try:
-                                proc.wait_for(lambda p=proc, r=res: holds(p, r), timeout=30, interval=0.01,
-                                              what="full config")
+                                proc.wait_for(
+                                    lambda p=proc, r=res: holds(p, r),
+                                    timeout=30,
+                                    interval=0.01,
+                                    what="full config",
+                                )
                                 times.append(time.monotonic() - t0)
                             finally:
                                 proc.stop()
                         n_resources = sum(len(v) for v in res.by_type.values())
-                        rows.append({"scenario": scenario, "xds": xds, "pod": f"{key[0]}/{key[1]}",
-                                     "resources": n_resources, "median_s": round(statistics.median(times), 3),
-                                     "max_s": round(max(times), 3)})
+                        rows.append(
+                            {
+                                "scenario": scenario,
+                                "xds": xds,
+                                "pod": f"{key[0]}/{key[1]}",
+                                "resources": n_resources,
+                                "median_s": round(statistics.median(times), 3),
+                                "max_s": round(max(times), 3),
+                            }
+                        )
                         print(json.dumps(rows[-1]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": {"cpu_count": __import__("os").cpu_count(),
-                                                "python": platform.python_version(), "platform": platform.platform()},
-                                    "commit": commit, "repeat": args.repeat, "results": rows}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": __import__("os").cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "commit": commit,
+                "repeat": args.repeat,
+                "results": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

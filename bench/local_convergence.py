@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from osm.testing.localmesh import LocalMesh  # noqa: E402
+from osm.testing.localmesh import LocalMesh
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTER = """
@@ -77,30 +77,62 @@ def main() -> None:
     good, good_split = policies.read_text(), split.read_text()
     try:
         m.up()
-        m.wait_ready([("bookbuyer", "tester"), ("bookstore", "bookstore-v1-"), ("bookstore", "bookstore-v2-")])
+        m.wait_ready(
+            [("bookbuyer", "tester"), ("bookstore", "bookstore-v1-"), ("bookstore", "bookstore-v2-")]
+        )
         m.wait(lambda: m.curl("bookbuyer", "tester", URL) == 200, 60, "tester allowed")
         for _ in range(args.repeat):
-            results["revoke"].append(timed(m, lambda: policies.write_text(good.replace(SRC, NOBODY)),
-                                           lambda: m.curl("bookbuyer", "tester", URL) != 200))
-            results["restore"].append(timed(m, lambda: policies.write_text(good),
-                                            lambda: m.curl("bookbuyer", "tester", URL) == 200))
-            results["split"].append(timed(m, lambda: split.write_text(good_split.replace(SPLIT_OLD, SPLIT_NEW)),
-                                          lambda: all(version(m) == "bookstore-v2" for _ in range(5))))
+            results["revoke"].append(
+                timed(
+                    m,
+                    lambda: policies.write_text(good.replace(SRC, NOBODY)),
+                    lambda: m.curl("bookbuyer", "tester", URL) != 200,
+                )
+            )
+            results["restore"].append(
+                timed(m, lambda: policies.write_text(good), lambda: m.curl("bookbuyer", "tester", URL) == 200)
+            )
+            results["split"].append(
+                timed(
+                    m,
+                    lambda: split.write_text(good_split.replace(SPLIT_OLD, SPLIT_NEW)),
+                    lambda: all(version(m) == "bookstore-v2" for _ in range(5)),
+                )
+            )
             split.write_text(good_split)
             time.sleep(2)
     finally:
         m.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-    summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3),
-                   "samples_s": [round(x, 3) for x in v]} for k, v in results.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                            check=False).stdout.strip()
+    summary = {
+        k: {
+            "median_s": round(statistics.median(v), 3),
+            "max_s": round(max(v), 3),
+            "samples_s": [round(x, 3) for x in v],
+        }
+        for k, v in results.items()
+    }
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+    ).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": {"cpu_count": __import__("os").cpu_count(),
-                                                "python": platform.python_version(),
-                                                "platform": platform.platform()},
-                                    "commit": commit, "repeat": args.repeat,
-                                    "debounce": {"quiet_s": 0.1, "max_s": 1.0}, "results": summary}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": __import__("os").cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "commit": commit,
+                "repeat": args.repeat,
+                "debounce": {"quiet_s": 0.1, "max_s": 1.0},
+                "results": summary,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(json.dumps(summary, indent=1))
 
 
