@@ -34,6 +34,28 @@ spec:
   containers: [{name: shell, command: [sleep, "3600"]}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: outside}
+spec:
+  selector: {app: plain}
+  ports: [{name: http, port: 8080, targetPort: web}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain, namespace: outside}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: plain}}
+  template:
+    metadata: {labels: {app: plain}}
+    spec:
+      containers:
+      - name: web
+        command: [python3, -m, http.server, "9090"]
+        ports: [{name: web, containerPort: 9090}]
+        readinessProbe: {httpGet: {path: /, port: web}, periodSeconds: 1}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: tester, namespace: bookbuyer, labels: {app: tester}}
 spec:
@@ -183,6 +205,17 @@ def test_a_plaintext_client_outside_the_mesh_cannot_reach_a_meshed_app(mesh: Loc
     assert mesh.curl("outside", "outsider", "http://bookstore-v1.bookstore:14001/books-bought") == 0
     assert mesh.curl("outside", "outsider", f"http://{pod_ip}:14001/books-bought") == 0
     assert "outsider" not in seen_clients(mesh)
+
+
+def test_cluster_ips_reach_ready_endpoints_outside_the_mesh(mesh: LocalMesh) -> None:
+    """kube-proxy's job: a pod without a sidecar reaches a Service's ready endpoints through its ClusterIP;
+    a meshed pod reaches the same (non-mesh) service through its sidecar's egress passthrough."""
+    mesh.wait(
+        lambda: len([p for p in mesh.pods("outside", "plain-") if p["ready"]]) == 2, 30, "two plain pods"
+    )
+    assert {mesh.curl("outside", "outsider", "http://plain.outside:8080/") for _ in range(6)} == {200}
+    assert mesh.curl("outside", "outsider", "http://plain.outside.svc.cluster.local:8080/") == 200
+    assert mesh.curl("bookbuyer", "tester", "http://plain.outside:8080/") == 200
 
 
 def test_traffic_split_80_20(mesh: LocalMesh) -> None:
