@@ -1,0 +1,155 @@
+"""The control plane under test, as its own process (pinned to CPU 0 by the harness).
+
+The standard-mesh workload is fed straight into the Store (as a state source would), changes arrive over
+a control socket (JSON lines) and go through the same debounce, snapshot, catalog, generators and ADS
+server as in production. Ops: stats, gc, churn (an endpoint change), policy (a TrafficTarget gains a
+source), egress (toggle MeshConfig.enableEgress: every proxy's config changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.workload import build  # noqa: E402
+from osm.apis.meshconfig import MeshConfig  # noqa: E402
+from osm.certificate.manager import CertificateManager  # noqa: E402
+from osm.certificate.tresor import TresorCA  # noqa: E402
+from osm.envoy.ads.cache import XdsCache  # noqa: E402
+from osm.envoy.ads.server import AdsServer, server_credentials  # noqa: E402
+from osm.messaging.debounce import Debouncer  # noqa: E402
+from osm.models.k8s import Pod  # noqa: E402
+from osm.smi.models import IdentityRef, TrafficTarget  # noqa: E402
+from osm.state.decode import ObjectKey  # noqa: E402
+from osm.state.store import Store  # noqa: E402
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class ControlPlane:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workload = build(args.services, args.pods, mode=args.mode)
+        self.store = Store()
+        for obj in self.workload.objects:
+            self.store.apply(obj)
+        now = datetime.now(UTC)
+        self.ca = TresorCA.load_or_create(Path(args.state_dir), now=now)
+        self.certs = CertificateManager(self.ca, clock=lambda: datetime.now(UTC))
+        self.cache = XdsCache(self.certs)
+        cert = self.ca.issue("ads.cluster.local", timedelta(days=1), now=now)
+        creds = server_credentials(cert.cert_pem, cert.key_pem, self.ca.trust_bundle_pem)
+        self.ads = AdsServer(self.cache, address=f"127.0.0.1:{args.port}", credentials=creds)
+        self.flushes: list[tuple[float, int, int]] = []  # (time, changes, proxies woken)
+        self.debouncer: Debouncer[ObjectKey] = Debouncer(self._flush, quiet=args.quiet, max_wait=args.max_wait)
+        self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
+
+    def _flush(self, keys: set[ObjectKey]) -> None:
+        woken = self.ads.update(self.store.snapshot())
+        self.flushes.append((time.monotonic(), len(keys), woken))
+
+    def stats(self) -> dict[str, Any]:
+        s = self.ads.stats
+        return {"cpu_s": cpu_s(), "rss_mb": rss_mb(), "hwm_mb": rss_mb("VmHWM"), "connected": s.connected,
+                "connects": s.connects, "rejected": s.rejected, "nacks": s.nacks, "responses": s.responses,
+                "pushes": s.pushes, "flushes": len(self.flushes), "builds": self.cache.generator.builds,
+                "time": time.monotonic()}
+
+    def churn(self, change: int, pod_index: int, ip: str) -> float:
+        ref = self.workload.pods[pod_index]
+        pod = self.store.get(ObjectKey("Pod", ref.namespace, ref.name))
+        assert isinstance(pod, Pod)
+        t0 = time.monotonic()
+        self.store.apply(replace(pod, pod_ip=ip))
+        return t0
+
+    def policy(self, target: int, source: tuple[str, str]) -> float:
+        tt = self.workload.targets[target]
+        current = self.store.get(ObjectKey("TrafficTarget", tt.meta.namespace, tt.meta.name))
+        assert isinstance(current, TrafficTarget)
+        t0 = time.monotonic()
+        self.store.apply(replace(current, sources=(*current.sources, IdentityRef(source[1], source[0]))))
+        return t0
+
+    def egress(self) -> float:
+        mc = self.store.get(ObjectKey("MeshConfig", "osm-system", "osm-mesh-config"))
+        assert isinstance(mc, MeshConfig)
+        t0 = time.monotonic()
+        self.store.apply(replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress)))
+        return t0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            req = json.loads(line)
+            op = req["op"]
+            out: dict[str, Any]
+            if op == "stats":
+                out = self.stats()
+            elif op == "gc":
+                gc.collect()
+                out = {"rss_mb": rss_mb()}
+            elif op == "churn":
+                out = {"t0": self.churn(req["id"], req["pod"], req["ip"])}
+            elif op == "policy":
+                out = {"t0": self.policy(req["target"], tuple(req["source"]))}
+            elif op == "egress":
+                out = {"t0": self.egress()}
+            elif op == "flushes":
+                out = {"flushes": self.flushes}
+            else:
+                out = {"error": f"unknown op {op}"}
+            writer.write(json.dumps(out).encode() + b"\n")
+            await writer.drain()
+
+    async def run(self) -> None:
+        self.ads.update(self.store.snapshot())
+        await self.ads.start()
+        gc.collect()
+        server = await asyncio.start_unix_server(self.handle, path=self.args.control)
+        print(json.dumps({"ready": True, "rss_mb": rss_mb(), "cpu_s": cpu_s()}), flush=True)
+        async with server:
+            await asyncio.gather(server.serve_forever(), self.debouncer.run())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--services", type=int, required=True)
+    p.add_argument("--pods", type=int, default=2)
+    p.add_argument("--mode", choices=["smi", "permissive"], default="smi")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--control", required=True)
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--quiet", type=float, default=0.1)
+    p.add_argument("--max-wait", type=float, default=1.0)
+    p.add_argument("--cpu", type=int, default=0)
+    args = p.parse_args()
+    os.sched_setaffinity(0, {args.cpu})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(ControlPlane(args).run())
+
+
+if __name__ == "__main__":
+    main()

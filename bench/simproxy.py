@@ -1,0 +1,344 @@
+"""Simulated sidecars: gRPC ADS clients that subscribe as Envoy does and ACK everything.
+
+Each proxy has its own mTLS connection and certificate (CN = its pod's proxy identity). It subscribes to
+CDS and LDS (wildcard), then EDS/RDS/SDS by the names the clusters and listeners reference, and ACKs
+every response at once. Responses are read as raw bytes: only the envelope is decoded per response; the
+names a resource set references are extracted once per distinct content and shared between proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+from google.protobuf.json_format import MessageToDict
+
+import osm.envoy.generator  # noqa: F401  (registers the message types packed in the resources)
+from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
+
+SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+BY_NAME = (TYPE_ENDPOINT, TYPE_ROUTE, TYPE_SECRET)
+
+
+def _varint(buf: bytes | memoryview, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of a serialized message; length-delimited values as memoryviews."""
+    view = memoryview(buf)
+    i, n = 0, len(view)
+    while i < n:
+        key, i = _varint(view, i)
+        number, wt = key >> 3, key & 7
+        if wt == 0:
+            value, i = _varint(view, i)
+        elif wt == 2:
+            length, i = _varint(view, i)
+            value, i = view[i:i + length], i + length
+        elif wt == 1:
+            value, i = view[i:i + 8], i + 8
+        elif wt == 5:
+            value, i = view[i:i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        yield number, wt, value
+
+
+@dataclass
+class Envelope:
+    type_url: str = ""
+    version: str = ""
+    nonce: str = ""
+    resources: list[memoryview] = field(default_factory=list)  # SotW: Any; delta: Resource
+    removed: list[str] = field(default_factory=list)
+
+
+def parse_envelope(raw: bytes, delta: bool) -> Envelope:
+    e = Envelope()
+    for number, _, value in fields(raw):
+        if number == 2:
+            e.resources.append(value)
+        elif number == 4:
+            e.type_url = bytes(value).decode()
+        elif number == 5:
+            e.nonce = bytes(value).decode()
+        elif number == 1:
+            e.version = bytes(value).decode()
+        elif number == 6 and delta:
+            e.removed.append(bytes(value).decode())
+    return e
+
+
+@dataclass(frozen=True)
+class Refs:
+    names: tuple[str, ...]  # resource names in this response
+    eds: frozenset[str] = frozenset()
+    rds: frozenset[str] = frozenset()
+    sds: frozenset[str] = frozenset()
+
+
+def _walk_sds(d: Any, out: set[str]) -> None:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == "tls_certificate_sds_secret_configs":
+                out.update(s["name"] for s in v)
+            elif k == "validation_context_sds_secret_config":
+                out.add(v["name"])
+            else:
+                _walk_sds(v, out)
+    elif isinstance(d, list):
+        for x in d:
+            _walk_sds(x, out)
+
+
+def _walk_rds(d: Any, out: set[str]) -> None:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == "route_config_name":
+                out.add(v)
+            else:
+                _walk_rds(v, out)
+    elif isinstance(d, list):
+        for x in d:
+            _walk_rds(x, out)
+
+
+class RefMemo:
+    """The names a response references, computed once per distinct resource content."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, bytes], Refs] = {}
+        self.parsed = 0
+
+    def refs(self, e: Envelope, delta: bool) -> Refs:
+        h = hashlib.blake2b(digest_size=16)
+        for r in e.resources:
+            h.update(r)
+        key = (e.type_url, h.digest())
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._parse(e, delta)
+            self.parsed += 1
+        return got
+
+    @staticmethod
+    def _parse(e: Envelope, delta: bool) -> Refs:
+        names: list[str] = []
+        eds: set[str] = set()
+        rds: set[str] = set()
+        sds: set[str] = set()
+        for raw in e.resources:
+            any_bytes = raw
+            if delta:
+                any_bytes = next((v for n, _, v in fields(raw) if n == 2), memoryview(b""))
+            a = any_pb2.Any.FromString(bytes(any_bytes))
+            if e.type_url == TYPE_CLUSTER:
+                c = cluster_pb2.Cluster.FromString(a.value)
+                names.append(c.name)
+                if c.type == cluster_pb2.Cluster.EDS:
+                    eds.add(c.name)
+                _walk_sds(MessageToDict(c, preserving_proto_field_name=True), sds)
+            elif e.type_url == TYPE_LISTENER:
+                lst = listener_pb2.Listener.FromString(a.value)
+                names.append(lst.name)
+                d = MessageToDict(lst, preserving_proto_field_name=True)
+                _walk_rds(d, rds)
+                _walk_sds(d, sds)
+            else:
+                names.append(_resource_name(a.value))
+        return Refs(tuple(names), frozenset(eds), frozenset(rds), frozenset(sds))
+
+
+def _resource_name(body: bytes) -> str:
+    # name is field 1 in RouteConfiguration and Secret, cluster_name is field 1 in ClusterLoadAssignment
+    for number, _, value in fields(body):
+        if number == 1:
+            return bytes(value).decode()
+    return ""
+
+
+class Markers:
+    """Byte strings the harness waits for, and when each proxy first saw each one."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, dict[bytes, int]] = {}  # type_url -> marker -> id
+        self.seen: dict[int, dict[int, float]] = {}  # marker id -> proxy index -> time
+        self.absent: dict[str, dict[bytes, int]] = {}  # type_url -> marker that must disappear -> id
+
+    def expect(self, type_url: str, marker: bytes, mid: int, *, absent: bool = False) -> None:
+        (self.absent if absent else self.active).setdefault(type_url, {})[marker] = mid
+        self.seen.setdefault(mid, {})
+
+    def check(self, proxy: int, type_url: str, raw: bytes, now: float) -> None:
+        for marker, mid in self.active.get(type_url, {}).items():
+            seen = self.seen[mid]
+            if proxy not in seen and marker in raw:
+                seen[proxy] = now
+        for marker, mid in self.absent.get(type_url, {}).items():
+            seen = self.seen[mid]
+            if proxy not in seen and marker not in raw:
+                seen[proxy] = now
+
+
+@dataclass
+class TypeSub:
+    names: frozenset[str] = frozenset()
+    got: set[str] = field(default_factory=set)  # names the proxy holds
+    nonce: str = ""
+    version: str = ""
+    received: bool = False
+    requested: bool = False
+
+
+class SimProxy:
+    def __init__(self, index: int, cn: str, creds: grpc.ChannelCredentials, target: str, *, delta: bool,
+                 memo: RefMemo, markers: Markers, server_name: str = "ads.cluster.local") -> None:
+        self.index, self.cn, self.creds, self.target = index, cn, creds, target
+        self.delta, self.memo, self.markers, self.server_name = delta, memo, markers, server_name
+        self.subs: dict[str, TypeSub] = {t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER,
+                                                                 TYPE_ROUTE, TYPE_SECRET)}
+        self.complete_at: float | None = None
+        self.responses = 0
+        self.bytes = 0
+        self.log: list[tuple[float, str, bytes]] = []  # kept only when record=True
+        self.record = False
+        self.error: str | None = None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+
+    # ---- requests
+
+    def _sotw(self, type_url: str, first: bool = False) -> bytes:
+        st = self.subs[type_url]
+        req = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=st.version, response_nonce=st.nonce,
+                                             resource_names=sorted(st.names))
+        if first:
+            req.node.id = self.cn
+        return req.SerializeToString()
+
+    def _delta_req(self, type_url: str, subscribe: frozenset[str] = frozenset(),
+                   unsubscribe: frozenset[str] = frozenset(), first: bool = False) -> bytes:
+        st = self.subs[type_url]
+        req = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=st.nonce if not first else "",
+                                                  resource_names_subscribe=sorted(subscribe),
+                                                  resource_names_unsubscribe=sorted(unsubscribe))
+        if first:
+            req.node.id = self.cn
+        return req.SerializeToString()
+
+    def _want(self, type_url: str, names: frozenset[str]) -> None:
+        st = self.subs[type_url]
+        if names == st.names and st.requested:
+            return
+        if self.delta:
+            self._queue.put_nowait(self._delta_req(type_url, names - st.names, st.names - names,
+                                                   first=not st.requested and not names))
+        else:
+            st.names = names
+            self._queue.put_nowait(self._sotw(type_url))
+        st.names, st.requested = names, True
+
+    # ---- the stream
+
+    async def _requests(self) -> Any:
+        while (item := await self._queue.get()) is not None:
+            yield item
+
+    async def run(self, connect_timeout: float = 120.0) -> None:
+        options = [("grpc.ssl_target_name_override", self.server_name), ("grpc.use_local_subchannel_pool", 1),
+                   ("osm.bench.proxy", self.index), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        try:
+            async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
+                call = channel.stream_stream(DELTA if self.delta else SOTW, request_serializer=None,
+                                             response_deserializer=None)(self._requests())
+                first = True
+                for t in (TYPE_CLUSTER, TYPE_LISTENER):
+                    st = self.subs[t]
+                    st.requested = True
+                    self._queue.put_nowait(self._delta_req(t, first=first) if self.delta else self._sotw(t, first))
+                    first = False
+                async for raw in call:
+                    self._on_response(raw)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                self.error = f"{e.code().name}: {e.details()}"
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:  # recorded: a broken simulated proxy must show in the results
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.closed.set()
+
+    def stop(self) -> None:
+        self._queue.put_nowait(None)
+
+    def _on_response(self, raw: bytes) -> None:
+        now = time.monotonic()
+        self.responses += 1
+        self.bytes += len(raw)
+        e = parse_envelope(raw, self.delta)
+        if self.record:
+            self.log.append((now, e.type_url, raw))
+        self.markers.check(self.index, e.type_url, raw, now)
+        st = self.subs[e.type_url]
+        st.nonce, st.version, st.received = e.nonce, e.version, True
+        refs = self.memo.refs(e, self.delta)
+        if self.delta:
+            st.got = (st.got | set(refs.names)) - set(e.removed)
+        else:
+            st.got = set(refs.names)
+        # ACK first, then ask for what the new resources reference (as Envoy does).
+        if self.delta:
+            self._queue.put_nowait(self._delta_req(e.type_url))
+        else:
+            self._queue.put_nowait(self._sotw(e.type_url))
+        if e.type_url == TYPE_CLUSTER:
+            self._cds_names = set(refs.names) if not self.delta else (
+                (getattr(self, "_cds_names", set()) | set(refs.names)) - set(e.removed))
+            self._cds_refs = refs
+            self._want(TYPE_ENDPOINT, refs.eds if not self.delta else self._eds_delta(refs, e.removed))
+            self._sds_from(TYPE_CLUSTER, refs.sds)
+        elif e.type_url == TYPE_LISTENER:
+            self._want(TYPE_ROUTE, refs.rds if not self.delta else (self.subs[TYPE_ROUTE].names | refs.rds))
+            self._sds_from(TYPE_LISTENER, refs.sds)
+        if self.complete_at is None and self._complete():
+            self.complete_at = now
+
+    def _eds_delta(self, refs: Refs, removed: list[str]) -> frozenset[str]:
+        return frozenset((self.subs[TYPE_ENDPOINT].names | refs.eds) - set(removed))
+
+    def _sds_from(self, source: str, names: frozenset[str]) -> None:
+        setattr(self, f"_sds_{source}", names)
+        cds = getattr(self, f"_sds_{TYPE_CLUSTER}", frozenset())
+        lds = getattr(self, f"_sds_{TYPE_LISTENER}", frozenset())
+        want = cds | lds
+        if self.delta:
+            want = self.subs[TYPE_SECRET].names | want
+        self._want(TYPE_SECRET, frozenset(want))
+
+    def _complete(self) -> bool:
+        if not (self.subs[TYPE_CLUSTER].received and self.subs[TYPE_LISTENER].received):
+            return False
+        return all(self.subs[t].names <= self.subs[t].got for t in BY_NAME)
+
+
+def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)

@@ -1,0 +1,146 @@
+"""bench/summary.py: met/unmet against the targets; bench/plot.py degrades without matplotlib."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where bench/ lives
+
+from bench import plot, summary
+
+
+def _by_id(entries: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    return {str(e["id"]): e for e in entries}
+
+
+def test_every_documented_id_has_a_target() -> None:
+    ids = {t.id for t in summary.TARGETS}
+    assert ids == {
+        "b1_smi_2000_s",
+        "b1_permissive_2000_s",
+        "b2_p99_10_s",
+        "b2_p99_50_s",
+        "b2_push_ratio",
+        "b3_p99_s",
+        "b3_order_violations",
+        "b4_mb_per_proxy",
+        "b4_idle_cores",
+        "b5_ratio_ceiling",
+        "b5_ratio_serialize",
+    }
+    for t in summary.TARGETS:
+        assert t.id in (summary.__doc__ or "")
+
+
+def test_met_and_unmet() -> None:
+    entries = _by_id(
+        summary.summary_entries(
+            {
+                "b1_smi_2000_s": 9.5,
+                "b1_permissive_2000_s": 25.0,
+                "b2_p99_10_s": 0.3,  # boundary: <= is met
+                "b2_p99_50_s": 0.51,
+                "b2_push_ratio": 1.0,
+                "b3_p99_s": 0.1,
+                "b3_order_violations": 1,
+                "b4_mb_per_proxy": 0.2,
+                "b4_idle_cores": 0.02,
+                "b5_ratio_ceiling": 1.2,
+            }
+        )
+    )
+    met = {k: e["met"] for k, e in entries.items()}
+    assert met == {
+        "b1_smi_2000_s": True,
+        "b1_permissive_2000_s": False,
+        "b2_p99_10_s": True,
+        "b2_p99_50_s": False,
+        "b2_push_ratio": True,
+        "b3_p99_s": True,
+        "b3_order_violations": False,
+        "b4_mb_per_proxy": True,
+        "b4_idle_cores": False,
+        "b5_ratio_ceiling": True,
+        "b5_ratio_serialize": None,  # report only
+    }
+    smi = entries["b1_smi_2000_s"]
+    assert smi["name"] == "B1 cold start SMI 2000 proxies (s)"
+    assert smi["value"] == 9.5 and smi["unit"] == "s" and smi["target"] == "<= 10"
+    assert "OSM" in str(smi["anchor"])
+    assert entries["b2_push_ratio"]["target"] == "== 1"
+
+
+def test_missing_or_none_values_are_not_met() -> None:
+    entries = summary.summary_entries(
+        {"b1_smi_2000_s": None, "b4_mb_per_proxy": "0.1", "b3_p99_s": float("nan")}
+    )
+    for e in entries:
+        assert e["value"] is None or e["id"] == "b3_p99_s"
+        if e["met"] is not None:
+            assert e["met"] is False
+    assert not summary.all_met(entries)
+
+
+def test_push_ratio_must_equal_one() -> None:
+    for ratio, met in ((1.0, True), (1.2, False), (0.9, False)):
+        (entry,) = [
+            e for e in summary.summary_entries({"b2_push_ratio": ratio}) if e["id"] == "b2_push_ratio"
+        ]
+        assert entry["met"] is met
+
+
+def test_all_met_ignores_report_only() -> None:
+    values = {t.id: 0.0 for t in summary.TARGETS}
+    values["b2_push_ratio"] = 1.0
+    entries = summary.summary_entries(values)
+    assert summary.all_met(entries)
+
+
+def test_write_summary_json_and_markdown(tmp_path: Path) -> None:
+    entries = summary.summary_entries({"b1_smi_2000_s": 4.2})
+    summary.write_summary(entries, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text()) == entries
+    summary.write_summary(entries, tmp_path / "out" / "s.md")
+    md = (tmp_path / "out" / "s.md").read_text()
+    assert "| B1 cold start SMI 2000 proxies (s) | 4.2 | <= 10 | yes |" in md
+    assert md.count("\n") == len(entries) + 2
+
+
+ROWS = [
+    {"bench": "B1", "mode": "smi", "xds": "sotw", "n": 250, "seconds": 1.0},
+    {"bench": "B1", "mode": "smi", "xds": "sotw", "n": 2000, "seconds": 6.0},
+    {"bench": "B1", "mode": "permissive", "xds": "delta", "n": 500, "seconds": 3.0},
+    {"bench": "B1", "mode": "smi", "n": 1000},  # no value: skipped
+    {"bench": "B4", "mode": "smi", "xds": "sotw", "n": 2000, "rss_mb": 400.0, "mb_per_proxy": 0.18},
+    {"bench": "B5"},
+]
+
+
+def test_series_tolerates_missing_keys() -> None:
+    assert plot.series(ROWS, "B1", "seconds") == {
+        ("permissive", "delta"): [(500, 3.0)],
+        ("smi", "sotw"): [(250, 1.0), (2000, 6.0)],
+    }
+    assert plot.series(ROWS, "B4", "rss_mb") == {("smi", "sotw"): [(2000, 400.0)]}
+
+
+def test_plot_without_matplotlib(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    assert plot.plot(ROWS, tmp_path / "p.png") is False
+    assert not (tmp_path / "p.png").exists()
+    assert "matplotlib" in capsys.readouterr().out
+
+
+def test_plot_with_matplotlib(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "charts" / "scale.png"
+    assert plot.plot(ROWS, out) is True
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.plot([], tmp_path / "empty.png") is True
