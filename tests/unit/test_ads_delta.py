@@ -289,3 +289,31 @@ def test_cluster_change_forces_its_cla_to_be_resent() -> None:
     assert out[1].resources == (pr.get(TYPE_ENDPOINT)["a"],)
     # next time nothing is forced any more
     assert s.on_update(mesh(a_timeout=9)) == []
+
+
+def test_delta_routes_to_a_new_cluster_wait_for_its_endpoints() -> None:
+    from tests.unit.test_ads_sotw import route
+
+    from osm.envoy.types import TYPE_LISTENER, TYPE_ROUTE
+
+    s = DeltaStream()
+    first = ProxyResources.of([cluster("a"), cla("a", "10.0.0.1"), listener("out", 15001), route("r", "x")])
+    s.on_request(DeltaRequest(TYPE_CLUSTER), first)
+    s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("a",)), first)
+    s.on_request(DeltaRequest(TYPE_LISTENER), first)
+    s.on_request(DeltaRequest(TYPE_ROUTE, subscribe=("r",)), first)
+    grown = ProxyResources.of(
+        [
+            cluster("a"),
+            cluster("c"),
+            cla("a", "10.0.0.1"),
+            cla("c", "10.0.0.3"),
+            listener("out", 15002),
+            route("r", "y"),
+        ]
+    )
+    pushed = s.on_update(grown)
+    assert [r.type_url for r in pushed] == [TYPE_CLUSTER] and s.hold == {"c"}
+    out = s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("c",), nonce=pushed[0].nonce), grown)
+    assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
+    assert [r.name for r in out[0].resources] == ["c"] and not s.hold

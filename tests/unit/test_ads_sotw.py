@@ -325,3 +325,40 @@ def test_first_request_carrying_a_nonce_from_a_previous_stream_is_answered() -> 
     s = SotwStream()
     out = s.on_request(Request(TYPE_CLUSTER, version_info="v-old", nonce="17"), pr)
     assert [names(r) for r in out] == [["a", "b"]]
+
+
+# ---- make before break: routes wait for new clusters' endpoints
+
+
+def test_routes_to_a_new_cluster_wait_until_its_endpoints_went_out() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    grown = ProxyResources.of(
+        [*base(rds_domain="c.example", lds_port=15002), cluster("c"), cla("c", "10.0.0.3")]
+    )
+    pushed = s.on_update(grown)
+    assert [r.type_url for r in pushed] == [TYPE_CLUSTER, TYPE_ENDPOINT]  # listeners and routes are held
+    assert "c" in names(pushed[0]) and "c" not in names(pushed[1])
+    assert s.hold == {"c"}
+    # Envoy asks for the new cluster's endpoints: they go out, then the held listener and routes.
+    out = s.on_request(Request(TYPE_ENDPOINT, nonce=pushed[1].nonce, names=("a", "b", "c")), grown)
+    assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
+    assert names(out[0]) == ["a", "b", "c"] and not s.hold
+
+
+def test_a_push_without_new_clusters_is_not_held() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    out = s.on_update(ProxyResources.of(base(cds_timeout=5, lds_port=15002)))
+    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER] and not s.hold
+
+
+def test_the_hold_ends_when_the_new_cluster_disappears_again() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    s.on_update(ProxyResources.of([*base(lds_port=15002), cluster("c"), cla("c", "10.0.0.3")]))
+    back = ProxyResources.of(base(lds_port=15003))
+    cds = s.on_update(back)  # c is gone: its endpoints will never be asked for
+    [ack_resp] = [r for r in cds if r.type_url == TYPE_CLUSTER]
+    out = s.on_request(ack(ack_resp), back)
+    assert [r.type_url for r in out] == [TYPE_LISTENER] and not s.hold

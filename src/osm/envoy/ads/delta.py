@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 
 from osm.envoy import wire
 from osm.envoy.ads.sotw import Counters
-from osm.envoy.types import ORDER, TYPE_CLUSTER, TYPE_ENDPOINT, WILDCARD_TYPES, ProxyResources, Resource
+from osm.envoy.types import (
+    ORDER,
+    TYPE_CLUSTER,
+    TYPE_ENDPOINT,
+    TYPE_LISTENER,
+    TYPE_ROUTE,
+    WILDCARD_TYPES,
+    ProxyResources,
+    Resource,
+)
 
 WILDCARD = "*"
 
@@ -65,6 +74,8 @@ class DeltaStream:
         self._nonces = nonces if nonces is not None else itertools.count(1)
         self.last_nack: tuple[str, str, str] | None = None  # (type_url, version (none in delta), message)
         self._system_version = 0
+        self.hold: frozenset[str] = frozenset()  # new EDS clusters whose endpoints must go out before routes
+        self.held_updates = 0
 
     def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
         if req.type_url not in ORDER:
@@ -102,7 +113,15 @@ class DeltaStream:
         resp = self._diff(req.type_url, st, resources, answer_missing=set(req.subscribe))
         if resp is None and first:
             resp = self._empty(req.type_url, st)  # the client waits for a first answer to finish warming
-        return [] if resp is None else [resp]
+        out = [] if resp is None else [resp]
+        if self.hold and req.type_url in (TYPE_ENDPOINT, TYPE_CLUSTER):
+            eds = self.types.get(TYPE_ENDPOINT)
+            covered = eds is not None and self.hold <= set(eds.known)
+            gone = not (self.hold & set(resources.get(TYPE_ENDPOINT)))
+            if covered or gone:
+                self.hold = frozenset()
+                out += self._push(resources, (TYPE_LISTENER, TYPE_ROUTE))
+        return out
 
     def _empty(self, type_url: str, st: DeltaTypeState) -> DeltaResponse:
         st.nonce = str(next(self._nonces))
@@ -143,11 +162,17 @@ class DeltaStream:
         )
 
     def on_update(self, resources: ProxyResources) -> list[DeltaResponse]:
+        return self._push(resources, ORDER)
+
+    def _push(self, resources: ProxyResources, types: tuple[str, ...]) -> list[DeltaResponse]:
         out: list[DeltaResponse] = []
         changed_clusters: set[str] = set()
-        for type_url in ORDER:
+        for type_url in types:
             st = self.types.get(type_url)
             if st is None:
+                continue
+            if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
+                self.held_updates += 1
                 continue
             if type_url == TYPE_ENDPOINT and changed_clusters:
                 st.force |= changed_clusters & st.names  # an updated cluster warms until it gets its CLA
@@ -156,4 +181,8 @@ class DeltaStream:
                 out.append(resp)
                 if type_url == TYPE_CLUSTER:
                     changed_clusters = {r.name for r in resp.resources}
+                    eds = self.types.get(TYPE_ENDPOINT)
+                    new_eds = changed_clusters & set(resources.get(TYPE_ENDPOINT))
+                    if eds is not None and not eds.wildcard and new_eds - eds.names:
+                        self.hold = frozenset(new_eds - eds.names)
         return out

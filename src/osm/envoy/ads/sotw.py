@@ -18,6 +18,8 @@ from osm.envoy.types import (
     ORDER,
     TYPE_CLUSTER,
     TYPE_ENDPOINT,
+    TYPE_LISTENER,
+    TYPE_ROUTE,
     WILDCARD_TYPES,
     ProxyResources,
     Resource,
@@ -53,6 +55,7 @@ class TypeState:
     seen_type_version: str = ""  # the full type version when this stream last looked (a fast no-change test)
     nonce: str = ""
     sent_version: str = ""
+    sent_names: frozenset[str] = frozenset()
     acked_version: str = ""
     nacked_version: str = ""
     last_error: str = ""
@@ -73,6 +76,11 @@ class SotwStream:
         self.counters = Counters()
         self._nonces = nonces if nonces is not None else itertools.count(1)
         self.last_nack: tuple[str, str, str] | None = None  # (type_url, version, message)
+        # Make before break: after a CDS push that adds EDS clusters, listeners and routes wait until the
+        # proxy has asked for (and been sent) those clusters' endpoints, so no route points at a cluster
+        # that is still warming.
+        self.hold: frozenset[str] = frozenset()
+        self.held_updates = 0
 
     def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
         available = resources.get(type_url)
@@ -84,6 +92,7 @@ class SotwStream:
         st.seen_type_version = resources.versions.get(type_url, "")
         st.nonce = str(next(self._nonces))
         st.sent_version = version
+        st.sent_names = frozenset(r.name for r in chosen)
         self.counters.responses += 1
         return Response(type_url, version, st.nonce, chosen)
 
@@ -111,17 +120,38 @@ class SotwStream:
             st.acked_version = req.version_info
             self.counters.acks += 1
             if req.type_url in WILDCARD_TYPES or names == st.names:
-                return []
+                return self._release(resources, ack_of=req.type_url)
         st.names = names
-        return [self._respond(req.type_url, st, resources)]
+        out = [self._respond(req.type_url, st, resources)]
+        if req.type_url == TYPE_ENDPOINT:
+            out += self._release(resources)
+        return out
+
+    def _release(self, resources: ProxyResources, ack_of: str = "") -> list[Response]:
+        """Send the held listeners and routes once the new clusters' endpoints went out (or are gone)."""
+        if not self.hold:
+            return []
+        eds = self.types.get(TYPE_ENDPOINT)
+        covered = eds is not None and self.hold <= eds.sent_names
+        gone = not (self.hold & set(resources.get(TYPE_ENDPOINT)))
+        if not (covered or gone or (ack_of == TYPE_CLUSTER and eds is None)):
+            return []
+        self.hold = frozenset()
+        return self._push(resources, (TYPE_LISTENER, TYPE_ROUTE))
 
     def on_update(self, resources: ProxyResources) -> list[Response]:
+        return self._push(resources, ORDER)
+
+    def _push(self, resources: ProxyResources, types: tuple[str, ...]) -> list[Response]:
         out: list[Response] = []
         cds_sent = False
-        for type_url in ORDER:
+        for type_url in types:
             st = self.types.get(type_url)
             if st is None:
                 continue  # never requested: pushes wait for the proxy's first request of the type
+            if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
+                self.held_updates += 1
+                continue
             forced_eds = type_url == TYPE_ENDPOINT and cds_sent and bool(st.names)
             type_version = resources.versions.get(type_url, "")
             if type_version == st.seen_type_version and not forced_eds:
@@ -134,7 +164,12 @@ class SotwStream:
                 chosen = [available[n] for n in st.names if n in available]
             changed = content_version(chosen) != st.sent_version
             if changed or forced_eds:
+                previous = st.sent_names
                 out.append(self._respond(type_url, st, resources))
                 if type_url == TYPE_CLUSTER:
                     cds_sent = True
+                    eds = self.types.get(TYPE_ENDPOINT)
+                    new_eds = (st.sent_names - previous) & set(resources.get(TYPE_ENDPOINT))
+                    if eds is not None and new_eds - eds.names:
+                        self.hold = frozenset(new_eds - eds.names)
         return out
