@@ -67,7 +67,7 @@ class ControlPlane:
         self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
 
     def _flush(self, keys: set[ObjectKey]) -> None:
-        woken = self.ads.update(self.store.snapshot())
+        woken = self.ads.update(self.store.snapshot(), keys)
         self.flushes.append((time.monotonic(), len(keys), woken))
 
     def stats(self) -> dict[str, Any]:
@@ -141,8 +141,8 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--control", required=True)
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--quiet", type=float, default=0.1)
-    p.add_argument("--max-wait", type=float, default=1.0)
+    p.add_argument("--quiet", type=float, default=0.05)
+    p.add_argument("--max-wait", type=float, default=0.2)
     p.add_argument("--cpu", type=int, default=0)
     args = p.parse_args()
     os.sched_setaffinity(0, {args.cpu})

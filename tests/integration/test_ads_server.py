@@ -566,3 +566,32 @@ async def test_a_malformed_request_ends_the_stream_with_invalid_argument() -> No
             assert "malformed request" in (err.value.details() or "")
         finally:
             await channel.close()
+
+
+async def test_an_endpoint_change_recomputes_and_pushes_only_the_services_clients() -> None:
+    from dataclasses import replace
+
+    from osm.models.k8s import Pod
+
+    async with (
+        running_mesh() as mesh,
+        client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer,
+        client(mesh, proxy_cn("bookwarehouse", "bookwarehouse")) as warehouse,
+    ):
+        await subscribe(buyer, TYPE_CLUSTER)
+        eds = ("bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001")
+        await subscribe(buyer, TYPE_ENDPOINT, eds)
+        await subscribe(warehouse, TYPE_CLUSTER)
+        await eventually(lambda: total_acks(mesh) == 3)
+        builds = mesh.server.cache.generator.builds
+        key = ObjectKey("Pod", "bookstore", "bookstore-v1")
+        pod = mesh.store.get(key)
+        assert isinstance(pod, Pod)
+        mesh.store.apply(replace(pod, pod_ip="10.244.9.9"))
+        assert mesh.server.update(mesh.store.snapshot(), {key}) == 1  # bookstore-v1's clients: bookbuyer
+        pushed = await buyer.next()
+        assert pushed is not None and pushed.type_url == TYPE_ENDPOINT
+        assert b"10.244.9.9" in pushed.SerializeToString()
+        assert await warehouse.quiet()
+        # Only bookbuyer's group was recomputed: its changed CLA, nothing for bookwarehouse's group.
+        assert mesh.server.cache.generator.builds - builds <= 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from osm.models.identity import ServiceIdentity
@@ -42,20 +43,29 @@ class MeshIndex:
 
     def _build(self) -> None:
         st = self.state
-        pods_by_ns: dict[str, list[Pod]] = defaultdict(list)
+        # Pods by (namespace, label, value): a selector only scans the pods carrying one of its labels.
+        by_label: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
         pod_by_ip: dict[str, Pod] = {}
         for (ns, _), pod in sorted(st.pods.items()):
             if st.is_monitored(ns):
-                pods_by_ns[ns].append(pod)
+                for label in pod.meta.labels.items():
+                    by_label[(ns, *label)].append(pod)
                 if pod.pod_ip:
                     pod_by_ip[pod.pod_ip] = pod
+
+        def selected(ns: str, selector: Mapping[str, str]) -> tuple[Pod, ...]:
+            if not selector:
+                return ()
+            first = min(selector.items(), key=lambda kv: len(by_label.get((ns, *kv), ())))
+            return tuple(p for p in by_label.get((ns, *first), ()) if match_labels(selector, p.meta.labels))
+
         identity_services: dict[ServiceIdentity, list[NsName]] = defaultdict(list)
         for key, svc in sorted(st.services.items()):
             if not st.is_monitored(key[0]):
                 continue
             self.services[key] = svc
             self.services_by_ns.setdefault(key[0], []).append((key, svc))
-            pods = tuple(p for p in pods_by_ns.get(key[0], ()) if match_labels(svc.selector, p.meta.labels))
+            pods = selected(key[0], svc.selector)
             self.service_pods[key] = pods
             idents = sorted({ServiceIdentity(p.meta.namespace, p.service_account) for p in pods})
             self.service_identities[key] = tuple(idents)

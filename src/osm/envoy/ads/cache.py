@@ -7,6 +7,7 @@ proxy of the group; the generator memoizes individual resources across groups an
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from osm.catalog import MeshCatalog, ProxyGroup
@@ -15,8 +16,9 @@ from osm.envoy.generator import ConfigGenerator
 from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ProxyResources
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
-from osm.models.k8s import Pod
-from osm.state.snapshot import MeshState
+from osm.models.k8s import Pod, match_labels
+from osm.state.decode import ObjectKey
+from osm.state.snapshot import MeshState, NsName
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class XdsCache:
         self.state: MeshState | None = None
         self.catalog: MeshCatalog | None = None
         self._groups: dict[ProxyGroup, ProxyResources] = {}
+        self._deps: dict[ProxyGroup, frozenset[NsName]] = {}
         self._cn_identity: dict[str, ServiceIdentity] = {}
         self._warned: set[str] = set()
 
@@ -54,10 +57,53 @@ class XdsCache:
         self.catalog.trust_domain = self.trust_domain
         self.generator.new_generation()
         self._groups = {}
+        self._deps = {}
         warnings = set(self.catalog.warnings)
         for w in sorted(warnings - self._warned):  # each problem once, not on every snapshot
             log.warning("%s", w)
         self._warned = warnings
+
+    def adopt(self, group: ProxyGroup, resources: ProxyResources, deps: frozenset[NsName]) -> None:
+        """Carry a group's resources over to this snapshot (the caller knows nothing they used changed)."""
+        self._groups.setdefault(group, resources)
+        self._deps.setdefault(group, deps)
+
+    def deps(self, group: ProxyGroup) -> frozenset[NsName]:
+        return self._deps.get(group, frozenset())
+
+    def endpoint_scope(
+        self, previous: MeshState, changed: Collection[ObjectKey]
+    ) -> tuple[frozenset[NsName], frozenset[NsName]] | None:
+        """For a change made only of endpoints (Pods, Endpoints, EndpointSlices): the services whose
+        endpoints moved and the pods that changed. None when anything else changed (recompute all)."""
+        assert self.state is not None
+        services: set[NsName] = set()
+        pods: set[NsName] = set()
+        for key in changed:
+            ns_name = (key.namespace, key.name)
+            if key.kind == "Pod":
+                pods.add(ns_name)
+                for state in (previous, self.state):
+                    pod = state.pods.get(ns_name)
+                    if pod is None:
+                        continue
+                    for (sns, sname), svc in state.services.items():
+                        if sns == key.namespace and match_labels(svc.selector, pod.meta.labels):
+                            services.add((sns, sname))
+            elif key.kind in ("Endpoints", "EndpointSlice"):
+                services.add(ns_name if key.kind == "Endpoints" else self._slice_service(previous, key))
+            else:
+                return None
+        # An apex's clusters are its backends': clients of a split hold the backends as deps already.
+        return frozenset(services), frozenset(pods)
+
+    def _slice_service(self, previous: MeshState, key: ObjectKey) -> NsName:
+        for state in (previous, self.state):
+            assert state is not None
+            for (ns, service), slices in state.endpoint_slices.items():
+                if ns == key.namespace and any(s.meta.name == key.name for s in slices):
+                    return (ns, service)
+        return (key.namespace, key.name)
 
     def invalidate_identity(self, identity: ServiceIdentity) -> None:
         """Forget cached resources of groups of one identity (its certificate was rotated)."""
@@ -117,4 +163,5 @@ class XdsCache:
         policy = self.catalog.proxy_policy(group)
         res = self.generator.resources(policy, self.cert_material(group.identity))
         self._groups[group] = res
+        self._deps[group] = frozenset((c.service.namespace, c.service.name) for c in policy.outbound.clusters)
         return res

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,14 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
+from osm.catalog import ProxyGroup
 from osm.envoy.ads.cache import ProxyIdentity, ProxyRejected, XdsCache
 from osm.envoy.ads.delta import DeltaRequest, DeltaResponse, DeltaStream
 from osm.envoy.ads.sotw import Request, Response, SotwStream
 from osm.envoy.types import SHORT, ProxyResources
 from osm.models.identity import ServiceIdentity
-from osm.state.snapshot import MeshState
+from osm.state.decode import ObjectKey
+from osm.state.snapshot import MeshState, NsName
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class ProxyStream:
     resources: ProxyResources | None = None
     update_pending: bool = False
     backlog: list[Any] = field(default_factory=list)  # requests that arrived while no config could be built
+    group: ProxyGroup | None = None
+    deps: frozenset[NsName] = frozenset()  # the services whose clusters its config holds
     connected_at: float = field(default_factory=time.time)
 
     @property
@@ -125,20 +129,37 @@ class AdsServer:
 
     # ---- config changes
 
-    def update(self, state: MeshState) -> int:
-        """Adopt a new snapshot and wake the proxies whose resources changed. Returns how many."""
+    def update(self, state: MeshState, changed: Collection[ObjectKey] | None = None) -> int:
+        """Adopt a new snapshot and wake the proxies whose resources changed. Returns how many.
+
+        With `changed` (the keys that changed since the last snapshot), only proxies that can depend on
+        them are recomputed: for endpoint changes (Pods, Endpoints, EndpointSlices), the clients of the
+        services involved and the changed pods' own proxies. Any other kind recomputes every proxy.
+        """
+        previous = self.cache.state
         self.cache.update(state)
-        return self._refresh(lambda s: True)
+        scope = None if changed is None or previous is None else self.cache.endpoint_scope(previous, changed)
+        if scope is None:
+            return self._refresh(lambda s: True)
+        services, pods = scope
+        return self._refresh(
+            lambda s: bool(s.deps & services) or (s.proxy.pod_namespace, s.proxy.pod_name) in pods,
+            keep_others=True,
+        )
 
     def identity_changed(self, identity: ServiceIdentity) -> int:
         """A certificate of `identity` was rotated: recompute and push to that identity's proxies only."""
         self.cache.invalidate_identity(identity)
         return self._refresh(lambda s: s.identity == identity)
 
-    def _refresh(self, selected: Callable[[ProxyStream], bool]) -> int:
+    def _refresh(self, selected: Callable[[ProxyStream], bool], keep_others: bool = False) -> int:
         woken = 0
         for s in list(self.streams.values()):
             if not selected(s):
+                if keep_others and s.resources is not None and s.group is not None:
+                    self.cache.adopt(
+                        s.group, s.resources, s.deps
+                    )  # still valid: nothing it depends on changed
                 continue
             res = self._compute(s)
             if res is None or (s.resources is not None and res.versions == s.resources.versions):
@@ -158,7 +179,10 @@ class AdsServer:
             log.warning("proxy %s: keeping its last config: %s", s.proxy.cn, e)
             return None
         try:
-            return self.cache.resources(self.cache.group_for(pod))
+            group = self.cache.group_for(pod)
+            res = self.cache.resources(group)
+            s.group, s.deps = group, self.cache.deps(group)
+            return res
         except Exception:
             log.exception("proxy %s: config generation failed; keeping its last config", s.proxy.cn)
             return None
