@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-script test lint typecheck imports unit run-example system-deps clean
+.PHONY: bench bench-full demo demo-script test lint typecheck imports unit run-example system-deps clean
 
 # The bookstore demo on this machine (as root): pods in network namespaces, real Envoy sidecars.
 demo: system-deps $(STAMP)
@@ -13,6 +13,16 @@ demo: system-deps $(STAMP)
 # The demo's scripted walk-through (permissive, SMI, a new TrafficTarget, the split moved to v2).
 demo-script: system-deps $(STAMP)
 	$(VENV)/bin/osm demo --script
+
+# Benchmarks (root not needed): results in bench/results/*.json, summary.json and a plot.
+bench: $(STAMP)
+	$(PY) bench/harness.py --quick
+	$(PY) bench/report.py --results bench/results/quick.json
+
+bench-full: $(STAMP)
+	$(PY) -m pip install -q matplotlib
+	$(PY) bench/harness.py --full
+	$(PY) bench/report.py --results bench/results/full.json
 
 test: system-deps $(STAMP) lint typecheck imports
 	$(PY) -m pytest -q -p no:cacheprovider --cov=osm --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)

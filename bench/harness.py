@@ -195,10 +195,12 @@ async def churn(cp: CP, w: Workload, fleet: Fleet, rate: int, seconds: float) ->
     base = 1000 * rate
     count = int(rate * seconds)
     start = time.monotonic()
+    # Each change moves a different pod, so no marker is overwritten before it could be delivered.
+    candidates = [(svc, pod) for svc in with_callers for pod in w.pods_of(svc)]
+    rnd.shuffle(candidates)
     for k in range(count):
         cid = base + k
-        svc = rnd.choice(with_callers)
-        pod = rnd.choice(w.pods_of(svc))
+        svc, pod = candidates[k % len(candidates)]
         ip = marker_ip(cid)
         fleet.markers.expect(TYPE_ENDPOINT, ip.encode(), cid)
         t0 = (await cp.call(op="churn", id=cid, pod=pod_index[(pod.namespace, pod.name)], ip=ip))["t0"]

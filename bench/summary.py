@@ -9,7 +9,7 @@ reported as not met):
 | `b1_permissive_2000_s` | B1 cold start, permissive mode, 2000 proxies, seconds | <= 20 |
 | `b2_p99_10_s` | B2 endpoint-churn convergence p99 at 10 changes/s, seconds | <= 0.3 |
 | `b2_p99_50_s` | B2 endpoint-churn convergence p99 at 50 changes/s, seconds | <= 0.5 |
-| `b2_push_ratio` | B2 proxies pushed / theoretical minimum (clients of the changed services) | == 1 |
+| `b2_push_ratio` | B2 proxies pushed / theoretical minimum (clients of the changed services) | <= 1 |
 | `b3_p99_s` | B3 policy-change convergence p99 at 2000 proxies, seconds | <= 0.5 |
 | `b3_order_violations` | B3 make-before-break violations (RDS ACKed before the CDS/EDS it needs) | == 0 |
 | `b4_mb_per_proxy` | B4 (RSS(N) - RSS(0)) / N at N = 2000, MB | <= 0.25 |
@@ -78,9 +78,10 @@ TARGETS: tuple[Target, ...] = (
         "b2_push_ratio",
         "B2 proxies pushed / minimum",
         "ratio",
-        "==",
+        "<=",
         1.0,
-        "Istio/OSM push CDS/LDS on endpoint churn; any non-EDS push or extra proxy is a bug",
+        "OSM recomputes and pushes every proxy on a change; here only the changed services' clients "
+        "(below 1 when a batch coalesces several changes for the same proxy)",
     ),
     Target(
         "b3_p99_s",

@@ -112,8 +112,7 @@ class MeshCatalog:
         ix = self.index
         if self.state.permissive:
             return sorted(ix.services)
-        allowed = self.allowed_destinations(identity)
-        keys = {k for k, idents in ix.service_identities.items() if allowed.intersection(idents)}
+        keys = {k for dest in self.allowed_destinations(identity) for k in ix.identity_services.get(dest, ())}
         # An apex is reachable when any of its backends is.
         for apex, split in ix.splits.items():
             if any((apex[0], b.service) in keys for b in split.backends):

@@ -34,6 +34,7 @@ class MeshIndex:
     splits: dict[NsName, TrafficSplit] = field(default_factory=dict)  # by (ns, apex)
     backend_apexes: dict[NsName, tuple[NsName, ...]] = field(default_factory=dict)  # backend -> apexes
     services_by_ns: dict[str, list[tuple[NsName, Service]]] = field(default_factory=dict)
+    pod_services: dict[NsName, list[NsName]] = field(default_factory=dict)  # pod -> services selecting it
 
     @staticmethod
     def build(state: MeshState) -> MeshIndex:
@@ -67,6 +68,8 @@ class MeshIndex:
             self.services_by_ns.setdefault(key[0], []).append((key, svc))
             pods = selected(key[0], svc.selector)
             self.service_pods[key] = pods
+            for p in pods:
+                self.pod_services.setdefault((p.meta.namespace, p.meta.name), []).append(key)
             idents = sorted({ServiceIdentity(p.meta.namespace, p.service_account) for p in pods})
             self.service_identities[key] = tuple(idents)
             for ident in idents:
@@ -167,10 +170,17 @@ class MeshIndex:
         self.backend_apexes = {k: tuple(v) for k, v in apexes.items()}
 
     def services_for_pod(self, pod: Pod) -> tuple[MeshService, ...]:
+        keys = self.pod_services.get((pod.meta.namespace, pod.meta.name))
+        if keys is None or self.state.pods.get((pod.meta.namespace, pod.meta.name)) is not pod:
+            # A pod this snapshot does not hold (or holds another version of): match its labels directly.
+            keys = [
+                k
+                for k, svc in self.services_by_ns.get(pod.meta.namespace, ())
+                if match_labels(svc.selector, pod.meta.labels)
+            ]
         out: list[MeshService] = []
-        for key, svc in self.services_by_ns.get(pod.meta.namespace, ()):
-            if match_labels(svc.selector, pod.meta.labels):
-                out.extend(self.mesh_services.get(key, ()))
+        for key in keys:
+            out.extend(self.mesh_services.get(key, ()))
         return tuple(sorted(out))
 
     def addresses(self, key: NsName) -> tuple[str, ...]:

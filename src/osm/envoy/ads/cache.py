@@ -7,8 +7,8 @@ proxy of the group; the generator memoizes individual resources across groups an
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from osm.catalog import MeshCatalog, ProxyGroup
 from osm.certificate.manager import CertificateManager
@@ -21,6 +21,33 @@ from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scope:
+    """The proxies a change can affect: holders of these services' clusters, these pods, these identities."""
+
+    services: set[NsName] = field(default_factory=set)
+    pods: set[NsName] = field(default_factory=set)
+    identities: set[ServiceIdentity] = field(default_factory=set)
+
+
+def _backing(state: MeshState, service: NsName) -> frozenset[str]:
+    """The service accounts of the pods a service selects."""
+    svc = state.services.get(service)
+    if svc is None:
+        return frozenset()
+    return frozenset(
+        p.service_account
+        for k, p in state.pods.items()
+        if k[0] == service[0] and match_labels(svc.selector, p.meta.labels)
+    )
+
+
+def _selecting(state: MeshState, namespace: str, labels: Mapping[str, str]) -> set[NsName]:
+    return {
+        k for k, svc in state.services.items() if k[0] == namespace and match_labels(svc.selector, labels)
+    }
 
 
 class ProxyRejected(Exception):
@@ -71,31 +98,65 @@ class XdsCache:
     def deps(self, group: ProxyGroup) -> frozenset[NsName]:
         return self._deps.get(group, frozenset())
 
-    def endpoint_scope(
-        self, previous: MeshState, changed: Collection[ObjectKey]
-    ) -> tuple[frozenset[NsName], frozenset[NsName]] | None:
-        """For a change made only of endpoints (Pods, Endpoints, EndpointSlices): the services whose
-        endpoints moved and the pods that changed. None when anything else changed (recompute all)."""
+    def scope(self, previous: MeshState, changed: Collection[ObjectKey]) -> Scope | None:
+        """Which proxies a set of changed objects can affect; None when it could be any (recompute all).
+
+        Endpoints (Pods, Endpoints, EndpointSlices) affect the clients of the services they back and the
+        changed pods' own proxies. A TrafficTarget affects its destination and its old and new sources;
+        an HTTPRouteGroup or TCPRoute the destinations of the targets that use it; a TrafficSplit the
+        clients and the pods of its apex and backends. Anything else (Services, MeshConfig, Namespaces)
+        can change any proxy.
+        """
         assert self.state is not None
-        services: set[NsName] = set()
-        pods: set[NsName] = set()
+        sc = Scope()
         for key in changed:
             ns_name = (key.namespace, key.name)
+            states = (previous, self.state)
             if key.kind == "Pod":
-                pods.add(ns_name)
-                for state in (previous, self.state):
+                sc.pods.add(ns_name)
+                selecting: set[NsName] = set()
+                for state in states:
                     pod = state.pods.get(ns_name)
-                    if pod is None:
+                    if pod is not None:
+                        selecting |= _selecting(state, key.namespace, pod.meta.labels)
+                # A pod that changes which identities back a service changes who may reach it: any proxy.
+                if any(_backing(previous, svc) != _backing(self.state, svc) for svc in selecting):
+                    return None
+                sc.services |= selecting
+            elif key.kind == "Endpoints":
+                sc.services.add(ns_name)
+            elif key.kind == "EndpointSlice":
+                sc.services.add(self._slice_service(previous, key))
+            elif key.kind == "TrafficTarget":
+                for state in states:
+                    tt = state.traffic_targets.get(ns_name)
+                    if tt is not None:
+                        sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
+                        sc.identities |= {ServiceIdentity(s.namespace, s.name) for s in tt.sources}
+            elif key.kind in ("HTTPRouteGroup", "TCPRoute"):
+                for state in states:
+                    for tt in state.traffic_targets.values():
+                        if tt.meta.namespace == key.namespace and any(
+                            r.kind == key.kind and r.name == key.name for r in tt.rules
+                        ):
+                            sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
+            elif key.kind == "TrafficSplit":
+                for state in states:
+                    split = state.traffic_splits.get(ns_name)
+                    if split is None:
                         continue
-                    for (sns, sname), svc in state.services.items():
-                        if sns == key.namespace and match_labels(svc.selector, pod.meta.labels):
-                            services.add((sns, sname))
-            elif key.kind in ("Endpoints", "EndpointSlice"):
-                services.add(ns_name if key.kind == "Endpoints" else self._slice_service(previous, key))
+                    for svc in (split.service, *(b.service for b in split.backends)):
+                        sc.services.add((key.namespace, svc))
+                        service = state.services.get((key.namespace, svc))
+                        if service is not None:
+                            sc.pods |= {
+                                k
+                                for k, p in state.pods.items()
+                                if k[0] == key.namespace and match_labels(service.selector, p.meta.labels)
+                            }
             else:
                 return None
-        # An apex's clusters are its backends': clients of a split hold the backends as deps already.
-        return frozenset(services), frozenset(pods)
+        return sc
 
     def _slice_service(self, previous: MeshState, key: ObjectKey) -> NsName:
         for state in (previous, self.state):

@@ -132,18 +132,20 @@ class AdsServer:
     def update(self, state: MeshState, changed: Collection[ObjectKey] | None = None) -> int:
         """Adopt a new snapshot and wake the proxies whose resources changed. Returns how many.
 
-        With `changed` (the keys that changed since the last snapshot), only proxies that can depend on
-        them are recomputed: for endpoint changes (Pods, Endpoints, EndpointSlices), the clients of the
-        services involved and the changed pods' own proxies. Any other kind recomputes every proxy.
+        With `changed` (the keys that changed since the last snapshot), only the proxies the change can
+        affect are recomputed (see XdsCache.scope); the others keep their resources.
         """
         previous = self.cache.state
         self.cache.update(state)
-        scope = None if changed is None or previous is None else self.cache.endpoint_scope(previous, changed)
+        scope = None if changed is None or previous is None else self.cache.scope(previous, changed)
         if scope is None:
             return self._refresh(lambda s: True)
-        services, pods = scope
         return self._refresh(
-            lambda s: bool(s.deps & services) or (s.proxy.pod_namespace, s.proxy.pod_name) in pods,
+            lambda s: (
+                bool(s.deps & scope.services)
+                or (s.proxy.pod_namespace, s.proxy.pod_name) in scope.pods
+                or s.identity in scope.identities
+            ),
             keep_others=True,
         )
 

@@ -1,0 +1,74 @@
+"""Turn bench/results/<name>.json into the headline summary (bench/results/summary.json) and a plot.
+
+    .venv/bin/python bench/report.py [--results bench/results/full.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.plot import plot  # noqa: E402
+from bench.summary import summary_entries, write_summary  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _row(rows: list[dict[str, Any]], mode: str, xds: str = "sotw") -> dict[str, Any] | None:
+    """The largest-N row of a mode (and xDS variant)."""
+    found = [r for r in rows if r["mode"] == mode and r["xds"] == xds]
+    return max(found, key=lambda r: r["n"]) if found else None
+
+
+def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    smi, perm = _row(rows, "smi"), _row(rows, "permissive")
+    if smi is not None:
+        out["b1_smi_2000_s"] = smi["b1"]["seconds"] if smi["n"] >= 2000 else None
+        for b2 in smi.get("b2", []):
+            out[f"b2_p99_{b2['rate']}_s"] = b2["p99_s"]
+        ratios = [b2["push_ratio"] for b2 in smi.get("b2", []) if b2.get("push_ratio") is not None]
+        out["b2_push_ratio"] = max(ratios) if ratios else None
+        if smi.get("b3"):
+            out["b3_p99_s"] = smi["b3"]["p99_s"]
+            out["b3_order_violations"] = sum(r["b3"]["order_violations"] for r in rows if r.get("b3"))
+        out["b4_mb_per_proxy"] = smi["b4"]["mb_per_proxy"]
+        out["b4_idle_cores"] = smi["b4"]["idle_cores"]
+        if smi.get("ceiling") and smi["b5"].get("seconds"):
+            out["b5_ratio_ceiling"] = round(smi["b5"]["seconds"] / smi["ceiling"]["push_s"], 2)
+        if smi.get("serialize_s") and smi["b5"].get("seconds"):
+            out["b5_ratio_serialize"] = round(smi["b5"]["seconds"] / smi["serialize_s"], 2)
+    if perm is not None:
+        out["b1_permissive_2000_s"] = perm["b1"]["seconds"] if perm["n"] >= 2000 else None
+    return out
+
+
+def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        out.append({"bench": "B1", "mode": r["mode"], "xds": r["xds"], "n": r["n"], "seconds": r["b1"]["seconds"],
+                    "rss_mb": r["b4"]["rss_n_mb"], "mb_per_proxy": r["b4"]["mb_per_proxy"]})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "full.json")
+    args = ap.parse_args()
+    data = json.loads(args.results.read_text())
+    rows = data["rows"]
+    entries = summary_entries(figures(rows))
+    out = args.results.parent / "summary.json"
+    write_summary(entries, out)
+    write_summary(entries, args.results.parent / "summary.md")
+    plot(plot_rows(rows), args.results.parent / f"{args.results.stem}.png")
+    print(json.dumps(entries, indent=1))
+
+
+if __name__ == "__main__":
+    main()
