@@ -133,7 +133,7 @@ async def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool
 
 
 async def scenario(n: int, mode: str, xds: str, *, churn_rates: list[int], churn_seconds: float,
-                   policy_changes: int, idle_seconds: float) -> dict[str, Any]:
+                   policy_changes: int, idle_seconds: float, ceiling: bool = False) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
     services = n // 2
     w = build(services, 2, mode=mode)
@@ -177,7 +177,40 @@ async def scenario(n: int, mode: str, xds: str, *, churn_rates: list[int], churn
             await fleet.close()
         cp.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+    row["serialize_s"] = round(generation_cost(w), 3)
+    if ceiling and row["b5"].get("bytes_per_proxy"):
+        row["ceiling"] = await transport_reference(n, row["b5"]["bytes_per_proxy"])
     return row
+
+
+def generation_cost(w: Workload) -> float:
+    """Building and serializing every proxy group's resources from scratch (shared where identical)."""
+    from osm.catalog import MeshCatalog
+    from osm.envoy.generator import ConfigGenerator
+    from osm.envoy.sds.secrets import CertMaterial
+    from osm.state.snapshot import MeshState
+
+    state = MeshState.build(w.objects)
+    t0 = time.perf_counter()
+    catalog, gen, done = MeshCatalog(state), ConfigGenerator(), set()
+    cert = CertMaterial(b"c" * 700, b"k" * 240, b"a" * 700)
+    for pod in state.pods.values():
+        group = catalog.group_for_pod(pod)
+        if group not in done:
+            done.add(group)
+            gen.resources(catalog.proxy_policy(group), cert)
+    return time.perf_counter() - t0
+
+
+async def transport_reference(n: int, bytes_per_proxy: int) -> dict[str, Any]:
+    """The same bytes pushed by a bare grpc.aio server to the same number of mTLS streams (B5's ceiling)."""
+    from bench.ceiling import cluster_payload, transport_ceiling
+
+    payload, _ = cluster_payload(bytes_per_proxy)
+    got = await transport_ceiling(n, payload, tls=True, repeats=3)
+    push = got.get("push_s") or got.get("push") or {}
+    median = push.get("median") if isinstance(push, dict) else None
+    return {"push_s": median, "raw": {k: v for k, v in got.items() if k != "pushes"}}
 
 
 def marker_ip(change: int) -> str:
@@ -314,7 +347,8 @@ async def main_async(args: argparse.Namespace) -> None:
         for mode in args.modes:
             for xds in args.xds:
                 row = await scenario(n, mode, xds, churn_rates=args.churn, churn_seconds=args.churn_seconds,
-                                     policy_changes=args.policy_changes, idle_seconds=args.idle)
+                                     policy_changes=args.policy_changes, idle_seconds=args.idle,
+                                     ceiling=args.ceiling and mode == "smi" and xds == "sotw")
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -335,13 +369,16 @@ def main() -> None:
     p.add_argument("--policy-changes", type=int, default=20)
     p.add_argument("--idle", type=float, default=10)
     p.add_argument("--name", default="bench")
+    p.add_argument("--ceiling", action="store_true", help="measure B5's transport ceiling for each N")
     args = p.parse_args()
     if args.quick:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (
             [250, 1000], ["smi", "permissive"], 5, 10, 5, "quick")
+        args.ceiling = True
     if args.full:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (
             [250, 500, 1000, 2000], ["smi", "permissive"], 10, 20, 300, "full")
+        args.ceiling = True
     asyncio.run(main_async(args))
 
 

@@ -87,6 +87,7 @@ def pod_ip(i: int) -> str:
 def build(services: int, pods_per_service: int = 2, *, mode: str = "smi", targets: int = 50,
           sources_per_target: int = 5, splits: int = 20, seed: int = 7) -> Workload:
     rnd = random.Random(seed)
+    sources_per_target = min(sources_per_target, max(1, services // 4))  # small meshes keep some non-callers
     w = Workload(mode, services, pods_per_service)
     permissive = mode == "permissive"
     w.objects.append(MeshConfig(traffic=TrafficSpec(enable_permissive_traffic_policy_mode=permissive)))

@@ -71,7 +71,7 @@ def test_met_and_unmet() -> None:
     assert smi["name"] == "B1 cold start SMI 2000 proxies (s)"
     assert smi["value"] == 9.5 and smi["unit"] == "s" and smi["target"] == "<= 10"
     assert "OSM" in str(smi["anchor"])
-    assert entries["b2_push_ratio"]["target"] == "== 1"
+    assert entries["b2_push_ratio"]["target"] == "<= 1"
 
 
 def test_missing_or_none_values_are_not_met() -> None:
@@ -85,8 +85,9 @@ def test_missing_or_none_values_are_not_met() -> None:
     assert not summary.all_met(entries)
 
 
-def test_push_ratio_must_equal_one() -> None:
-    for ratio, met in ((1.0, True), (1.2, False), (0.9, False)):
+def test_push_ratio_must_not_exceed_the_minimum() -> None:
+    # Below 1 is fine: a batch that coalesces several changes for one proxy pushes it once.
+    for ratio, met in ((1.0, True), (1.2, False), (0.9, True)):
         (entry,) = [
             e for e in summary.summary_entries({"b2_push_ratio": ratio}) if e["id"] == "b2_push_ratio"
         ]

@@ -8,7 +8,8 @@ and TCPRoutes narrow what they may do. TrafficSplits weight an apex service over
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from osm.catalog.index import MeshIndex
@@ -30,6 +31,7 @@ from osm.models.trafficpolicy import (
     WeightedCluster,
 )
 from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH, TrafficTarget
+from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
 HTTP_PROTOCOLS = (PROTOCOL_HTTP, PROTOCOL_GRPC)
@@ -42,12 +44,28 @@ class ProxyGroup:
 
     identity: ServiceIdentity
     services: tuple[MeshService, ...]
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.identity, self.services)))  # groups key every cache
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 class MeshCatalog:
-    def __init__(self, state: MeshState) -> None:
+    index: MeshIndex
+
+    def __init__(
+        self,
+        state: MeshState,
+        previous: MeshCatalog | None = None,
+        changed: Collection[ObjectKey] | None = None,
+    ) -> None:
+        """`previous` and `changed` (the keys changed since it) let the index carry over what a change
+        cannot touch."""
         self.state = state
-        self.index = MeshIndex.build(state)
+        self.index = MeshIndex.build(state, previous.index if previous is not None else None, changed)
         self.trust_domain = "cluster.local"
         self._outbound: dict[ServiceIdentity, OutboundPolicy] = {}
         self._inbound: dict[ProxyGroup, InboundPolicy] = {}

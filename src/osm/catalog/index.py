@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import EndpointSubset, Pod, Service, ServicePort, match_labels
 from osm.models.service import Endpoint, MeshService
 from osm.smi.models import TrafficSplit
+from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
+
+ENDPOINT_KINDS = frozenset({"Pod", "Endpoints", "EndpointSlice"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +38,65 @@ class MeshIndex:
     backend_apexes: dict[NsName, tuple[NsName, ...]] = field(default_factory=dict)  # backend -> apexes
     services_by_ns: dict[str, list[tuple[NsName, Service]]] = field(default_factory=dict)
     pod_services: dict[NsName, list[NsName]] = field(default_factory=dict)  # pod -> services selecting it
+    service_warnings: dict[NsName, list[str]] = field(default_factory=dict)
+    split_warnings: list[str] = field(default_factory=list)
 
     @staticmethod
-    def build(state: MeshState) -> MeshIndex:
+    def build(
+        state: MeshState, previous: MeshIndex | None = None, changed: Collection[ObjectKey] | None = None
+    ) -> MeshIndex:
+        """Index a snapshot. Given the previous index and the keys that changed since, services the
+        change cannot touch are carried over (an endpoint change re-indexes only its services)."""
         ix = MeshIndex(state)
-        ix._build()
+        reuse = previous is not None and changed is not None and ix._can_reuse(previous, changed)
+        ix._build(previous if reuse else None, changed or ())
         return ix
 
-    def _build(self) -> None:
+    def _can_reuse(self, previous: MeshIndex, changed: Collection[ObjectKey]) -> bool:
+        st, old = self.state, previous.state
+        if any(k.kind not in ENDPOINT_KINDS for k in changed):
+            return False
+        if st.namespaces is not old.namespaces and dict(st.namespaces) != dict(old.namespaces):
+            return False
+        return len(st.services) == len(old.services) and all(
+            old.services.get(k) is v for k, v in st.services.items()
+        )
+
+    def _affected(self, previous: MeshIndex, changed: Collection[ObjectKey]) -> set[NsName]:
+        out: set[NsName] = set()
+        for key in changed:
+            ns_name = (key.namespace, key.name)
+            if key.kind == "Pod":
+                out.update(previous.pod_services.get(ns_name, ()))
+                pod = self.state.pods.get(ns_name)
+                if pod is not None:
+                    out.update(
+                        k
+                        for k, svc in self.services_by_ns_of(key.namespace)
+                        if match_labels(svc.selector, pod.meta.labels)
+                    )
+            elif key.kind == "Endpoints":
+                out.add(ns_name)
+            else:  # an EndpointSlice: its service, in either snapshot
+                for state in (previous.state, self.state):
+                    for (ns, service), slices in state.endpoint_slices.items():
+                        if ns == key.namespace and any(x.meta.name == key.name for x in slices):
+                            out.add((ns, service))
+        return out
+
+    def services_by_ns_of(self, namespace: str) -> list[tuple[NsName, Service]]:
+        return [(k, v) for k, v in self.state.services.items() if k[0] == namespace]
+
+    def _build(self, previous: MeshIndex | None, changed: Collection[ObjectKey]) -> None:
         st = self.state
+        affected = self._affected(previous, changed) if previous is not None else set()
+        namespaces = {ns for ns, _ in affected} if previous is not None else None
         # Pods by (namespace, label, value): a selector only scans the pods carrying one of its labels.
+        # Carrying an index over, only the namespaces of the services to re-index are needed.
         by_label: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
         pod_by_ip: dict[str, Pod] = {}
         for (ns, _), pod in sorted(st.pods.items()):
-            if st.is_monitored(ns):
+            if (namespaces is None or ns in namespaces) and st.is_monitored(ns):
                 for label in pod.meta.labels.items():
                     by_label[(ns, *label)].append(pod)
                 if pod.pod_ip:
@@ -60,37 +108,58 @@ class MeshIndex:
             first = min(selector.items(), key=lambda kv: len(by_label.get((ns, *kv), ())))
             return tuple(p for p in by_label.get((ns, *first), ()) if match_labels(selector, p.meta.labels))
 
-        identity_services: dict[ServiceIdentity, list[NsName]] = defaultdict(list)
         for key, svc in sorted(st.services.items()):
             if not st.is_monitored(key[0]):
                 continue
             self.services[key] = svc
             self.services_by_ns.setdefault(key[0], []).append((key, svc))
-            pods = selected(key[0], svc.selector)
-            self.service_pods[key] = pods
+            if previous is not None and key not in affected:
+                self.service_pods[key] = previous.service_pods[key]
+                self.service_identities[key] = previous.service_identities[key]
+                self.mesh_services[key] = previous.mesh_services[key]
+                for m in self.mesh_services[key]:
+                    self.endpoints[m] = previous.endpoints[m]
+                self.service_warnings[key] = previous.service_warnings.get(key, [])
+                continue
+            self._index_service(key, svc, selected(key[0], svc.selector), pod_by_ip)
+        identity_services: dict[ServiceIdentity, list[NsName]] = defaultdict(list)
+        for key, pods in self.service_pods.items():
             for p in pods:
                 self.pod_services.setdefault((p.meta.namespace, p.meta.name), []).append(key)
-            idents = sorted({ServiceIdentity(p.meta.namespace, p.service_account) for p in pods})
-            self.service_identities[key] = tuple(idents)
-            for ident in idents:
+            for ident in self.service_identities[key]:
                 identity_services[ident].append(key)
-            ms = []
-            for port in svc.ports:
-                if port.protocol != "TCP":
-                    continue
-                target = self._target_port(key, svc, port, pods)
-                if target is None:
-                    self.warnings.append(
-                        f"Service {key[0]}/{key[1]}: port {port.port}: cannot resolve targetPort "
-                        f"{port.target_port!r} (no endpoints or pod port of that name); port skipped"
-                    )
-                    continue
-                m = MeshService(key[0], key[1], port.port, target, port.app_protocol)
-                ms.append(m)
-                self.endpoints[m] = self._endpoints(key, port, target, pods, pod_by_ip)
-            self.mesh_services[key] = tuple(ms)
         self.identity_services = {k: tuple(v) for k, v in identity_services.items()}
-        self._index_splits()
+        if previous is not None:
+            self.splits, self.backend_apexes = previous.splits, previous.backend_apexes
+            self.split_warnings = previous.split_warnings
+        else:
+            self._index_splits()
+        self.warnings = [w for ws in self.service_warnings.values() for w in ws] + self.split_warnings
+
+    def _index_service(
+        self, key: NsName, svc: Service, pods: tuple[Pod, ...], pod_by_ip: dict[str, Pod]
+    ) -> None:
+        self.service_pods[key] = pods
+        self.service_identities[key] = tuple(
+            sorted({ServiceIdentity(p.meta.namespace, p.service_account) for p in pods})
+        )
+        ms = []
+        warnings = []
+        for port in svc.ports:
+            if port.protocol != "TCP":
+                continue
+            target = self._target_port(key, svc, port, pods)
+            if target is None:
+                warnings.append(
+                    f"Service {key[0]}/{key[1]}: port {port.port}: cannot resolve targetPort "
+                    f"{port.target_port!r} (no endpoints or pod port of that name); port skipped"
+                )
+                continue
+            m = MeshService(key[0], key[1], port.port, target, port.app_protocol)
+            ms.append(m)
+            self.endpoints[m] = self._endpoints(key, port, target, pods, pod_by_ip)
+        self.mesh_services[key] = tuple(ms)
+        self.service_warnings[key] = warnings
 
     def _subsets(self, key: NsName) -> tuple[EndpointSubset, ...] | None:
         ep = self.state.endpoints.get(key)
@@ -153,13 +222,13 @@ class MeshIndex:
                 continue
             apex = (ns, split.service)
             if apex not in self.services:
-                self.warnings.append(
+                self.split_warnings.append(
                     f"TrafficSplit {ns}/{name}: apex service {split.service!r} does not exist; ignored"
                 )
                 continue
             if apex in self.splits:
                 first = self.splits[apex].meta.name
-                self.warnings.append(
+                self.split_warnings.append(
                     f"TrafficSplit {ns}/{name}: apex {split.service!r} already split by "
                     f"TrafficSplit {ns}/{first}; only the first is honoured"
                 )

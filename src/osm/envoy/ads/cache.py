@@ -77,10 +77,10 @@ class XdsCache:
         """The identity whose service certificate has this CN (known once it was issued through here)."""
         return self._cn_identity.get(cn)
 
-    def update(self, state: MeshState) -> None:
+    def update(self, state: MeshState, changed: Collection[ObjectKey] | None = None) -> None:
         """Adopt a new snapshot; nothing is computed until a proxy asks."""
         self.state = state
-        self.catalog = MeshCatalog(state)
+        self.catalog = MeshCatalog(state, self.catalog, changed)
         self.catalog.trust_domain = self.trust_domain
         self.generator.new_generation()
         self._groups = {}

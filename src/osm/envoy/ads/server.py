@@ -136,7 +136,7 @@ class AdsServer:
         affect are recomputed (see XdsCache.scope); the others keep their resources.
         """
         previous = self.cache.state
-        self.cache.update(state)
+        self.cache.update(state, changed)
         scope = None if changed is None or previous is None else self.cache.scope(previous, changed)
         if scope is None:
             return self._refresh(lambda s: True)
