@@ -378,3 +378,40 @@ def test_traffic_targets_in_unmonitored_namespaces_are_ignored() -> None:
     tt = target("t", "hidden", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "r"}], ns="outside")
     cat = MeshCatalog(state(BASE, SMI, tt))
     assert cat.allowed_destinations(ServiceIdentity("a", "client")) == frozenset()
+
+
+def test_an_incremental_index_equals_a_full_rebuild_after_endpoint_changes() -> None:
+    from dataclasses import replace as dc_replace
+
+    from osm.catalog.index import MeshIndex
+    from osm.state.decode import ObjectKey
+
+    before = state(BASE, SPLIT)
+    pods = dict(before.pods)
+    moved = dc_replace(pods[("b", "srv-0")], pod_ip="10.0.9.9")
+    relabelled = dc_replace(
+        pods[("b", "web-v1-0")],
+        meta=dc_replace(pods[("b", "web-v1-0")].meta, labels={"app": "web", "v": "2"}),
+    )
+    objs = [o for o in [*before.services.values(), *before.namespaces.values()]]
+    after = MeshState.build(
+        [
+            *objs,
+            *[p for k, p in pods.items() if k not in {("b", "srv-0"), ("b", "web-v1-0")}],
+            moved,
+            relabelled,
+            *before.traffic_splits.values(),
+        ]
+    )
+    changed = [ObjectKey("Pod", "b", "srv-0"), ObjectKey("Pod", "b", "web-v1-0")]
+    previous = MeshIndex.build(before)
+    incremental, full = MeshIndex.build(after, previous, changed), MeshIndex.build(after)
+    assert incremental.endpoints == full.endpoints
+    assert incremental.service_identities == full.service_identities
+    assert incremental.identity_services == full.identity_services
+    assert {k: sorted(v) for k, v in incremental.pod_services.items()} == {
+        k: sorted(v) for k, v in full.pod_services.items()
+    }
+    assert incremental.service_pods[("b", "srv")] != previous.service_pods[("b", "srv")]  # really re-indexed
+    # A policy change is not an endpoint change: nothing is carried over.
+    assert not MeshIndex(after)._can_reuse(previous, [ObjectKey("TrafficSplit", "b", "a-split")])
