@@ -23,17 +23,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.workload import build  # noqa: E402
-from osm.apis.meshconfig import MeshConfig  # noqa: E402
-from osm.certificate.manager import CertificateManager  # noqa: E402
-from osm.certificate.tresor import TresorCA  # noqa: E402
-from osm.envoy.ads.cache import XdsCache  # noqa: E402
-from osm.envoy.ads.server import AdsServer, server_credentials  # noqa: E402
-from osm.messaging.debounce import Debouncer  # noqa: E402
-from osm.models.k8s import Pod  # noqa: E402
-from osm.smi.models import IdentityRef, TrafficTarget  # noqa: E402
-from osm.state.decode import ObjectKey  # noqa: E402
-from osm.state.store import Store  # noqa: E402
+from bench.workload import build
+from osm.apis.meshconfig import MeshConfig
+from osm.certificate.manager import CertificateManager
+from osm.certificate.tresor import TresorCA
+from osm.envoy.ads.cache import XdsCache
+from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.messaging.debounce import Debouncer
+from osm.models.k8s import Pod
+from osm.smi.models import IdentityRef, TrafficTarget
+from osm.state.decode import ObjectKey
+from osm.state.store import Store
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -63,7 +63,9 @@ class ControlPlane:
         creds = server_credentials(cert.cert_pem, cert.key_pem, self.ca.trust_bundle_pem)
         self.ads = AdsServer(self.cache, address=f"127.0.0.1:{args.port}", credentials=creds)
         self.flushes: list[tuple[float, int, int]] = []  # (time, changes, proxies woken)
-        self.debouncer: Debouncer[ObjectKey] = Debouncer(self._flush, quiet=args.quiet, max_wait=args.max_wait)
+        self.debouncer: Debouncer[ObjectKey] = Debouncer(
+            self._flush, quiet=args.quiet, max_wait=args.max_wait
+        )
         self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
 
     def _flush(self, keys: set[ObjectKey]) -> None:
@@ -72,10 +74,20 @@ class ControlPlane:
 
     def stats(self) -> dict[str, Any]:
         s = self.ads.stats
-        return {"cpu_s": cpu_s(), "rss_mb": rss_mb(), "hwm_mb": rss_mb("VmHWM"), "connected": s.connected,
-                "connects": s.connects, "rejected": s.rejected, "nacks": s.nacks, "responses": s.responses,
-                "pushes": s.pushes, "flushes": len(self.flushes), "builds": self.cache.generator.builds,
-                "time": time.monotonic()}
+        return {
+            "cpu_s": cpu_s(),
+            "rss_mb": rss_mb(),
+            "hwm_mb": rss_mb("VmHWM"),
+            "connected": s.connected,
+            "connects": s.connects,
+            "rejected": s.rejected,
+            "nacks": s.nacks,
+            "responses": s.responses,
+            "pushes": s.pushes,
+            "flushes": len(self.flushes),
+            "builds": self.cache.generator.builds,
+            "time": time.monotonic(),
+        }
 
     def churn(self, change: int, pod_index: int, ip: str) -> float:
         ref = self.workload.pods[pod_index]
@@ -141,12 +153,12 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--control", required=True)
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--quiet", type=float, default=0.05)
-    p.add_argument("--max-wait", type=float, default=0.2)
+    p.add_argument("--quiet", type=float, default=0.03)
+    p.add_argument("--max-wait", type=float, default=0.15)
     p.add_argument("--cpu", type=int, default=0)
     args = p.parse_args()
     os.sched_setaffinity(0, {args.cpu})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(ControlPlane(args).run())
 

@@ -31,12 +31,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs every closed connection at INFO otherwise
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.simproxy import Markers, RefMemo, SimProxy, channel_credentials  # noqa: E402
-from bench.workload import Workload, build  # noqa: E402
-from osm.certificate.tresor import TresorCA  # noqa: E402
-from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE  # noqa: E402
+from bench.simproxy import Markers, RefMemo, SimProxy, channel_credentials
+from bench.workload import Workload, build
+from osm.certificate.tresor import TresorCA
+from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -68,9 +69,23 @@ class CP:
         self.port = free_port()
         self.control = str(state_dir / "cp.sock")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "cp.py"), "--services", str(services), "--mode", mode,
-             "--port", str(self.port), "--control", self.control, "--state-dir", str(state_dir)],
-            stdout=subprocess.PIPE, stderr=open(state_dir / "cp.log", "wb"))  # noqa: SIM115
+            [
+                sys.executable,
+                str(ROOT / "bench" / "cp.py"),
+                "--services",
+                str(services),
+                "--mode",
+                mode,
+                "--port",
+                str(self.port),
+                "--control",
+                self.control,
+                "--state-dir",
+                str(state_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(state_dir / "cp.log", "wb"),  # noqa: SIM115 (the child owns it)
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -123,8 +138,8 @@ def issue_certs(state_dir: Path, w: Workload, n: int) -> tuple[bytes, list[tuple
     return ca.trust_bundle_pem, out
 
 
-async def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Any, within: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if check():
             return True
@@ -132,8 +147,17 @@ async def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool
     return False
 
 
-async def scenario(n: int, mode: str, xds: str, *, churn_rates: list[int], churn_seconds: float,
-                   policy_changes: int, idle_seconds: float, ceiling: bool = False) -> dict[str, Any]:
+async def scenario(
+    n: int,
+    mode: str,
+    xds: str,
+    *,
+    churn_rates: list[int],
+    churn_seconds: float,
+    policy_changes: int,
+    idle_seconds: float,
+    ceiling: bool = False,
+) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
     services = n // 2
     w = build(services, 2, mode=mode)
@@ -147,27 +171,40 @@ async def scenario(n: int, mode: str, xds: str, *, churn_rates: list[int], churn
         target = f"127.0.0.1:{cp.port}"
         before, load0 = await cp.call(op="stats"), cpu_s()
         t0 = time.monotonic()
-        proxies = [SimProxy(i, cn, c, target, delta=xds == "delta", memo=memo, markers=markers)
-                   for i, (cn, c) in enumerate(creds)]
+        proxies = [
+            SimProxy(i, cn, c, target, delta=xds == "delta", memo=memo, markers=markers)
+            for i, (cn, c) in enumerate(creds)
+        ]
         fleet = Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)
         done = await wait_until(lambda: all(p.complete_at is not None for p in proxies), 180)
         after, load1 = await cp.call(op="stats"), cpu_s()
         errors = [p.error for p in proxies if p.error]
         last = max((p.complete_at or float("inf")) for p in proxies)
-        row["b1"] = {"seconds": round(last - t0, 3) if done else None, "complete": done,
-                     "complete_count": sum(p.complete_at is not None for p in proxies),
-                     "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3), "cp_peak_rss_mb": round(after["hwm_mb"], 1),
-                     "load_cpu_s": round(load1 - load0, 3), "load_util": round((load1 - load0) / max(last - t0, 1e-9), 3),
-                     "responses": after["responses"], "nacks": after["nacks"], "rejected": after["rejected"],
-                     "errors": errors[:3], "bytes_per_proxy": round(statistics.mean(p.bytes for p in proxies))}
+        row["b1"] = {
+            "seconds": round(last - t0, 3) if done else None,
+            "complete": done,
+            "complete_count": sum(p.complete_at is not None for p in proxies),
+            "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+            "cp_peak_rss_mb": round(after["hwm_mb"], 1),
+            "load_cpu_s": round(load1 - load0, 3),
+            "load_util": round((load1 - load0) / max(last - t0, 1e-9), 3),
+            "responses": after["responses"],
+            "nacks": after["nacks"],
+            "rejected": after["rejected"],
+            "errors": errors[:3],
+            "bytes_per_proxy": round(statistics.mean(p.bytes for p in proxies)),
+        }
         # B4: memory per connected proxy, idle CPU
         rss_n = (await cp.call(op="gc"))["rss_mb"]
         idle0 = await cp.call(op="stats")
         await asyncio.sleep(idle_seconds)
         idle1 = await cp.call(op="stats")
-        row["b4"] = {"rss_n_mb": round(rss_n, 1), "mb_per_proxy": round((rss_n - row["rss0_mb"]) / n, 4),
-                     "idle_cores": round((idle1["cpu_s"] - idle0["cpu_s"]) / (idle1["time"] - idle0["time"]), 4),
-                     "idle_seconds": idle_seconds}
+        row["b4"] = {
+            "rss_n_mb": round(rss_n, 1),
+            "mb_per_proxy": round((rss_n - row["rss0_mb"]) / n, 4),
+            "idle_cores": round((idle1["cpu_s"] - idle0["cpu_s"]) / (idle1["time"] - idle0["time"]), 4),
+            "idle_seconds": idle_seconds,
+        }
         if mode == "smi":
             row["b2"] = [await churn(cp, w, fleet, rate, churn_seconds) for rate in churn_rates]
             row["b3"] = await policy(cp, w, fleet, policy_changes)
@@ -240,17 +277,30 @@ async def churn(cp: CP, w: Workload, fleet: Fleet, rate: int, seconds: float) ->
         expected = {index[p.cn()] for p in w.client_pods(svc) if p.cn() in index}
         changes.append((cid, t0, expected))
         await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))
-    await wait_until(lambda: all(expected <= set(fleet.markers.seen[cid]) for cid, _, expected in changes), 30)
+    await wait_until(
+        lambda: all(expected <= set(fleet.markers.seen[cid]) for cid, _, expected in changes), 30
+    )
     after = await cp.call(op="stats")
-    latencies = [max(fleet.markers.seen[cid][i] for i in expected) - t0 for cid, t0, expected in changes
-                 if expected and expected <= set(fleet.markers.seen[cid])]
+    latencies = [
+        max(fleet.markers.seen[cid][i] for i in expected) - t0
+        for cid, t0, expected in changes
+        if expected and expected <= set(fleet.markers.seen[cid])
+    ]
     missed = sum(1 for cid, _, expected in changes if not expected <= set(fleet.markers.seen[cid]))
     minimum = sum(len(e) for _, _, e in changes)
     pushed = after["pushes"] - before["pushes"]
-    return {"rate": rate, "changes": count, "p50_s": round(pct(latencies, 0.5), 3), "p99_s": round(pct(latencies, 0.99), 3),
-            "max_s": round(max(latencies), 3) if latencies else None, "missed": missed,
-            "proxies_pushed": pushed, "minimum": minimum, "push_ratio": round(pushed / minimum, 3) if minimum else None,
-            "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3)}
+    return {
+        "rate": rate,
+        "changes": count,
+        "p50_s": round(pct(latencies, 0.5), 3),
+        "p99_s": round(pct(latencies, 0.99), 3),
+        "max_s": round(max(latencies), 3) if latencies else None,
+        "missed": missed,
+        "proxies_pushed": pushed,
+        "minimum": minimum,
+        "push_ratio": round(pushed / minimum, 3) if minimum else None,
+        "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+    }
 
 
 async def policy(cp: CP, w: Workload, fleet: Fleet, changes: int) -> dict[str, Any]:
@@ -268,7 +318,11 @@ async def policy(cp: CP, w: Workload, fleet: Fleet, changes: int) -> dict[str, A
         tt = w.targets[t]
         dest = (tt.destination.namespace, tt.destination.name)
         callers = w.clients[dest]
-        candidates = [w.service_ns(i) for i in range(w.services) if w.service_ns(i) not in callers and w.service_ns(i) != dest]
+        candidates = [
+            w.service_ns(i)
+            for i in range(w.services)
+            if w.service_ns(i) not in callers and w.service_ns(i) != dest
+        ]
         src = rnd.choice(candidates)
         callers.add(src)
         cluster = f"{dest[0]}/{dest[1]}|8080".encode()
@@ -291,9 +345,14 @@ async def policy(cp: CP, w: Workload, fleet: Fleet, changes: int) -> dict[str, A
     for p in fleet.proxies:
         p.record = False
         p.log.clear()
-    return {"changes": changes, "p50_s": round(pct(latencies, 0.5), 3), "p99_s": round(pct(latencies, 0.99), 3),
-            "order_violations": violations, "proxies_pushed": after["pushes"] - before["pushes"],
-            "minimum": touched_min}
+    return {
+        "changes": changes,
+        "p50_s": round(pct(latencies, 0.5), 3),
+        "p99_s": round(pct(latencies, 0.99), 3),
+        "order_violations": violations,
+        "proxies_pushed": after["pushes"] - before["pushes"],
+        "minimum": touched_min,
+    }
 
 
 def order_violations(p: SimProxy, cluster: bytes, t0: float) -> int:
@@ -306,7 +365,8 @@ def order_violations(p: SimProxy, cluster: bytes, t0: float) -> int:
     if TYPE_ROUTE not in got:
         return 0
     return int(got.get(TYPE_CLUSTER, float("inf")) > got[TYPE_ROUTE]) + int(
-        got.get(TYPE_ENDPOINT, float("inf")) > got[TYPE_ROUTE])
+        got.get(TYPE_ENDPOINT, float("inf")) > got[TYPE_ROUTE]
+    )
 
 
 async def full_push(cp: CP, fleet: Fleet, n: int) -> dict[str, Any]:
@@ -322,8 +382,13 @@ async def full_push(cp: CP, fleet: Fleet, n: int) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     pushed = sum(p.bytes for p in fleet.proxies) - bytes0
     await cp.call(op="egress")  # back
-    return {"seconds": round(max(seen.values()) - t0, 3) if ok else None, "proxies": len(seen),
-            "bytes_total": pushed, "bytes_per_proxy": round(pushed / n), "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3)}
+    return {
+        "seconds": round(max(seen.values()) - t0, 3) if ok else None,
+        "proxies": len(seen),
+        "bytes_total": pushed,
+        "bytes_per_proxy": round(pushed / n),
+        "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -332,23 +397,36 @@ def machine() -> dict[str, Any]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                            check=False).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "commit": commit,
-            "date": datetime.now(UTC).isoformat(timespec="seconds")}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 async def main_async(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {1})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rows = []
     for n in args.n:
         for mode in args.modes:
             for xds in args.xds:
-                row = await scenario(n, mode, xds, churn_rates=args.churn, churn_seconds=args.churn_seconds,
-                                     policy_changes=args.policy_changes, idle_seconds=args.idle,
-                                     ceiling=args.ceiling and mode == "smi" and xds == "sotw")
+                row = await scenario(
+                    n,
+                    mode,
+                    xds,
+                    churn_rates=args.churn,
+                    churn_seconds=args.churn_seconds,
+                    policy_changes=args.policy_changes,
+                    idle_seconds=args.idle,
+                    ceiling=args.ceiling and mode == "smi" and xds == "sotw",
+                )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -373,11 +451,23 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (
-            [250, 1000], ["smi", "permissive"], 5, 10, 5, "quick")
+            [250, 1000],
+            ["smi", "permissive"],
+            5,
+            10,
+            5,
+            "quick",
+        )
         args.ceiling = True
     if args.full:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (
-            [250, 500, 1000, 2000], ["smi", "permissive"], 10, 20, 300, "full")
+            [250, 500, 1000, 2000],
+            ["smi", "permissive"],
+            10,
+            20,
+            300,
+            "full",
+        )
         args.ceiling = True
     asyncio.run(main_async(args))
 

@@ -1,6 +1,6 @@
 """Turn bench/results/<name>.json into the headline summary (bench/results/summary.json) and a plot.
 
-    .venv/bin/python bench/report.py [--results bench/results/full.json]
+.venv/bin/python bench/report.py [--results bench/results/full.json]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.plot import plot  # noqa: E402
-from bench.summary import summary_entries, write_summary  # noqa: E402
+from bench.plot import plot
+from bench.summary import summary_entries, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +51,17 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        out.append({"bench": "B1", "mode": r["mode"], "xds": r["xds"], "n": r["n"], "seconds": r["b1"]["seconds"],
-                    "rss_mb": r["b4"]["rss_n_mb"], "mb_per_proxy": r["b4"]["mb_per_proxy"]})
+        out.append(
+            {
+                "bench": "B1",
+                "mode": r["mode"],
+                "xds": r["xds"],
+                "n": r["n"],
+                "seconds": r["b1"]["seconds"],
+                "rss_mb": r["b4"]["rss_n_mb"],
+                "mb_per_proxy": r["b4"]["mb_per_proxy"],
+            }
+        )
     return out
 
 

@@ -52,11 +52,11 @@ def fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
             value, i = _varint(view, i)
         elif wt == 2:
             length, i = _varint(view, i)
-            value, i = view[i:i + length], i + length
+            value, i = view[i : i + length], i + length
         elif wt == 1:
-            value, i = view[i:i + 8], i + 8
+            value, i = view[i : i + 8], i + 8
         elif wt == 5:
-            value, i = view[i:i + 4], i + 4
+            value, i = view[i : i + 4], i + 4
         else:
             raise ValueError(f"unsupported wire type {wt}")
         yield number, wt, value
@@ -209,12 +209,23 @@ class TypeSub:
 
 
 class SimProxy:
-    def __init__(self, index: int, cn: str, creds: grpc.ChannelCredentials, target: str, *, delta: bool,
-                 memo: RefMemo, markers: Markers, server_name: str = "ads.cluster.local") -> None:
+    def __init__(
+        self,
+        index: int,
+        cn: str,
+        creds: grpc.ChannelCredentials,
+        target: str,
+        *,
+        delta: bool,
+        memo: RefMemo,
+        markers: Markers,
+        server_name: str = "ads.cluster.local",
+    ) -> None:
         self.index, self.cn, self.creds, self.target = index, cn, creds, target
         self.delta, self.memo, self.markers, self.server_name = delta, memo, markers, server_name
-        self.subs: dict[str, TypeSub] = {t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER,
-                                                                 TYPE_ROUTE, TYPE_SECRET)}
+        self.subs: dict[str, TypeSub] = {
+            t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
+        }
         self.complete_at: float | None = None
         self.responses = 0
         self.bytes = 0
@@ -228,18 +239,30 @@ class SimProxy:
 
     def _sotw(self, type_url: str, first: bool = False) -> bytes:
         st = self.subs[type_url]
-        req = discovery_pb2.DiscoveryRequest(type_url=type_url, version_info=st.version, response_nonce=st.nonce,
-                                             resource_names=sorted(st.names))
+        req = discovery_pb2.DiscoveryRequest(
+            type_url=type_url,
+            version_info=st.version,
+            response_nonce=st.nonce,
+            resource_names=sorted(st.names),
+        )
         if first:
             req.node.id = self.cn
         return req.SerializeToString()
 
-    def _delta_req(self, type_url: str, subscribe: frozenset[str] = frozenset(),
-                   unsubscribe: frozenset[str] = frozenset(), first: bool = False) -> bytes:
+    def _delta_req(
+        self,
+        type_url: str,
+        subscribe: frozenset[str] = frozenset(),
+        unsubscribe: frozenset[str] = frozenset(),
+        first: bool = False,
+    ) -> bytes:
         st = self.subs[type_url]
-        req = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=st.nonce if not first else "",
-                                                  resource_names_subscribe=sorted(subscribe),
-                                                  resource_names_unsubscribe=sorted(unsubscribe))
+        req = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=type_url,
+            response_nonce=st.nonce if not first else "",
+            resource_names_subscribe=sorted(subscribe),
+            resource_names_unsubscribe=sorted(unsubscribe),
+        )
         if first:
             req.node.id = self.cn
         return req.SerializeToString()
@@ -249,8 +272,11 @@ class SimProxy:
         if names == st.names and st.requested:
             return
         if self.delta:
-            self._queue.put_nowait(self._delta_req(type_url, names - st.names, st.names - names,
-                                                   first=not st.requested and not names))
+            self._queue.put_nowait(
+                self._delta_req(
+                    type_url, names - st.names, st.names - names, first=not st.requested and not names
+                )
+            )
         else:
             st.names = names
             self._queue.put_nowait(self._sotw(type_url))
@@ -263,17 +289,24 @@ class SimProxy:
             yield item
 
     async def run(self, connect_timeout: float = 120.0) -> None:
-        options = [("grpc.ssl_target_name_override", self.server_name), ("grpc.use_local_subchannel_pool", 1),
-                   ("osm.bench.proxy", self.index), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        options = [
+            ("grpc.ssl_target_name_override", self.server_name),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("osm.bench.proxy", self.index),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ]
         try:
             async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
-                call = channel.stream_stream(DELTA if self.delta else SOTW, request_serializer=None,
-                                             response_deserializer=None)(self._requests())
+                call = channel.stream_stream(
+                    DELTA if self.delta else SOTW, request_serializer=None, response_deserializer=None
+                )(self._requests())
                 first = True
                 for t in (TYPE_CLUSTER, TYPE_LISTENER):
                     st = self.subs[t]
                     st.requested = True
-                    self._queue.put_nowait(self._delta_req(t, first=first) if self.delta else self._sotw(t, first))
+                    self._queue.put_nowait(
+                        self._delta_req(t, first=first) if self.delta else self._sotw(t, first)
+                    )
                     first = False
                 async for raw in call:
                     self._on_response(raw)
@@ -311,8 +344,11 @@ class SimProxy:
         else:
             self._queue.put_nowait(self._sotw(e.type_url))
         if e.type_url == TYPE_CLUSTER:
-            self._cds_names = set(refs.names) if not self.delta else (
-                (getattr(self, "_cds_names", set()) | set(refs.names)) - set(e.removed))
+            self._cds_names = (
+                set(refs.names)
+                if not self.delta
+                else ((getattr(self, "_cds_names", set()) | set(refs.names)) - set(e.removed))
+            )
             self._cds_refs = refs
             self._want(TYPE_ENDPOINT, refs.eds if not self.delta else self._eds_delta(refs, e.removed))
             self._sds_from(TYPE_CLUSTER, refs.sds)
@@ -341,4 +377,6 @@ class SimProxy:
 
 
 def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+    )

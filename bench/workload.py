@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from osm.apis.meshconfig import MeshConfig, TrafficSpec
 from osm.local.source import stable_proxy_uuid
+from osm.models.identity import ServiceIdentity
 from osm.models.k8s import (
     LABEL_MONITORED_BY,
     LABEL_PROXY_UUID,
@@ -23,7 +24,6 @@ from osm.models.k8s import (
     Service,
     ServicePort,
 )
-from osm.models.identity import ServiceIdentity
 from osm.smi.models import (
     HTTPMatch,
     HTTPRouteGroup,
@@ -84,8 +84,16 @@ def pod_ip(i: int) -> str:
     return f"10.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}"
 
 
-def build(services: int, pods_per_service: int = 2, *, mode: str = "smi", targets: int = 50,
-          sources_per_target: int = 5, splits: int = 20, seed: int = 7) -> Workload:
+def build(
+    services: int,
+    pods_per_service: int = 2,
+    *,
+    mode: str = "smi",
+    targets: int = 50,
+    sources_per_target: int = 5,
+    splits: int = 20,
+    seed: int = 7,
+) -> Workload:
     rnd = random.Random(seed)
     sources_per_target = min(sources_per_target, max(1, services // 4))  # small meshes keep some non-callers
     w = Workload(mode, services, pods_per_service)
@@ -96,28 +104,49 @@ def build(services: int, pods_per_service: int = 2, *, mode: str = "smi", target
     k = 0
     for i in range(services):
         ns, name = w.service_ns(i)
-        w.objects.append(Service(ObjectMeta(name=name, namespace=ns), (ServicePort(PORT, PORT, "http"),),
-                                 selector={"app": name}, cluster_ip=f"10.96.{i // 256}.{i % 256}"))
+        w.objects.append(
+            Service(
+                ObjectMeta(name=name, namespace=ns),
+                (ServicePort(PORT, PORT, "http"),),
+                selector={"app": name},
+                cluster_ip=f"10.96.{i // 256}.{i % 256}",
+            )
+        )
         for j in range(pods_per_service):
             pod_name = f"{name}-{j}"
             uuid = stable_proxy_uuid(ns, pod_name)
             ip = pod_ip(k)
             k += 1
-            w.objects.append(Pod(ObjectMeta(name=pod_name, namespace=ns,
-                                            labels={"app": name, LABEL_PROXY_UUID: uuid}),
-                                 PodSpec(service_account=name, containers=(Container(name="app"),)), pod_ip=ip))
+            w.objects.append(
+                Pod(
+                    ObjectMeta(name=pod_name, namespace=ns, labels={"app": name, LABEL_PROXY_UUID: uuid}),
+                    PodSpec(service_account=name, containers=(Container(name="app"),)),
+                    pod_ip=ip,
+                )
+            )
             w.pods.append(PodRef(ns, pod_name, name, uuid, ip))
     if permissive:
         return w
     for t in range(min(targets, services)):
         ns, name = w.service_ns(t)
-        others = [w.service_ns(x) for x in rnd.sample(range(services), min(services, sources_per_target + 1)) if x != t]
+        others = [
+            w.service_ns(x)
+            for x in rnd.sample(range(services), min(services, sources_per_target + 1))
+            if x != t
+        ]
         sources = others[:sources_per_target]
-        w.objects.append(HTTPRouteGroup(ObjectMeta(name=f"routes-{t}", namespace=ns), (
-            HTTPMatch("read", "/items", ("GET",)), HTTPMatch("write", "/items/.*", ("POST", "PUT")))))
-        tt = TrafficTarget(ObjectMeta(name=f"tt-{t}", namespace=ns), IdentityRef(name, ns),
-                           tuple(IdentityRef(s[1], s[0]) for s in sources),
-                           (TrafficTargetRule("HTTPRouteGroup", f"routes-{t}", ()),))
+        w.objects.append(
+            HTTPRouteGroup(
+                ObjectMeta(name=f"routes-{t}", namespace=ns),
+                (HTTPMatch("read", "/items", ("GET",)), HTTPMatch("write", "/items/.*", ("POST", "PUT"))),
+            )
+        )
+        tt = TrafficTarget(
+            ObjectMeta(name=f"tt-{t}", namespace=ns),
+            IdentityRef(name, ns),
+            tuple(IdentityRef(s[1], s[0]) for s in sources),
+            (TrafficTargetRule("HTTPRouteGroup", f"routes-{t}", ()),),
+        )
         w.objects.append(tt)
         w.targets.append(tt)
         w.clients[(ns, name)] = set(sources)
@@ -126,10 +155,21 @@ def build(services: int, pods_per_service: int = 2, *, mode: str = "smi", target
         if a[0] != b[0]:  # backends must share the apex's namespace
             b = w.service_ns(targets + 2 * s + NAMESPACES)
         apex = f"apex-{s}"
-        w.objects.append(Service(ObjectMeta(name=apex, namespace=a[0]), (ServicePort(PORT, PORT, "http"),),
-                                 selector={"apex": apex}, cluster_ip=f"10.97.{s // 256}.{s % 256}"))
-        w.objects.append(TrafficSplit(ObjectMeta(name=f"split-{s}", namespace=a[0]), apex,
-                                      (TrafficSplitBackend(a[1], 50), TrafficSplitBackend(b[1], 50))))
+        w.objects.append(
+            Service(
+                ObjectMeta(name=apex, namespace=a[0]),
+                (ServicePort(PORT, PORT, "http"),),
+                selector={"apex": apex},
+                cluster_ip=f"10.97.{s // 256}.{s % 256}",
+            )
+        )
+        w.objects.append(
+            TrafficSplit(
+                ObjectMeta(name=f"split-{s}", namespace=a[0]),
+                apex,
+                (TrafficSplitBackend(a[1], 50), TrafficSplitBackend(b[1], 50)),
+            )
+        )
     return w
 
 

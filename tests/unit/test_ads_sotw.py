@@ -337,11 +337,12 @@ def test_routes_to_a_new_cluster_wait_until_its_endpoints_went_out() -> None:
         [*base(rds_domain="c.example", lds_port=15002), cluster("c"), cla("c", "10.0.0.3")]
     )
     pushed = s.on_update(grown)
-    assert [r.type_url for r in pushed] == [TYPE_CLUSTER, TYPE_ENDPOINT]  # listeners and routes are held
-    assert "c" in names(pushed[0]) and "c" not in names(pushed[1])
+    assert [r.type_url for r in pushed] == [TYPE_CLUSTER]  # listeners and routes are held; a, b unchanged
+    assert "c" in names(pushed[0])
     assert s.hold == {"c"}
     # Envoy asks for the new cluster's endpoints: they go out, then the held listener and routes.
-    out = s.on_request(Request(TYPE_ENDPOINT, nonce=pushed[1].nonce, names=("a", "b", "c")), grown)
+    eds_nonce = s.types[TYPE_ENDPOINT].nonce
+    out = s.on_request(Request(TYPE_ENDPOINT, nonce=eds_nonce, names=("a", "b", "c")), grown)
     assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
     assert names(out[0]) == ["a", "b", "c"] and not s.hold
 
@@ -362,3 +363,15 @@ def test_the_hold_ends_when_the_new_cluster_disappears_again() -> None:
     [ack_resp] = [r for r in cds if r.type_url == TYPE_CLUSTER]
     out = s.on_request(ack(ack_resp), back)
     assert [r.type_url for r in out] == [TYPE_LISTENER] and not s.hold
+
+
+def test_endpoints_are_resent_only_for_clusters_whose_definition_changed() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    # A cluster without endpoints (e.g. the egress passthrough) appears: a, b are untouched.
+    other = Resource.from_message(TYPE_CLUSTER, "passthrough", cluster_pb2.Cluster(name="passthrough"))
+    out = s.on_update(ProxyResources.of([*base(), other]))
+    assert [r.type_url for r in out] == [TYPE_CLUSTER]
+    # Cluster a's definition changes: Envoy re-warms it, so its endpoints go out again unchanged.
+    out = s.on_update(ProxyResources.of([*base(cds_timeout=9), other]))
+    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT]

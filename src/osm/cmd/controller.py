@@ -36,10 +36,10 @@ class Settings:
     mesh_name: str = "osm"
     osm_namespace: str = "osm-system"
     trust_domain: str = "cluster.local"
-    # A change waits for 50 ms of quiet, but never more than 200 ms after the first one: under continuous
-    # churn every change reaches the proxies within about 0.2 s plus the push (OSM: 2 s and 10 s).
-    debounce_quiet: float = 0.05
-    debounce_max: float = 0.2
+    # A change waits for 30 ms of quiet, but never more than 150 ms after the first one: under continuous
+    # churn every change reaches the proxies within about 0.15 s plus the push (OSM: 2 s and 10 s).
+    debounce_quiet: float = 0.03
+    debounce_max: float = 0.15
     rotation_interval: float = 5.0
     watch: bool = True
 

@@ -2,7 +2,7 @@
 
 A change opens a window; each further change restarts the quiet period (`quiet`), but the batch is
 flushed no later than `max_wait` after its first change. OSM used 2 s / 10 s; the controller uses
-50 ms / 200 ms, keeping convergence well under a second even under continuous churn.
+30 ms / 150 ms, keeping convergence well under a second even under continuous churn.
 """
 
 from __future__ import annotations

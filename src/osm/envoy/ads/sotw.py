@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from osm.envoy import wire
 from osm.envoy.types import (
@@ -56,6 +56,7 @@ class TypeState:
     nonce: str = ""
     sent_version: str = ""
     sent_names: frozenset[str] = frozenset()
+    sent_versions: dict[str, str] = field(default_factory=dict)  # resource name -> version last sent
     acked_version: str = ""
     nacked_version: str = ""
     last_error: str = ""
@@ -93,6 +94,7 @@ class SotwStream:
         st.nonce = str(next(self._nonces))
         st.sent_version = version
         st.sent_names = frozenset(r.name for r in chosen)
+        st.sent_versions = {r.name: r.version for r in chosen}
         self.counters.responses += 1
         return Response(type_url, version, st.nonce, chosen)
 
@@ -144,7 +146,7 @@ class SotwStream:
 
     def _push(self, resources: ProxyResources, types: tuple[str, ...]) -> list[Response]:
         out: list[Response] = []
-        cds_sent = False
+        updated_clusters: set[str] = set()
         for type_url in types:
             st = self.types.get(type_url)
             if st is None:
@@ -152,7 +154,8 @@ class SotwStream:
             if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
                 self.held_updates += 1
                 continue
-            forced_eds = type_url == TYPE_ENDPOINT and cds_sent and bool(st.names)
+            # An updated cluster warms until it gets a ClusterLoadAssignment: resend its endpoints.
+            forced_eds = type_url == TYPE_ENDPOINT and bool(updated_clusters & st.names)
             type_version = resources.versions.get(type_url, "")
             if type_version == st.seen_type_version and not forced_eds:
                 continue
@@ -164,10 +167,12 @@ class SotwStream:
                 chosen = [available[n] for n in st.names if n in available]
             changed = content_version(chosen) != st.sent_version
             if changed or forced_eds:
-                previous = st.sent_names
+                previous, previous_versions = st.sent_names, st.sent_versions
                 out.append(self._respond(type_url, st, resources))
                 if type_url == TYPE_CLUSTER:
-                    cds_sent = True
+                    updated_clusters = {
+                        n for n, v in st.sent_versions.items() if previous_versions.get(n) != v
+                    }
                     eds = self.types.get(TYPE_ENDPOINT)
                     new_eds = (st.sent_names - previous) & set(resources.get(TYPE_ENDPOINT))
                     if eds is not None and new_eds - eds.names:
