@@ -34,24 +34,30 @@ HTTP_PROTOCOLS = ("http", "grpc")
 
 class ConfigGenerator:
     def __init__(self) -> None:
-        self._memo: dict[Hashable, Resource | None] = {}
-        self._previous: dict[Hashable, Resource | None] = {}
+        self._memo: dict[Hashable, Any] = {}
+        self._previous: dict[Hashable, Any] = {}
         self.builds = 0  # resources built (not served from the memo), for metrics and tests
 
     def new_generation(self) -> None:
         self._previous, self._memo = self._memo, {}
 
     def _get(self, key: Hashable, type_url: str, name: str, build: Callable[[], Any]) -> Resource | None:
+        def make() -> Resource | None:
+            msg = build()
+            return None if msg is None else Resource.from_message(type_url, name, msg)
+
+        res: Resource | None = self._part(key, make)
+        return res
+
+    def _part(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """A memoized serialized part (not a resource): shared by every resource composed from it."""
         if key in self._memo:
             return self._memo[key]
-        if key in self._previous:
-            res = self._previous[key]
-        else:
-            msg = build()
+        value = self._previous[key] if key in self._previous else build()
+        if key not in self._previous:
             self.builds += 1
-            res = None if msg is None else Resource.from_message(type_url, name, msg)
-        self._memo[key] = res
-        return res
+        self._memo[key] = value
+        return value
 
     def resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
         ident, td, tls = policy.identity, policy.trust_domain, policy.tls
@@ -59,15 +65,14 @@ class ConfigGenerator:
         ob, ib = policy.outbound, policy.inbound
         get = self._get
         # CDS + EDS
+        own_cert = self._part(("own-cert", ident), partial(clusters.own_certificate_field, ident))
         for c in ob.clusters:
             name = c.service.cluster_name
+            parts = self._part(
+                ("cds-parts", c.service, tls, td), partial(clusters.upstream_cluster_parts, c, tls, td)
+            )
             out.append(
-                get(
-                    ("cds", c.service, ident, tls, td),
-                    TYPE_CLUSTER,
-                    name,
-                    partial(clusters.upstream_cluster, c, ident, tls, td),
-                )
+                Resource.from_body(TYPE_CLUSTER, name, clusters.compose_upstream_cluster(parts, own_cert))
             )
             out.append(
                 get(

@@ -39,7 +39,11 @@ class Resource:
 
     @staticmethod
     def from_message(type_url: str, name: str, msg: Any) -> Resource:
-        body = msg.SerializeToString(deterministic=True)
+        return Resource.from_body(type_url, name, msg.SerializeToString(deterministic=True))
+
+    @staticmethod
+    def from_body(type_url: str, name: str, body: bytes) -> Resource:
+        """From the serialized message (e.g. composed from shared serialized parts)."""
         packed = wire.any_bytes(type_url, body)
         return Resource(
             name=name,

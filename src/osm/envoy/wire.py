@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+_SMALL = [bytes([i]) for i in range(128)]
+
 
 def varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL[n]
+    if n < 16384:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while True:
         b = n & 0x7F

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from osm.models.identity import DEFAULT_TRUST_DOMAIN
 
@@ -16,6 +16,16 @@ class MeshService:
     port: int
     target_port: int
     protocol: str
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Mesh services key the generators' caches: hash them once.
+        object.__setattr__(
+            self, "_hash", hash((self.namespace, self.name, self.port, self.target_port, self.protocol))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def k8s(self) -> str:

@@ -11,6 +11,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
+from osm.envoy import wire
 from osm.envoy.common import ALPN_MESH, ads_source, pack, sds_ref, socket_address, tls_params
 from osm.envoy.sds import names
 from osm.models.identity import ServiceIdentity
@@ -114,3 +115,50 @@ def passthrough_cluster() -> Any:
         connect_timeout=_CONNECT_TIMEOUT,
         circuit_breakers=_circuit_breakers(),
     )
+
+
+# ---- composition from shared serialized parts
+#
+# An upstream cluster differs between proxies only in the name of the proxy's own certificate
+# (`service-cert:<ns>/<sa>`). Building a Cluster message per proxy costs ~40 us per cluster, which in
+# permissive mode (every proxy holds every service) is ~40 ms per proxy. Instead the parts are
+# serialized once (per service, and per identity) and the cluster's bytes are composed by concatenation:
+# a message's serialization is the concatenation of its fields' serializations, in any order.
+
+UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+_TLS_SOCKET = "envoy.transport_sockets.tls"
+
+
+def upstream_cluster_parts(
+    cluster: UpstreamCluster, tls: TLSSettings, trust_domain: str
+) -> tuple[bytes, bytes, bytes]:
+    """Identity-independent parts of `upstream_cluster`: the cluster without its transport socket, the
+    CommonTlsContext without the proxy's own certificate, and the SNI field."""
+    svc = cluster.service
+    full = upstream_cluster(cluster, ServiceIdentity("", ""), tls, trust_domain)
+    full.ClearField("transport_socket")
+    common = tls_pb2.CommonTlsContext(
+        tls_params=tls_params(tls),
+        alpn_protocols=[ALPN_MESH],
+        validation_context_sds_secret_config=sds_ref(names.outbound_root(svc)),
+    )
+    return (
+        full.SerializeToString(deterministic=True),
+        common.SerializeToString(deterministic=True),
+        wire.field_str(2, svc.fqdn(trust_domain)),
+    )
+
+
+def own_certificate_field(downstream: ServiceIdentity) -> bytes:
+    """CommonTlsContext.tls_certificate_sds_secret_configs (field 6) naming the proxy's service cert."""
+    return wire.field_bytes(6, sds_ref(names.service_cert(downstream)).SerializeToString(deterministic=True))
+
+
+def compose_upstream_cluster(parts: tuple[bytes, bytes, bytes], own_certificate: bytes) -> bytes:
+    """The serialized `upstream_cluster` for one proxy, from its shared parts."""
+    base, common, sni = parts
+    upstream_tls = wire.field_bytes(1, common + own_certificate) + sni
+    socket = wire.field_str(1, _TLS_SOCKET) + wire.field_bytes(
+        3, wire.any_bytes(UPSTREAM_TLS_TYPE, upstream_tls)
+    )
+    return base + wire.field_bytes(24, socket)
