@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir
 
+from bench.harness import machine
 from osm.cmd.controller import Settings
 from osm.testing.controlplane import RunningController, start_sidecar
 from osm.testing.envoycheck import holds
@@ -72,26 +71,9 @@ def main() -> None:
                             }
                         )
                         print(json.dumps(rows[-1]))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpu_count": __import__("os").cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "commit": commit,
-                "repeat": args.repeat,
-                "results": rows,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    data = {"machine": machine(), "repeat": args.repeat, "results": rows}
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import machine
+from osm.cmd.controller import Settings
 from osm.testing.localmesh import LocalMesh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,27 +112,15 @@ def main() -> None:
         }
         for k, v in results.items()
     }
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
-    ).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpu_count": __import__("os").cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "commit": commit,
-                "repeat": args.repeat,
-                "debounce": {"quiet_s": 0.1, "max_s": 1.0},
-                "results": summary,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    settings = Settings(local_dir=ROOT, state_dir=ROOT)
+    data = {
+        "machine": machine(),
+        "repeat": args.repeat,
+        "debounce": {"quiet_s": settings.debounce_quiet, "max_s": settings.debounce_max},
+        "results": summary,
+    }
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
 

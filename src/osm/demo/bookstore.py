@@ -13,12 +13,12 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Final, cast
 from urllib.parse import urlsplit
 
 from .common import (
     DemoHTTPServer,
+    DispatchHandler,
     Log,
     client_app_header,
     env_float,
@@ -113,25 +113,7 @@ class BookstoreServer(DemoHTTPServer):
             self.log(error or "restocking from bookwarehouse works")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # idle keep-alive connections (from the sidecar) do not hold a thread forever
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
+class _Handler(DispatchHandler):
     def _dispatch(self) -> None:
         srv = cast(BookstoreServer, self.server)
         read_body(self)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
 from typing import Final, cast
 
 from .common import (
     DemoHTTPServer,
+    DispatchHandler,
     Log,
     client_app_header,
     env_float,
@@ -62,25 +62,7 @@ class BookwarehouseServer(DemoHTTPServer):
         self.redis.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
+class _Handler(DispatchHandler):
     def _dispatch(self) -> None:
         srv = cast(BookwarehouseServer, self.server)
         body = read_body(self)

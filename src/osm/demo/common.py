@@ -104,6 +104,31 @@ def read_body(handler: BaseHTTPRequestHandler, limit: int = 1 << 20) -> bytes:
     return handler.rfile.read(min(length, limit)) if length > 0 else b""
 
 
+class DispatchHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive (the sidecar reuses connections); every method goes to `_dispatch`."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections (from the sidecar) do not hold a thread forever
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        raise NotImplementedError
+
+
 class DemoHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that serves from a background thread: `start()`, `stop()`, `port`."""
 
