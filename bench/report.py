@@ -49,18 +49,12 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for r in rows:
+        base = {"mode": r["mode"], "xds": r["xds"], "n": r["n"]}
+        out.append({"bench": "B1", **base, "seconds": r["b1"]["seconds"]})
         out.append(
-            {
-                "bench": "B1",
-                "mode": r["mode"],
-                "xds": r["xds"],
-                "n": r["n"],
-                "seconds": r["b1"]["seconds"],
-                "rss_mb": r["b4"]["rss_n_mb"],
-                "mb_per_proxy": r["b4"]["mb_per_proxy"],
-            }
+            {"bench": "B4", **base, "rss_mb": r["b4"]["rss_n_mb"], "mb_per_proxy": r["b4"]["mb_per_proxy"]}
         )
     return out
 
