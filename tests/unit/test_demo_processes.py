@@ -15,7 +15,7 @@ import pytest
 import osm
 from osm.demo.stats import read_stats
 
-# runs a module with this process's `osm` package path (works with extra path entries, e.g. drafts)
+# runs a module with this process's `osm` package path
 BOOT = (
     "import runpy, sys, osm; "
     "[osm.__path__.append(p) for p in sys.argv[1:-1] if p not in osm.__path__]; "
