@@ -62,7 +62,8 @@ class MeshIndex:
             old.services.get(k) is v for k, v in st.services.items()
         )
 
-    def _affected(self, previous: MeshIndex, changed: Collection[ObjectKey]) -> set[NsName]:
+    def affected_services(self, previous: MeshIndex, changed: Collection[ObjectKey]) -> set[NsName]:
+        """The services whose endpoints the changed Pods, Endpoints and EndpointSlices can move."""
         out: set[NsName] = set()
         for key in changed:
             ns_name = (key.namespace, key.name)
@@ -89,7 +90,7 @@ class MeshIndex:
 
     def _build(self, previous: MeshIndex | None, changed: Collection[ObjectKey]) -> None:
         st = self.state
-        affected = self._affected(previous, changed) if previous is not None else set()
+        affected = self.affected_services(previous, changed) if previous is not None else set()
         namespaces = {ns for ns, _ in affected} if previous is not None else None
         # Pods by (namespace, label, value): a selector only scans the pods carrying one of its labels.
         # Carrying an index over, only the namespaces of the services to re-index are needed.

@@ -7,16 +7,17 @@ proxy of the group; the generator memoizes individual resources across groups an
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from osm.catalog import MeshCatalog, ProxyGroup
+from osm.catalog.index import ENDPOINT_KINDS
 from osm.certificate.manager import CertificateManager
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ProxyResources
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
-from osm.models.k8s import Pod, match_labels
+from osm.models.k8s import Pod
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
@@ -30,24 +31,6 @@ class Scope:
     services: set[NsName] = field(default_factory=set)
     pods: set[NsName] = field(default_factory=set)
     identities: set[ServiceIdentity] = field(default_factory=set)
-
-
-def _backing(state: MeshState, service: NsName) -> frozenset[str]:
-    """The service accounts of the pods a service selects."""
-    svc = state.services.get(service)
-    if svc is None:
-        return frozenset()
-    return frozenset(
-        p.service_account
-        for k, p in state.pods.items()
-        if k[0] == service[0] and match_labels(svc.selector, p.meta.labels)
-    )
-
-
-def _selecting(state: MeshState, namespace: str, labels: Mapping[str, str]) -> set[NsName]:
-    return {
-        k for k, svc in state.services.items() if k[0] == namespace and match_labels(svc.selector, labels)
-    }
 
 
 class ProxyRejected(Exception):
@@ -68,6 +51,7 @@ class XdsCache:
         self.generator = ConfigGenerator()
         self.state: MeshState | None = None
         self.catalog: MeshCatalog | None = None
+        self.previous_catalog: MeshCatalog | None = None
         self._groups: dict[ProxyGroup, ProxyResources] = {}
         self._deps: dict[ProxyGroup, frozenset[NsName]] = {}
         self._cn_identity: dict[str, ServiceIdentity] = {}
@@ -80,6 +64,7 @@ class XdsCache:
     def update(self, state: MeshState, changed: Collection[ObjectKey] | None = None) -> None:
         """Adopt a new snapshot; nothing is computed until a proxy asks."""
         self.state = state
+        self.previous_catalog = self.catalog
         self.catalog = MeshCatalog(state, self.catalog, changed)
         self.catalog.trust_domain = self.trust_domain
         self.generator.new_generation()
@@ -98,8 +83,8 @@ class XdsCache:
     def deps(self, group: ProxyGroup) -> frozenset[NsName]:
         return self._deps.get(group, frozenset())
 
-    def scope(self, previous: MeshState, changed: Collection[ObjectKey]) -> Scope | None:
-        """Which proxies a set of changed objects can affect; None when it could be any (recompute all).
+    def scope(self, changed: Collection[ObjectKey]) -> Scope | None:
+        """Which proxies the changes since the previous snapshot can affect; None when it could be any.
 
         Endpoints (Pods, Endpoints, EndpointSlices) affect the clients of the services they back and the
         changed pods' own proxies. A TrafficTarget affects its destination and its old and new sources;
@@ -107,27 +92,23 @@ class XdsCache:
         clients and the pods of its apex and backends. Anything else (Services, MeshConfig, Namespaces)
         can change any proxy.
         """
-        assert self.state is not None
+        if self.catalog is None or self.previous_catalog is None:
+            return None
+        old, new = self.previous_catalog.index, self.catalog.index
         sc = Scope()
+        endpoints = [k for k in changed if k.kind in ENDPOINT_KINDS]
+        if endpoints:
+            sc.services = new.affected_services(old, endpoints)
+            # A pod that changes which identities back a service changes who may reach it: any proxy.
+            if any(old.service_identities.get(s) != new.service_identities.get(s) for s in sc.services):
+                return None
+            sc.pods = {(k.namespace, k.name) for k in endpoints if k.kind == "Pod"}
         for key in changed:
             ns_name = (key.namespace, key.name)
-            states = (previous, self.state)
-            if key.kind == "Pod":
-                sc.pods.add(ns_name)
-                selecting: set[NsName] = set()
-                for state in states:
-                    pod = state.pods.get(ns_name)
-                    if pod is not None:
-                        selecting |= _selecting(state, key.namespace, pod.meta.labels)
-                # A pod that changes which identities back a service changes who may reach it: any proxy.
-                if any(_backing(previous, svc) != _backing(self.state, svc) for svc in selecting):
-                    return None
-                sc.services |= selecting
-            elif key.kind == "Endpoints":
-                sc.services.add(ns_name)
-            elif key.kind == "EndpointSlice":
-                sc.services.add(self._slice_service(previous, key))
-            elif key.kind == "TrafficTarget":
+            states = (old.state, new.state)
+            if key.kind in ENDPOINT_KINDS:
+                continue
+            if key.kind == "TrafficTarget":
                 for state in states:
                     tt = state.traffic_targets.get(ns_name)
                     if tt is not None:
@@ -141,30 +122,19 @@ class XdsCache:
                         ):
                             sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
             elif key.kind == "TrafficSplit":
-                for state in states:
-                    split = state.traffic_splits.get(ns_name)
+                for ix in (old, new):
+                    split = ix.state.traffic_splits.get(ns_name)
                     if split is None:
                         continue
                     for svc in (split.service, *(b.service for b in split.backends)):
                         sc.services.add((key.namespace, svc))
-                        service = state.services.get((key.namespace, svc))
-                        if service is not None:
-                            sc.pods |= {
-                                k
-                                for k, p in state.pods.items()
-                                if k[0] == key.namespace and match_labels(service.selector, p.meta.labels)
-                            }
+                        sc.pods |= {
+                            (p.meta.namespace, p.meta.name)
+                            for p in ix.service_pods.get((key.namespace, svc), ())
+                        }
             else:
                 return None
         return sc
-
-    def _slice_service(self, previous: MeshState, key: ObjectKey) -> NsName:
-        for state in (previous, self.state):
-            assert state is not None
-            for (ns, service), slices in state.endpoint_slices.items():
-                if ns == key.namespace and any(s.meta.name == key.name for s in slices):
-                    return (ns, service)
-        return (key.namespace, key.name)
 
     def invalidate_identity(self, identity: ServiceIdentity) -> None:
         """Forget cached resources of groups of one identity (its certificate was rotated)."""

@@ -135,9 +135,8 @@ class AdsServer:
         With `changed` (the keys that changed since the last snapshot), only the proxies the change can
         affect are recomputed (see XdsCache.scope); the others keep their resources.
         """
-        previous = self.cache.state
         self.cache.update(state, changed)
-        scope = None if changed is None or previous is None else self.cache.scope(previous, changed)
+        scope = None if changed is None else self.cache.scope(changed)
         if scope is None:
             return self._refresh(lambda s: True)
         return self._refresh(
