@@ -8,7 +8,7 @@ and TrafficSplits (an apex over two backend services); permissive mode needs no 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from osm.apis.meshconfig import MeshConfig, TrafficSpec
 from osm.local.source import stable_proxy_uuid
@@ -171,7 +171,3 @@ def build(
             )
         )
     return w
-
-
-def with_pod_ip(pod: Pod, ip: str) -> Pod:
-    return replace(pod, pod_ip=ip)

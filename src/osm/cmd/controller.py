@@ -61,7 +61,6 @@ class Controller:
         self.ads: AdsServer | None = None
         self.state: MeshState | None = None
         self.ready = asyncio.Event()
-        self.snapshots = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -73,7 +72,6 @@ class Controller:
         if validity != self.certs.service_validity:
             self.certs.set_service_validity(validity)
         self.state = state
-        self.snapshots += 1
         assert self.ads is not None
         woken = self.ads.update(state, changed)
         log.info(

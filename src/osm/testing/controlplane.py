@@ -45,14 +45,6 @@ class RunningController:
         waited.result(self._start_timeout + 1)
         return self
 
-    def call(self, fn: object, *args: object) -> None:
-        """Run fn(*args) on the controller's loop and wait for it."""
-
-        async def run() -> None:
-            fn(*args)  # type: ignore[operator]
-
-        asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
     @property
     def port(self) -> int:
         return self.controller.port

@@ -75,7 +75,6 @@ class DeltaStream:
         self.last_nack: tuple[str, str, str] | None = None  # (type_url, version (none in delta), message)
         self._system_version = 0
         self.hold: frozenset[str] = frozenset()  # new EDS clusters whose endpoints must go out before routes
-        self.held_updates = 0
 
     def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
         if req.type_url not in ORDER:
@@ -172,8 +171,7 @@ class DeltaStream:
             if st is None:
                 continue
             if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
-                self.held_updates += 1
-                continue
+                continue  # held until the new clusters' endpoints went out
             if type_url == TYPE_ENDPOINT and changed_clusters:
                 st.force |= changed_clusters & st.names  # an updated cluster warms until it gets its CLA
             resp = self._diff(type_url, st, resources)

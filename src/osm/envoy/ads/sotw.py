@@ -81,7 +81,6 @@ class SotwStream:
         # proxy has asked for (and been sent) those clusters' endpoints, so no route points at a cluster
         # that is still warming.
         self.hold: frozenset[str] = frozenset()
-        self.held_updates = 0
 
     def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
         available = resources.get(type_url)
@@ -152,8 +151,7 @@ class SotwStream:
             if st is None:
                 continue  # never requested: pushes wait for the proxy's first request of the type
             if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
-                self.held_updates += 1
-                continue
+                continue  # held until the new clusters' endpoints went out
             # An updated cluster warms until it gets a ClusterLoadAssignment: resend its endpoints.
             forced_eds = type_url == TYPE_ENDPOINT and bool(updated_clusters & st.names)
             type_version = resources.versions.get(type_url, "")
