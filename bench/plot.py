@@ -65,16 +65,23 @@ def plot(results: list[dict[str, Any]], out_png: Path) -> bool:
     keys = sorted({*b1, *b4_mb, *b4_rss})
     color = {k: _COLORS[i % len(_COLORS)] for i, k in enumerate(keys)}  # one colour per line across panels
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for (mode, xds), points in b1.items():
-        xs, ys = zip(*points, strict=True)
-        left.plot(
-            xs,
-            ys,
-            color=color[(mode, xds)],
-            linestyle=_STYLE.get(xds, ":"),
-            marker=_MARKER.get(mode, "^"),
-            label=_label(mode, xds),
-        )
+
+    def draw(
+        ax: Any, lines: dict[tuple[str, str], list[tuple[int, float]]], prefix: str = "", **style: Any
+    ) -> None:
+        for (mode, xds), points in lines.items():
+            xs, ys = zip(*points, strict=True)
+            kw = {"linestyle": _STYLE.get(xds, ":"), **style}
+            ax.plot(
+                xs,
+                ys,
+                color=color[(mode, xds)],
+                marker=_MARKER.get(mode, "^"),
+                label=f"{prefix}{_label(mode, xds)}",
+                **kw,
+            )
+
+    draw(left, b1)
     for mode, target in B1_TARGETS.items():
         if any(m == mode for m, _ in b1):
             left.axhline(target, color="grey", linewidth=0.8, linestyle=":")
@@ -83,27 +90,8 @@ def plot(results: list[dict[str, Any]], out_png: Path) -> bool:
     left.set_ylabel("seconds")
 
     twin = right.twinx()
-    for (mode, xds), points in b4_mb.items():
-        xs, ys = zip(*points, strict=True)
-        right.plot(
-            xs,
-            ys,
-            color=color[(mode, xds)],
-            linestyle=_STYLE.get(xds, ":"),
-            marker=_MARKER.get(mode, "^"),
-            label=_label(mode, xds),
-        )
-    for (mode, xds), points in b4_rss.items():
-        xs, ys = zip(*points, strict=True)
-        twin.plot(
-            xs,
-            ys,
-            color=color[(mode, xds)],
-            linestyle=":",
-            marker=_MARKER.get(mode, "^"),
-            alpha=0.5,
-            label=f"total RSS {_label(mode, xds)}",
-        )
+    draw(right, b4_mb)
+    draw(twin, b4_rss, "total RSS ", linestyle=":", alpha=0.5)
     if b4_mb:
         right.axhline(B4_TARGET_MB, color="grey", linewidth=0.8, linestyle=":")
     left.set_ylim(bottom=0)

@@ -118,7 +118,7 @@ def cleanup(prefix: str) -> list[str]:
     return gone
 
 
-def _setns(netns: str) -> None:
+def enter_netns(netns: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
     try:
@@ -139,7 +139,7 @@ def connect_in_netns(netns: str, host: str, port: int, timeout: float) -> socket
 
     def work() -> None:
         try:
-            _setns(netns)
+            enter_netns(netns)
             result.append(socket.create_connection((host, port), timeout=timeout))
         except BaseException as e:  # handed to the caller
             result.append(e)

@@ -7,7 +7,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from osm.local.netops import _setns
+from osm.local.netops import enter_netns
 
 ETH_P_ALL = 0x0003
 
@@ -51,7 +51,7 @@ class Sniffer:
 
     def _run(self) -> None:
         try:
-            _setns(self.netns)
+            enter_netns(self.netns)
             with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
                 s.bind((self.iface, 0))
                 s.settimeout(0.2)
