@@ -150,9 +150,16 @@ def test_smi_allows_a_traffic_target_and_denies_the_rest(mesh: LocalMesh) -> Non
     mesh.wait(lambda: seen_clients(mesh).get("e2e-buyer") == 1, 10, "the app to count the allowed request")
     clients = seen_clients(mesh)
     assert "e2e-thief" not in clients and "bookthief" not in clients  # the server app never saw them
-    # The demo apps agree: bookbuyer buys, bookthief only fails.
-    buyer, thief_stats = mesh.stats("bookbuyer", "bookbuyer-"), mesh.stats("bookthief", "bookthief-")
-    assert buyer["success"] > 0 and thief_stats["success"] == 0 and thief_stats["failure"] > 0
+
+    # The demo apps agree: bookbuyer buys, bookthief only fails. Their counters are written periodically,
+    # so wait until both have recorded an outcome.
+    def both_counted() -> bool:
+        buyer, thief = mesh.stats("bookbuyer", "bookbuyer-"), mesh.stats("bookthief", "bookthief-")
+        return bool(buyer["success"] > 0 and thief["success"] + thief["failure"] > 0)
+
+    mesh.wait(both_counted, 20, "bookbuyer and bookthief to record outcomes")
+    thief_stats = mesh.stats("bookthief", "bookthief-")
+    assert thief_stats["success"] == 0 and thief_stats["failure"] > 0
 
 
 def test_http_route_group_allows_a_path_and_method_and_denies_others(mesh: LocalMesh) -> None:
