@@ -48,6 +48,18 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def b6_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of an envoy_churn.py result."""
+    b6 = data["b6"]
+    out: dict[str, Any] = {
+        "b6_update_rejected": b6["update_rejected_total"],
+        "b6_failed_requests": b6["failed_requests"],
+    }
+    for kind, latency in b6["apply_latency"].items():
+        out[f"b6_apply_{kind}_s"] = latency["p50_s"]
+    return out
+
+
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in rows:
@@ -62,10 +74,19 @@ def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "full.json")
+    ap.add_argument(
+        "--b6",
+        type=Path,
+        default=ROOT / "bench" / "results" / "envoy_churn.json",
+        help="envoy_churn.py output",
+    )
     args = ap.parse_args()
     data = json.loads(args.results.read_text())
     rows = data["rows"]
-    entries = summary_entries(figures(rows))
+    found = figures(rows)
+    if args.b6.exists():
+        found.update(b6_figures(json.loads(args.b6.read_text())))
+    entries = summary_entries(found)
     out = args.results.parent / "summary.json"
     write_summary(entries, out)
     write_summary(entries, args.results.parent / "summary.md")

