@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from osm.catalog.index import MeshIndex
@@ -68,6 +68,9 @@ class MeshCatalog:
         self.index = MeshIndex.build(state, previous.index if previous is not None else None, changed)
         self.trust_domain = "cluster.local"
         self._outbound: dict[ServiceIdentity, OutboundPolicy] = {}
+        # Permissive mode: every identity of a namespace has the same upstreams (only `same_namespace`
+        # depends on the client), so they share one computation and the same tuples.
+        self._permissive: dict[str, OutboundPolicy] = {}
         self._inbound: dict[ProxyGroup, InboundPolicy] = {}
 
     @property
@@ -141,6 +144,17 @@ class MeshCatalog:
         cached = self._outbound.get(identity)
         if cached is not None:
             return cached
+        if self.state.permissive:
+            shared = self._permissive.get(identity.namespace)
+            if shared is None:
+                shared = self._permissive[identity.namespace] = self._compute_outbound(identity)
+            policy = replace(shared, identity=identity)
+        else:
+            policy = self._compute_outbound(identity)
+        self._outbound[identity] = policy
+        return policy
+
+    def _compute_outbound(self, identity: ServiceIdentity) -> OutboundPolicy:
         ix = self.index
         permissive = self.state.permissive
         allowed = self.allowed_destinations(identity)
@@ -182,14 +196,12 @@ class MeshCatalog:
                         same_namespace=key[0] == identity.namespace,
                     )
                 )
-        policy = OutboundPolicy(
+        return OutboundPolicy(
             identity=identity,
             upstreams=tuple(sorted(upstreams)),
             clusters=tuple(sorted(clusters.values())),
             egress=self.state.mesh_config.traffic.enable_egress,
         )
-        self._outbound[identity] = policy
-        return policy
 
     def _backend_port(self, key: NsName, port: int) -> MeshService | None:
         ports = self.index.mesh_services.get(key, ())

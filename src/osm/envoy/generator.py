@@ -27,7 +27,7 @@ from osm.envoy.types import (
     ProxyResources,
     Resource,
 )
-from osm.models.trafficpolicy import InboundService, ProxyPolicy, Upstream
+from osm.models.trafficpolicy import InboundService, ProxyPolicy, TLSSettings, Upstream, UpstreamCluster
 
 HTTP_PROTOCOLS = ("http", "grpc")
 
@@ -64,24 +64,18 @@ class ConfigGenerator:
         out: list[Resource | None] = []
         ob, ib = policy.outbound, policy.inbound
         get = self._get
-        # CDS + EDS
+        # CDS + EDS. Everything but the client certificate's name in each cluster is shared by every
+        # identity with the same upstream clusters (in permissive mode, a whole namespace).
         own_cert = self._part(("own-cert", ident), partial(clusters.own_certificate_field, ident))
-        for c in ob.clusters:
-            name = c.service.cluster_name
-            parts = self._part(
-                ("cds-parts", c.service, tls, td), partial(clusters.upstream_cluster_parts, c, tls, td)
-            )
+        upstream = self._part(
+            ("upstream", ob.clusters, tls, td, cert.trust_bundle_pem),
+            partial(self._upstream_parts, ob.clusters, tls, td, cert.trust_bundle_pem),
+        )
+        for name, parts, eds, _ in upstream:
             out.append(
                 Resource.from_body(TYPE_CLUSTER, name, clusters.compose_upstream_cluster(parts, own_cert))
             )
-            out.append(
-                get(
-                    ("eds", c.service, c.endpoints),
-                    TYPE_ENDPOINT,
-                    name,
-                    partial(cla.cluster_load_assignment, c),
-                )
-            )
+            out.append(eds)
         for s in ib.services:
             out.append(
                 get(
@@ -163,14 +157,28 @@ class ConfigGenerator:
                 partial(secrets.inbound_root_secret, ident, cert.trust_bundle_pem),
             )
         )
-        for c in ob.clusters:
-            principals = tuple(p.principal(td) for p in c.peer_identities)
-            out.append(
-                get(
-                    ("sds-out", c.service, principals, cert.trust_bundle_pem),
-                    TYPE_SECRET,
-                    names.outbound_root(c.service),
-                    partial(secrets.outbound_root_secret, c.service, principals, cert.trust_bundle_pem),
-                )
-            )
+        out.extend(sds for *_, sds in upstream)
         return ProxyResources.of(r for r in out if r is not None)
+
+    def _upstream_parts(
+        self, upstream: tuple[UpstreamCluster, ...], tls: TLSSettings, td: str, trust_bundle: bytes
+    ) -> tuple[tuple[str, tuple[bytes, bytes, bytes], Resource | None, Resource | None], ...]:
+        """Per upstream cluster: its name, its cluster parts, its EDS and its outbound root secret."""
+        out = []
+        for c in upstream:
+            name = c.service.cluster_name
+            parts = self._part(
+                ("cds-parts", c.service, tls, td), partial(clusters.upstream_cluster_parts, c, tls, td)
+            )
+            eds = self._get(
+                ("eds", c.service, c.endpoints), TYPE_ENDPOINT, name, partial(cla.cluster_load_assignment, c)
+            )
+            principals = tuple(p.principal(td) for p in c.peer_identities)
+            sds = self._get(
+                ("sds-out", c.service, principals, trust_bundle),
+                TYPE_SECRET,
+                names.outbound_root(c.service),
+                partial(secrets.outbound_root_secret, c.service, principals, trust_bundle),
+            )
+            out.append((name, parts, eds, sds))
+        return tuple(out)

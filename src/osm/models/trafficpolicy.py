@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from osm.models.identity import ServiceIdentity
 from osm.models.service import Endpoint, MeshService
@@ -33,6 +33,14 @@ class UpstreamCluster:
     service: MeshService
     peer_identities: tuple[ServiceIdentity, ...]
     endpoints: tuple[Endpoint, ...]
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # A proxy's tuple of upstream clusters keys the generator's shared parts: hash each once.
+        object.__setattr__(self, "_hash", hash((self.service, self.peer_identities, self.endpoints)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
