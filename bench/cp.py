@@ -67,6 +67,15 @@ class ControlPlane:
             self._flush, quiet=args.quiet, max_wait=args.max_wait
         )
         self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
+        self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_start))
 
     def _flush(self, keys: set[ObjectKey]) -> None:
         woken = self.ads.update(self.store.snapshot(), keys)
@@ -86,6 +95,10 @@ class ControlPlane:
             "pushes": s.pushes,
             "flushes": len(self.flushes),
             "builds": self.cache.generator.builds,
+            "gc_collections": len(self.gc_pauses),
+            "gc_s": sum(p for _, p in self.gc_pauses),
+            "gc_max_s": max((p for _, p in self.gc_pauses), default=0.0),
+            "gc2_max_s": max((p for g, p in self.gc_pauses if g == 2), default=0.0),
             "time": time.monotonic(),
         }
 

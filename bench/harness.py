@@ -300,6 +300,9 @@ async def churn(cp: CP, w: Workload, fleet: Fleet, rate: int, seconds: float) ->
         "minimum": minimum,
         "push_ratio": round(pushed / minimum, 3) if minimum else None,
         "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+        "gc_s": round(after["gc_s"] - before["gc_s"], 3),
+        "gc_collections": after["gc_collections"] - before["gc_collections"],
+        "gc_max_s_so_far": round(after["gc_max_s"], 3),
     }
 
 

@@ -61,8 +61,12 @@ class Mesh:
     server: AdsServer
     port: int
 
-    def push(self) -> int:
-        return self.server.update(self.store.snapshot())
+    async def push(self) -> int:
+        """Adopt the store's snapshot; returns how many proxies were then sent something."""
+        before = self.server.stats.pushes
+        self.server.update(self.store.snapshot())
+        await eventually(lambda: not any(s.dirty or s.update_pending for s in self.server.streams.values()))
+        return self.server.stats.pushes - before
 
 
 @contextlib.asynccontextmanager
@@ -339,7 +343,7 @@ async def test_policy_change_pushes_new_cds_only_to_the_affected_proxy() -> None
         # bookstore-v2's cluster: the bookstore apex TrafficSplit still references it.)
         assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v1"))
         assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v2"))
-        assert mesh.push() == 1  # only bookbuyer's resources changed
+        assert await mesh.push() == 1  # only bookbuyer's resources changed
 
         pushed = await buyer.next()
         assert pushed is not None, buyer.error
@@ -378,7 +382,7 @@ async def test_split_weight_change_pushes_only_rds() -> None:
         )
         assert split is not None
         assert mesh.store.apply(split)
-        assert mesh.push() == 1
+        assert await mesh.push() == 1
 
         pushed = await buyer.next()
         assert pushed is not None, buyer.error
@@ -399,7 +403,7 @@ async def test_snapshot_without_changes_wakes_nobody() -> None:
     async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
         await subscribe(buyer, TYPE_CLUSTER)
         await eventually(lambda: total_acks(mesh) == 1)
-        assert mesh.push() == 0
+        assert await mesh.push() == 0
         assert await buyer.quiet()
 
 
@@ -419,7 +423,7 @@ async def test_nack_over_the_wire_is_counted_and_not_answered() -> None:
         )
         await eventually(lambda: mesh.server.stats.nacks == 1)
         assert seen == [(TYPE_CLUSTER, "cluster rejected")]
-        assert mesh.push() == 0
+        assert await mesh.push() == 0
         assert await buyer.quiet()
 
 
@@ -459,7 +463,7 @@ async def test_request_during_failed_generation_is_answered_once_config_recovers
         await eventually(lambda: stream.queue.empty())  # the request was taken off the queue
         assert stream.resources is None
         broken = False
-        assert mesh.push() == 1
+        assert await mesh.push() == 1
         resp = await buyer.next(2.0)
         assert resp is not None
         assert cluster_names(resp) == BOOKBUYER_CLUSTERS
@@ -470,7 +474,7 @@ async def test_pod_in_an_unmonitored_namespace_is_refused() -> None:
         ns = decode({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bookthief"}})
         assert ns is not None
         assert mesh.store.apply(ns)  # drops the monitored-by label
-        mesh.push()
+        await mesh.push()
         async with client(mesh, proxy_cn("bookthief", "bookthief")) as c:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
@@ -503,7 +507,7 @@ async def test_push_of_every_type_arrives_in_cds_eds_lds_rds_sds_order() -> None
 
         assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v1"))
         assert mesh.store.delete(ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v2"))
-        assert mesh.push() == 1
+        assert await mesh.push() == 1
 
         pushed = [await buyer.next() for _ in subscriptions]
         assert None not in pushed, buyer.error
@@ -524,7 +528,7 @@ async def test_disconnect_forgets_the_stream() -> None:
         await eventually(lambda: mesh.server.streams == {})
         assert mesh.server.stats.connected == 0
         assert mesh.server.stats.connects == 1
-        assert mesh.push() == 0  # nobody left to wake
+        assert await mesh.push() == 0  # nobody left to wake
 
 
 async def test_delta_reconnect_with_initial_versions_sends_only_what_is_missing() -> None:
@@ -595,3 +599,32 @@ async def test_an_endpoint_change_recomputes_and_pushes_only_the_services_client
         assert await warehouse.quiet()
         # Only bookbuyer's group was recomputed: its changed CLA, nothing for bookwarehouse's group.
         assert mesh.server.cache.generator.builds - builds <= 2
+
+
+async def test_a_proxy_woken_by_one_change_computes_after_a_second_change_it_is_not_in() -> None:
+    """Streams recompute lazily; a later scoped update must not freeze a pending one's stale config."""
+    from dataclasses import replace
+
+    from osm.models.k8s import Pod
+
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer:
+        first = await subscribe(buyer, TYPE_CLUSTER)
+        assert cluster_names(first) == BOOKBUYER_CLUSTERS
+        await eventually(lambda: total_acks(mesh) == 1)
+        policy = [
+            ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v1"),
+            ObjectKey("TrafficTarget", "bookstore", "bookbuyer-access-bookstore-v2"),
+        ]
+        for key in policy:
+            assert mesh.store.delete(key)
+        assert mesh.server.update(mesh.store.snapshot(), set(policy)) == 1
+        # Before bookbuyer's stream ran: a change that does not concern bookbuyer.
+        other = ObjectKey("Pod", "bookwarehouse", "bookwarehouse")
+        pod = mesh.store.get(other)
+        assert isinstance(pod, Pod)
+        mesh.store.apply(replace(pod, pod_ip="10.244.9.8"))
+        mesh.server.update(mesh.store.snapshot(), {other})
+        pushed = await buyer.next()
+        assert pushed is not None and pushed.type_url == TYPE_CLUSTER
+        assert cluster_names(pushed) == {"passthrough-outbound"}
+        assert await buyer.quiet()

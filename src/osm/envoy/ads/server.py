@@ -58,7 +58,7 @@ class AdsStats:
     rejected: int = 0
     nacks: int = 0
     responses: int = 0
-    pushes: int = 0  # proxies woken by a config change
+    pushes: int = 0  # config changes that sent a proxy at least one response
 
 
 @dataclass(eq=False)
@@ -72,6 +72,7 @@ class ProxyStream:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     resources: ProxyResources | None = None
     update_pending: bool = False
+    dirty: bool = False  # a change may affect its config: recompute before serving
     backlog: list[Any] = field(default_factory=list)  # requests that arrived while no config could be built
     group: ProxyGroup | None = None
     deps: frozenset[NsName] = frozenset()  # the services whose clusters its config holds
@@ -130,7 +131,7 @@ class AdsServer:
     # ---- config changes
 
     def update(self, state: MeshState, changed: Collection[ObjectKey] | None = None) -> int:
-        """Adopt a new snapshot and wake the proxies whose resources changed. Returns how many.
+        """Adopt a new snapshot and wake the proxies it may affect. Returns how many.
 
         With `changed` (the keys that changed since the last snapshot), only the proxies the change can
         affect are recomputed (see XdsCache.scope); the others keep their resources.
@@ -154,23 +155,22 @@ class AdsServer:
         return self._refresh(lambda s: s.identity == identity)
 
     def _refresh(self, selected: Callable[[ProxyStream], bool], keep_others: bool = False) -> int:
+        """Mark the selected streams dirty and wake them; each recomputes its config when it runs.
+
+        Computing in the stream's own task, not here, pipelines a large push: the first proxies are
+        being written to while the later ones are still being computed. Unchanged configs send nothing.
+        """
         woken = 0
         for s in list(self.streams.values()):
             if not selected(s):
-                if keep_others and s.resources is not None and s.group is not None:
-                    self.cache.adopt(
-                        s.group, s.resources, s.deps
-                    )  # still valid: nothing it depends on changed
+                if keep_others and not s.dirty and s.resources is not None and s.group is not None:
+                    self.cache.adopt(s.group, s.resources, s.deps)  # still valid: nothing it uses changed
                 continue
-            res = self._compute(s)
-            if res is None or (s.resources is not None and res.versions == s.resources.versions):
-                continue
-            s.resources = res
+            s.dirty = True
+            woken += 1
             if not s.update_pending:
                 s.update_pending = True
                 s.queue.put_nowait(_UPDATE)
-                woken += 1
-        self.stats.pushes += woken
         return woken
 
     def _compute(self, s: ProxyStream) -> ProxyResources | None:
@@ -245,7 +245,10 @@ class AdsServer:
         """The resources to serve now, and the items to process (requests held while there were none)."""
         if item is _UPDATE:
             s.update_pending = False
-        if s.resources is None:
+        if s.dirty:
+            s.dirty = False
+            s.resources = self._compute(s) or s.resources  # a failed computation keeps the last config
+        elif s.resources is None:
             s.resources = self._compute(s)
         if s.resources is None:
             if item is not _UPDATE:
@@ -269,6 +272,7 @@ class AdsServer:
                 res, items = self._next_items(s, item)
                 if res is None:
                     continue
+                sent = 0
                 for it in items:
                     if it is _UPDATE:
                         out: Sequence[Response | DeltaResponse] = machine.on_update(res)
@@ -279,7 +283,10 @@ class AdsServer:
                             self._log_nack(s, *machine.last_nack)
                     for r in out:
                         self.stats.responses += 1
+                        sent += 1
                         yield r.encode()
+                if item is _UPDATE and sent:
+                    self.stats.pushes += 1
         finally:
             reader.cancel()
             self._close(s)
