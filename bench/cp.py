@@ -27,6 +27,7 @@ from bench.workload import build
 from osm.apis.meshconfig import MeshConfig
 from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
+from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, server_credentials
 from osm.messaging.debounce import Debouncer
@@ -67,6 +68,7 @@ class ControlPlane:
             self._flush, quiet=args.quiet, max_wait=args.max_wait
         )
         self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
+        self.gc_tuner = None if args.no_gc_tuning else GcTuner()
         self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection
         self._gc_start = 0.0
         gc.callbacks.append(self._on_gc)
@@ -79,6 +81,8 @@ class ControlPlane:
 
     def _flush(self, keys: set[ObjectKey]) -> None:
         woken = self.ads.update(self.store.snapshot(), keys)
+        if self.gc_tuner is not None:
+            self.gc_tuner.settled()
         self.flushes.append((time.monotonic(), len(keys), woken))
 
     def stats(self) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class ControlPlane:
             "gc_s": sum(p for _, p in self.gc_pauses),
             "gc_max_s": max((p for _, p in self.gc_pauses), default=0.0),
             "gc2_max_s": max((p for g, p in self.gc_pauses if g == 2), default=0.0),
+            "gc_collected": [g["collected"] for g in gc.get_stats()],
             "time": time.monotonic(),
         }
 
@@ -152,6 +157,8 @@ class ControlPlane:
         self.ads.update(self.store.snapshot())
         await self.ads.start()
         gc.collect()
+        if self.gc_tuner is not None:
+            self.gc_tuner.install()
         server = await asyncio.start_unix_server(self.handle, path=self.args.control)
         print(json.dumps({"ready": True, "rss_mb": rss_mb(), "cpu_s": cpu_s()}), flush=True)
         async with server:
@@ -169,6 +176,7 @@ def main() -> None:
     p.add_argument("--quiet", type=float, default=0.03)
     p.add_argument("--max-wait", type=float, default=0.15)
     p.add_argument("--cpu", type=int, default=0)
+    p.add_argument("--no-gc-tuning", action="store_true", help="CPython's default collector settings")
     args = p.parse_args()
     os.sched_setaffinity(0, {args.cpu})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

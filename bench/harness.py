@@ -303,6 +303,7 @@ async def churn(cp: CP, w: Workload, fleet: Fleet, rate: int, seconds: float) ->
         "gc_s": round(after["gc_s"] - before["gc_s"], 3),
         "gc_collections": after["gc_collections"] - before["gc_collections"],
         "gc_max_s_so_far": round(after["gc_max_s"], 3),
+        "gc_collected": [a - b for a, b in zip(after["gc_collected"], before["gc_collected"], strict=True)],
     }
 
 

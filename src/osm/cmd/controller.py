@@ -15,6 +15,7 @@ from osm import logging_setup
 from osm.certificate.manager import CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
+from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, server_credentials
 from osm.local.source import ManifestSource
@@ -42,6 +43,7 @@ class Settings:
     debounce_max: float = 0.15
     rotation_interval: float = 5.0
     watch: bool = True
+    tune_gc: bool = False  # process entry points only: see cmd/gctune.py
 
 
 def _now() -> datetime:
@@ -62,6 +64,7 @@ class Controller:
         self.state: MeshState | None = None
         self.ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.gc = GcTuner() if settings.tune_gc else None
 
     @property
     def port(self) -> int:
@@ -81,6 +84,8 @@ class Controller:
             woken,
             "permissive" if state.permissive else "smi",
         )
+        if self.gc is not None:
+            self.gc.settled()
 
     def _flush(self, keys: set[ObjectKey]) -> None:
         log.debug("changes: %s", ", ".join(sorted(str(k) for k in keys)))
@@ -104,6 +109,8 @@ class Controller:
         server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
         creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
         self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds)
+        if self.gc is not None:
+            self.gc.install()
         self._adopt(self.store.snapshot())
         await self.ads.start()
         debouncer: Debouncer[ObjectKey] = Debouncer(
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         mesh_name=args.mesh_name,
         osm_namespace=args.osm_namespace,
         trust_domain=args.trust_domain,
+        tune_gc=True,
     )
     asyncio.run(_serve(settings))
     return 0

@@ -26,7 +26,7 @@ ADS_PORT = 15128
 async def serve(local_dir: Path, state_dir: Path, xds: str) -> None:
     sid = state_id(str(state_dir))
     controller = Controller(
-        Settings(local_dir=local_dir, state_dir=state_dir, ads_address=f"{NODE_IP}:{ADS_PORT}")
+        Settings(local_dir=local_dir, state_dir=state_dir, ads_address=f"{NODE_IP}:{ADS_PORT}", tune_gc=True)
     )
 
     def known(uuid: str) -> bool:

@@ -1,0 +1,44 @@
+"""Garbage-collector settings for a control-plane process.
+
+The controller keeps millions of long-lived objects (snapshots, indexes, serialized resources), and
+CPython's cyclic collector rescans all of them on every full collection: over 200 ms at 2,000 proxies,
+and 40% of the CPU under endpoint churn. Those collections find nothing, since churn produces no cyclic
+garbage (bench/cp.py reports `gc_collected`; refcounting frees the old snapshots). So after each adopted
+snapshot the live objects move to the permanent generation (`gc.freeze`, O(1)), where collections no
+longer scan them, and young collections run less often. Once every `rescan_s` the permanent generation
+is released and collected, so cyclic garbage from elsewhere (broken streams, exceptions) is still
+reclaimed.
+
+Only process entry points install it: it changes the collector for the whole process.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+
+GEN0_THRESHOLD = 20_000  # CPython's default is 700 allocations
+
+
+class GcTuner:
+    def __init__(self, *, rescan_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rescan_s = rescan_s
+        self.clock = clock
+        self.rescans = 0
+        self._last_rescan = clock()
+
+    def install(self) -> None:
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
+        gc.freeze()
+
+    def settled(self) -> None:
+        """Call after a snapshot was adopted: what is live now is long-lived."""
+        now = self.clock()
+        if now - self._last_rescan >= self.rescan_s:
+            gc.unfreeze()
+            gc.collect()
+            self._last_rescan = now
+            self.rescans += 1
+        gc.freeze()
