@@ -34,7 +34,7 @@ from typing import Any
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs every closed connection at INFO otherwise
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.simproxy import Markers, RefMemo, SimProxy, channel_credentials
+from bench.simproxy import Markers, SimProxy, channel_credentials
 from bench.workload import Workload, build
 from osm.certificate.tresor import TresorCA
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
@@ -167,12 +167,12 @@ async def scenario(
     try:
         row["rss0_mb"] = (await cp.call(op="gc"))["rss_mb"]
         _, creds = issue_certs(state_dir, w, n)
-        memo, markers = RefMemo(), Markers()
+        markers = Markers()
         target = f"127.0.0.1:{cp.port}"
         before, load0 = await cp.call(op="stats"), cpu_s()
         t0 = time.monotonic()
         proxies = [
-            SimProxy(i, cn, c, target, delta=xds == "delta", memo=memo, markers=markers)
+            SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers)
             for i, (cn, c) in enumerate(creds)
         ]
         fleet = Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)

@@ -2,14 +2,15 @@
 
 Each proxy has its own mTLS connection and certificate (CN = its pod's proxy identity). It subscribes to
 CDS and LDS (wildcard), then EDS/RDS/SDS by the names the clusters and listeners reference, and ACKs
-every response at once. Responses are read as raw bytes: only the envelope is decoded per response; the
-names a resource set references are extracted once per distinct content and shared between proxies.
+every response at once. Only the envelope is parsed into a message; the names the resources carry and
+refer to are read from their bytes (see fast_refs), which keeps a permissive-mode fleet's load side from
+parsing millions of clusters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import any_pb2
 from google.protobuf.json_format import MessageToDict
 
 import osm.envoy.generator  # noqa: F401  (registers the message types packed in the resources)
@@ -67,24 +67,25 @@ class Envelope:
     type_url: str = ""
     version: str = ""
     nonce: str = ""
-    resources: list[memoryview] = field(default_factory=list)  # SotW: Any; delta: Resource
+    bodies: list[bytes] = field(default_factory=list)  # each resource's serialized message
+    names: list[str] = field(default_factory=list)  # delta: each resource's name
     removed: list[str] = field(default_factory=list)
 
 
 def parse_envelope(raw: bytes, delta: bool) -> Envelope:
-    e = Envelope()
-    for number, _, value in fields(raw):
-        if number == 2:
-            e.resources.append(value)
-        elif number == 4:
-            e.type_url = bytes(value).decode()
-        elif number == 5:
-            e.nonce = bytes(value).decode()
-        elif number == 1:
-            e.version = bytes(value).decode()
-        elif number == 6 and delta:
-            e.removed.append(bytes(value).decode())
-    return e
+    """The response's envelope, parsed by protobuf (C); the resource bodies are only copied."""
+    if delta:
+        d = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+        return Envelope(
+            d.type_url,
+            d.system_version_info,
+            d.nonce,
+            [r.resource.value for r in d.resources],
+            [r.name for r in d.resources],
+            list(d.removed_resources),
+        )
+    r = discovery_pb2.DiscoveryResponse.FromString(raw)
+    return Envelope(r.type_url, r.version_info, r.nonce, [a.value for a in r.resources])
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,51 @@ class Refs:
     eds: frozenset[str] = frozenset()
     rds: frozenset[str] = frozenset()
     sds: frozenset[str] = frozenset()
+
+
+# The SDS secret and RDS route configuration names a cluster or listener refers to, found in its bytes:
+# an SdsSecretConfig's name (OSM's secret name prefixes, then `<ns>/<name>`) and an Rds message's
+# route_config_name (field 2, right after its ADS config source). `fast_refs` must agree with
+# `parsed_refs` (a full protobuf walk) on every generated configuration; a unit test checks it.
+SDS_REF = re.compile(
+    rb"(?:service-cert|root-cert-for-mtls-outbound|root-cert-for-mtls-inbound|root-cert-https)"
+    rb":[a-z0-9.\-]+/[a-z0-9.\-]+"
+)
+RDS_REF = re.compile(rb"\x12[\x01-\x7f](rds-[a-z]+\.[0-9]+)")
+EDS_TYPE = b"\x10\x03"  # Cluster.type (field 2) = EDS, serialized right after the name (field 1)
+
+
+def _name(body: bytes) -> tuple[str, int]:
+    """Field 1 (the name of every xDS resource type here) when serialized first, and where it ends."""
+    if body[:1] == b"\x0a" and body[1] < 0x80:
+        end = 2 + body[1]
+        return body[2:end].decode(), end
+    for number, _, value in fields(body):  # not first, or a long name: walk the fields
+        if number == 1:
+            return bytes(value).decode(), -1
+    return "", -1
+
+
+def fast_refs(e: Envelope) -> Refs:
+    """What a response's resources are called and refer to, without parsing them."""
+    if e.type_url == TYPE_CLUSTER:
+        names, eds = [], set()
+        for body in e.bodies:
+            name, end = _name(body)
+            names.append(name)
+            if end < 0:
+                if cluster_pb2.Cluster.FromString(body).type == cluster_pb2.Cluster.EDS:
+                    eds.add(name)
+            elif body[end : end + 2] == EDS_TYPE:
+                eds.add(name)
+        sds = {m.decode() for body in e.bodies for m in SDS_REF.findall(body)}
+        return Refs(tuple(e.names or names), frozenset(eds), sds=frozenset(sds))
+    names = e.names or [_name(body)[0] for body in e.bodies]
+    if e.type_url == TYPE_LISTENER:
+        rds = {m.decode() for body in e.bodies for m in RDS_REF.findall(body)}
+        sds = {m.decode() for body in e.bodies for m in SDS_REF.findall(body)}
+        return Refs(tuple(names), rds=frozenset(rds), sds=frozenset(sds))
+    return Refs(tuple(names))
 
 
 def _walk_sds(d: Any, out: set[str]) -> None:
@@ -121,58 +167,28 @@ def _walk_rds(d: Any, out: set[str]) -> None:
             _walk_rds(x, out)
 
 
-class RefMemo:
-    """The names a response references, computed once per distinct resource content."""
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[str, bytes], Refs] = {}
-        self.parsed = 0
-
-    def refs(self, e: Envelope, delta: bool) -> Refs:
-        h = hashlib.blake2b(digest_size=16)
-        for r in e.resources:
-            h.update(r)
-        key = (e.type_url, h.digest())
-        got = self._memo.get(key)
-        if got is None:
-            got = self._memo[key] = self._parse(e, delta)
-            self.parsed += 1
-        return got
-
-    @staticmethod
-    def _parse(e: Envelope, delta: bool) -> Refs:
-        names: list[str] = []
-        eds: set[str] = set()
-        rds: set[str] = set()
-        sds: set[str] = set()
-        for raw in e.resources:
-            any_bytes = raw
-            if delta:
-                any_bytes = next((v for n, _, v in fields(raw) if n == 2), memoryview(b""))
-            a = any_pb2.Any.FromString(bytes(any_bytes))
-            if e.type_url == TYPE_CLUSTER:
-                c = cluster_pb2.Cluster.FromString(a.value)
-                names.append(c.name)
-                if c.type == cluster_pb2.Cluster.EDS:
-                    eds.add(c.name)
-                _walk_sds(MessageToDict(c, preserving_proto_field_name=True), sds)
-            elif e.type_url == TYPE_LISTENER:
-                lst = listener_pb2.Listener.FromString(a.value)
-                names.append(lst.name)
-                d = MessageToDict(lst, preserving_proto_field_name=True)
-                _walk_rds(d, rds)
-                _walk_sds(d, sds)
-            else:
-                names.append(_resource_name(a.value))
-        return Refs(tuple(names), frozenset(eds), frozenset(rds), frozenset(sds))
-
-
-def _resource_name(body: bytes) -> str:
-    # name is field 1 in RouteConfiguration and Secret, cluster_name is field 1 in ClusterLoadAssignment
-    for number, _, value in fields(body):
-        if number == 1:
-            return bytes(value).decode()
-    return ""
+def parsed_refs(e: Envelope) -> Refs:
+    """The same as fast_refs, by parsing every resource into protobuf messages (slow; the reference)."""
+    names: list[str] = []
+    eds: set[str] = set()
+    rds: set[str] = set()
+    sds: set[str] = set()
+    for body in e.bodies:
+        if e.type_url == TYPE_CLUSTER:
+            c = cluster_pb2.Cluster.FromString(body)
+            names.append(c.name)
+            if c.type == cluster_pb2.Cluster.EDS:
+                eds.add(c.name)
+            _walk_sds(MessageToDict(c, preserving_proto_field_name=True), sds)
+        elif e.type_url == TYPE_LISTENER:
+            lst = listener_pb2.Listener.FromString(body)
+            names.append(lst.name)
+            d = MessageToDict(lst, preserving_proto_field_name=True)
+            _walk_rds(d, rds)
+            _walk_sds(d, sds)
+        else:
+            names.append(_name(body)[0])
+    return Refs(tuple(e.names or names), frozenset(eds), frozenset(rds), frozenset(sds))
 
 
 class Markers:
@@ -217,12 +233,11 @@ class SimProxy:
         target: str,
         *,
         delta: bool,
-        memo: RefMemo,
         markers: Markers,
         server_name: str = "ads.cluster.local",
     ) -> None:
         self.index, self.cn, self.creds, self.target = index, cn, creds, target
-        self.delta, self.memo, self.markers, self.server_name = delta, memo, markers, server_name
+        self.delta, self.markers, self.server_name = delta, markers, server_name
         self.subs: dict[str, TypeSub] = {
             t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
         }
@@ -333,7 +348,7 @@ class SimProxy:
         self.markers.check(self.index, e.type_url, raw, now)
         st = self.subs[e.type_url]
         st.nonce, st.version, st.received = e.nonce, e.version, True
-        refs = self.memo.refs(e, self.delta)
+        refs = fast_refs(e)
         if self.delta:
             st.got = (st.got | set(refs.names)) - set(e.removed)
         else:

@@ -1,0 +1,63 @@
+"""The simulated proxies read names from resource bytes; they must agree with a full protobuf parse.
+
+Checked on every proxy of every golden scenario and of small standard meshes (SMI and permissive), for
+state-of-the-world and delta envelopes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.simproxy import fast_refs, parse_envelope, parsed_refs
+from bench.workload import build
+from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources
+
+from osm.envoy.types import ORDER, ProxyResources
+from osm.state.snapshot import MeshState
+
+
+def meshes() -> list[tuple[str, MeshState]]:
+    out = [(name, load_state(name)) for name in SCENARIOS]
+    for mode in ("smi", "permissive"):
+        out.append((f"standard-{mode}", MeshState.build(build(12, 2, mode=mode).objects)))
+    return out
+
+
+def envelopes(res: ProxyResources, type_url: str) -> tuple[bytes, bytes]:
+    anys = [any_pb2.Any.FromString(r.any_bytes) for r in res.get(type_url).values()]
+    sotw = discovery_pb2.DiscoveryResponse(type_url=type_url, version_info="v1", nonce="n1", resources=anys)
+    delta = discovery_pb2.DeltaDiscoveryResponse(
+        type_url=type_url,
+        nonce="n2",
+        resources=[
+            discovery_pb2.Resource(name=r.name, version=r.version, resource=a)
+            for r, a in zip(res.get(type_url).values(), anys, strict=True)
+        ],
+        removed_resources=["gone"],
+    )
+    return sotw.SerializeToString(), delta.SerializeToString()
+
+
+@pytest.mark.parametrize(("name", "state"), meshes(), ids=lambda v: v if isinstance(v, str) else "")
+def test_fast_refs_agree_with_a_full_parse(name: str, state: MeshState) -> None:
+    checked = 0
+    for res in proxy_resources(state).values():
+        for type_url in ORDER:
+            sotw, delta = envelopes(res, type_url)
+            e = parse_envelope(sotw, delta=False)
+            assert (e.type_url, e.version, e.nonce) == (type_url, "v1", "n1")
+            fast = fast_refs(e)
+            assert fast == parsed_refs(e)
+            assert set(fast.names) == set(res.get(type_url))
+            d = parse_envelope(delta, delta=True)
+            assert d.removed == ["gone"] and d.nonce == "n2"
+            assert fast_refs(d) == parsed_refs(d) == fast
+            checked += len(fast.names)
+    assert checked > 0
