@@ -291,18 +291,17 @@ class AdsServer:
             reader.cancel()
             self._close(s)
 
-    # grpc needs async generator functions as stream handlers.
-    async def _sotw(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
+    # Coroutine handlers writing with context.write: a handler that yields its responses leaves grpc
+    # holding each stream's last response until the next one (up to megabytes per proxy).
+    async def _sotw(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         async for out in self._serve(requests, context, "sotw"):
-            yield out
+            await context.write(out)
+            del out
 
-    async def _delta(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
+    async def _delta(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         async for out in self._serve(requests, context, "delta"):
-            yield out
+            await context.write(out)
+            del out
 
 
 def parse_sotw(raw: bytes) -> Request:
