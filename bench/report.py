@@ -1,6 +1,6 @@
 """Turn bench/results/<name>.json into the headline summary (bench/results/summary.json) and a plot.
 
-.venv/bin/python bench/report.py [--results bench/results/full.json]
+.venv/bin/python bench/report.py [--results bench/results/full.json [bench/results/permissive.json]]
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out["b5_ratio_ceiling"] = round(smi["b5"]["seconds"] / smi["ceiling"]["push_s"], 2)
         if smi.get("serialize_s") and smi["b5"].get("seconds"):
             out["b5_ratio_serialize"] = round(smi["b5"]["seconds"] / smi["serialize_s"], 2)
-    if perm is not None:
-        out["b1_permissive_2000_s"] = perm["b1"]["seconds"] if perm["n"] >= 2000 else None
+    if perm is not None and perm["n"] >= 2000:
+        out["b1_permissive_2000_s"] = perm["b1"]["seconds"]
+        out["b1_permissive_2000_cp_cpu_s"] = perm["b1"]["cp_cpu_s"]
+        out["b1_permissive_2000_load_util"] = perm["b1"]["load_util"]
     return out
 
 
@@ -73,7 +75,13 @@ def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "full.json")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "bench" / "results" / "full.json"],
+        help="harness results; the rows of several files are combined",
+    )
     ap.add_argument(
         "--b6",
         type=Path,
@@ -81,16 +89,15 @@ def main() -> None:
         help="envoy_churn.py output",
     )
     args = ap.parse_args()
-    data = json.loads(args.results.read_text())
-    rows = data["rows"]
+    rows = [row for path in args.results for row in json.loads(path.read_text())["rows"]]
     found = figures(rows)
     if args.b6.exists():
         found.update(b6_figures(json.loads(args.b6.read_text())))
     entries = summary_entries(found)
-    out = args.results.parent / "summary.json"
-    write_summary(entries, out)
-    write_summary(entries, args.results.parent / "summary.md")
-    plot(plot_rows(rows), args.results.parent / f"{args.results.stem}.png")
+    first = args.results[0]
+    write_summary(entries, first.parent / "summary.json")
+    write_summary(entries, first.parent / "summary.md")
+    plot(plot_rows(rows), first.parent / f"{first.stem}.png")
     print(json.dumps(entries, indent=1))
 
 

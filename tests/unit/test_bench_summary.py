@@ -22,6 +22,8 @@ def test_every_documented_id_has_a_target() -> None:
     assert ids == {
         "b1_smi_2000_s",
         "b1_permissive_2000_s",
+        "b1_permissive_2000_cp_cpu_s",
+        "b1_permissive_2000_load_util",
         "b2_p99_10_s",
         "b2_p99_50_s",
         "b2_push_ratio",
@@ -69,6 +71,8 @@ def test_met_and_unmet() -> None:
         "b4_idle_cores": False,
         "b5_ratio_ceiling": True,
         "b5_ratio_serialize": None,  # report only
+        "b1_permissive_2000_cp_cpu_s": None,
+        "b1_permissive_2000_load_util": None,
         "b6_update_rejected": False,  # missing
         "b6_failed_requests": False,
         **{f"b6_apply_{t}_s": None for t in ("CDS", "EDS", "LDS", "RDS", "SDS")},

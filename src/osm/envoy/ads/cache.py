@@ -18,6 +18,7 @@ from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ProxyResources
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
 from osm.models.k8s import Pod
+from osm.models.trafficpolicy import UpstreamCluster
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
@@ -54,6 +55,8 @@ class XdsCache:
         self.previous_catalog: MeshCatalog | None = None
         self._groups: dict[ProxyGroup, ProxyResources] = {}
         self._deps: dict[ProxyGroup, frozenset[NsName]] = {}
+        # One deps set per distinct upstream tuple (permissive mode: per namespace, not per group).
+        self._deps_of: dict[tuple[UpstreamCluster, ...], frozenset[NsName]] = {}
         self._cn_identity: dict[str, ServiceIdentity] = {}
         self._warned: set[str] = set()
 
@@ -70,6 +73,7 @@ class XdsCache:
         self.generator.new_generation()
         self._groups = {}
         self._deps = {}
+        self._deps_of = {}
         warnings = set(self.catalog.warnings)
         for w in sorted(warnings - self._warned):  # each problem once, not on every snapshot
             log.warning("%s", w)
@@ -194,5 +198,11 @@ class XdsCache:
         policy = self.catalog.proxy_policy(group)
         res = self.generator.resources(policy, self.cert_material(group.identity))
         self._groups[group] = res
-        self._deps[group] = frozenset((c.service.namespace, c.service.name) for c in policy.outbound.clusters)
+        upstream = policy.outbound.clusters
+        deps = self._deps_of.get(upstream)
+        if deps is None:
+            deps = self._deps_of[upstream] = frozenset(
+                (c.service.namespace, c.service.name) for c in upstream
+            )
+        self._deps[group] = deps
         return res
