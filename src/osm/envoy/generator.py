@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable
 from functools import partial
 from typing import Any
 
+from osm.envoy import wire
 from osm.envoy.cds import clusters
 from osm.envoy.eds import cla
 from osm.envoy.lds import inbound, outbound
@@ -27,7 +28,14 @@ from osm.envoy.types import (
     ProxyResources,
     Resource,
 )
-from osm.models.trafficpolicy import InboundService, ProxyPolicy, TLSSettings, Upstream, UpstreamCluster
+from osm.models.trafficpolicy import (
+    InboundService,
+    OutboundPolicy,
+    ProxyPolicy,
+    TLSSettings,
+    Upstream,
+    UpstreamCluster,
+)
 
 HTTP_PROTOCOLS = ("http", "grpc")
 
@@ -95,14 +103,7 @@ class ConfigGenerator:
                 )
             )
         # LDS
-        out.append(
-            get(
-                ("lds-out", ob.upstreams, ob.egress),
-                TYPE_LISTENER,
-                outbound.OUTBOUND_LISTENER,
-                partial(outbound.outbound_listener, ob),
-            )
-        )
+        out.append(self._part(("lds-out", ob.upstreams, ob.egress), partial(self._outbound_listener, ob)))
         out.append(
             get(
                 ("lds-in", ib, tls, td),
@@ -160,6 +161,29 @@ class ConfigGenerator:
         out.extend(sds for *_, sds in upstream)
         return ProxyResources.of(r for r in out if r is not None)
 
+    def _outbound_listener(self, ob: OutboundPolicy) -> Resource | None:
+        """outbound_listener's bytes, composed from a shared shell and per-upstream filter chains.
+
+        A change to one upstream (or to egress) rebuilds one part, not every chain of every proxy's
+        listener. Repeated fields may be concatenated in any order relative to other fields.
+        """
+        chains = outbound.chain_addresses(ob.upstreams)
+        if not chains and not ob.egress:
+            return None
+        shell = self._part(
+            ("lds-out-shell", ob.egress),
+            lambda: outbound.listener_shell(ob.egress).SerializeToString(deterministic=True),
+        )
+        body = [shell]
+        for up, ips in chains:
+            body.append(
+                self._part(
+                    ("lds-out-chain", up.service, up.clusters, ips),
+                    partial(_field, outbound.FILTER_CHAINS_FIELD, outbound.filter_chain, up, ips),
+                )
+            )
+        return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, b"".join(body))
+
     def _upstream_parts(
         self, upstream: tuple[UpstreamCluster, ...], tls: TLSSettings, td: str, trust_bundle: bytes
     ) -> tuple[tuple[str, tuple[bytes, bytes, bytes], Resource | None, Resource | None], ...]:
@@ -182,3 +206,8 @@ class ConfigGenerator:
             )
             out.append((name, parts, eds, sds))
         return tuple(out)
+
+
+def _field(number: int, build: Callable[..., Any], *args: Any) -> bytes:
+    """A repeated message field holding build(*args), serialized."""
+    return wire.field_bytes(number, build(*args).SerializeToString(deterministic=True))

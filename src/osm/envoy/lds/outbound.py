@@ -57,12 +57,22 @@ def cidr(ip: str) -> Any:
     return address_pb2.CidrRange(address_prefix=ip, prefix_len=wrappers_pb2.UInt32Value(value=prefix))
 
 
-def filter_chain(up: Upstream, taken: set[tuple[int, str]]) -> Any | None:
-    """The chain for one upstream; addresses already matched by an earlier chain are left out."""
-    ips = [ip for ip in up.addresses if (up.service.port, ip) not in taken]
-    if not ips or sum(w.weight for w in up.clusters) == 0:
-        return None
-    taken.update((up.service.port, ip) for ip in ips)
+def chain_addresses(upstreams: Iterable[Upstream]) -> list[tuple[Upstream, tuple[str, ...]]]:
+    """The upstreams that get a filter chain, each with the addresses it matches: those not matched by
+    an earlier chain on the same port. Upstreams left with no address or no weight get no chain."""
+    taken: set[tuple[int, str]] = set()
+    out = []
+    for up in upstreams:
+        ips = tuple(ip for ip in up.addresses if (up.service.port, ip) not in taken)
+        if not ips or sum(w.weight for w in up.clusters) == 0:
+            continue
+        taken.update((up.service.port, ip) for ip in ips)
+        out.append((up, ips))
+    return out
+
+
+def filter_chain(up: Upstream, ips: Iterable[str]) -> Any:
+    """The chain for one upstream, matching its port and `ips`."""
     svc = up.service
     if svc.protocol in HTTP_PROTOCOLS:
         network_filter = hcm_filter(outbound_name(svc.port), [])
@@ -80,22 +90,30 @@ def filter_chain(up: Upstream, taken: set[tuple[int, str]]) -> Any | None:
 
 
 def outbound_listener(policy: OutboundPolicy) -> Any | None:
-    taken: set[tuple[int, str]] = set()
-    chains = [c for c in (filter_chain(up, taken) for up in policy.upstreams) if c is not None]
+    chains = chain_addresses(policy.upstreams)
     if not chains and not policy.egress:
         return None
+    listener = listener_shell(policy.egress)
+    listener.filter_chains.extend(filter_chain(up, ips) for up, ips in chains)
+    return listener
+
+
+def listener_shell(egress: bool) -> Any:
+    """The outbound listener without its per-upstream filter chains (field 3, appended when composing)."""
     listener = listener_pb2.Listener(
         name=OUTBOUND_LISTENER,
         address=socket_address("0.0.0.0", PORT_OUTBOUND),
         traffic_direction=base_pb2.OUTBOUND,
         listener_filters=[original_dst_filter()],
-        filter_chains=chains,
         access_log=[stdout_access_log()],
     )
-    if policy.egress:
+    if egress:
         listener.default_filter_chain.CopyFrom(
             lc.FilterChain(
                 name=EGRESS_CHAIN, filters=[tcp_proxy_filter(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)]
             )
         )
     return listener
+
+
+FILTER_CHAINS_FIELD = 3  # Listener.filter_chains
