@@ -181,6 +181,22 @@ def main() -> None:
     os.sched_setaffinity(0, {args.cpu})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    profile = os.environ.get("OSM_BENCH_PROFILE")  # a path: cProfile stats written there on SIGTERM
+    if not profile:
+        asyncio.run(ControlPlane(args).run())
+        return
+    import cProfile
+    import signal
+
+    prof = cProfile.Profile()
+
+    def dump(*_: Any) -> None:
+        prof.disable()
+        prof.dump_stats(profile)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, dump)
+    prof.enable()
     asyncio.run(ControlPlane(args).run())
 
 

@@ -99,7 +99,7 @@ def test_delta_discovery_response_parses_back() -> None:
     cla_msg = endpoint_pb2.ClusterLoadAssignment(cluster_name="a")
     rs = [Resource.from_message(TYPE_ENDPOINT, "a", cla_msg), cluster("ignored-type-but-valid")]
     raw = wire.delta_discovery_response(
-        "7", TYPE_ENDPOINT, "n-9", (r.delta_bytes() for r in rs[:1]), ["gone-1", "gone-2"]
+        "7", TYPE_ENDPOINT, "n-9", (r.delta_parts() for r in rs[:1]), ["gone-1", "gone-2"]
     )
     m = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
     assert m.system_version_info == "7"

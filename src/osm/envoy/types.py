@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from osm.envoy import wire
 
@@ -55,6 +55,10 @@ class Resource:
     def delta_bytes(self) -> bytes:
         return wire.delta_resource(self.name, self.version, self.any_bytes)
 
+    def delta_parts(self) -> list[bytes]:
+        """This resource as a DeltaDiscoveryResponse.resources field, in pieces (see wire)."""
+        return wire.delta_resource_parts(self.name, self.version, self.any_bytes)
+
 
 def content_version(resources: Iterable[Resource]) -> str:
     """SotW version of a set of resources: a hash of their names and versions."""
@@ -65,6 +69,9 @@ def content_version(resources: Iterable[Resource]) -> str:
         h.update(r.version.encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -88,3 +95,27 @@ class ProxyResources:
 
     def get(self, type_url: str) -> Mapping[str, Resource]:
         return self.by_type.get(type_url, MappingProxyType({}))
+
+    # Views of a whole type, computed once and shared by every stream this object is served to (a
+    # stream that is sent all of a type, as most are, keeps references to these instead of copies).
+
+    def sorted_all(self, type_url: str) -> tuple[Resource, ...]:
+        """Every resource of the type, by name (their content version is versions[type_url])."""
+        return self._view("sorted", type_url, lambda m: tuple(m[n] for n in sorted(m)))
+
+    def names(self, type_url: str) -> frozenset[str]:
+        return self._view("names", type_url, frozenset)
+
+    def version_map(self, type_url: str) -> Mapping[str, str]:
+        """Resource name -> content version, read-only."""
+        return self._view(
+            "versions", type_url, lambda m: MappingProxyType({n: r.version for n, r in m.items()})
+        )
+
+    def _view(self, kind: str, type_url: str, make: Callable[[Mapping[str, Resource]], _T]) -> _T:
+        cache: dict[tuple[str, str], Any] = self.__dict__.setdefault("_views", {})
+        key = (kind, type_url)
+        if key not in cache:
+            cache[key] = make(self.get(type_url))
+        got: _T = cache[key]
+        return got

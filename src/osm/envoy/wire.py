@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 _SMALL = [bytes([i]) for i in range(128)]
+_TAG2 = b"\x12"  # field 2, length-delimited
 
 
 def varint(n: int) -> bytes:
@@ -39,28 +40,45 @@ def field_str(number: int, value: str) -> bytes:
 
 def any_bytes(type_url: str, body: bytes) -> bytes:
     """google.protobuf.Any{type_url=1, value=2}."""
-    return field_str(1, type_url) + field_bytes(2, body)
+    return b"".join((field_str(1, type_url), _TAG2, varint(len(body)), body))
 
 
 def discovery_response(version: str, type_url: str, nonce: str, resources: Iterable[bytes]) -> bytes:
-    """DiscoveryResponse{version_info=1, resources=2 (Any), type_url=4, nonce=5}."""
+    """DiscoveryResponse{version_info=1, resources=2 (Any), type_url=4, nonce=5}.
+
+    Each resource's bytes are copied once, into the result (a response may hold megabytes)."""
     parts = [field_str(1, version)]
-    parts += [field_bytes(2, r) for r in resources]
-    parts += [field_str(4, type_url), field_str(5, nonce)]
+    for r in resources:
+        parts += (_TAG2, varint(len(r)), r)
+    parts += (field_str(4, type_url), field_str(5, nonce))
     return b"".join(parts)
+
+
+def delta_resource_parts(name: str, version: str, any_body: bytes) -> list[bytes]:
+    """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3}, as a field 2 of the
+    response, in pieces (joined once by the caller)."""
+    head, tail = field_str(1, version), field_str(3, name)
+    size = len(head) + 1 + len(varint(len(any_body))) + len(any_body) + len(tail)
+    return [_TAG2, varint(size), head, _TAG2, varint(len(any_body)), any_body, tail]
 
 
 def delta_resource(name: str, version: str, any_body: bytes) -> bytes:
     """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3}."""
-    return field_str(1, version) + field_bytes(2, any_body) + field_str(3, name)
+    return b"".join(delta_resource_parts(name, version, any_body)[2:])
 
 
 def delta_discovery_response(
-    system_version: str, type_url: str, nonce: str, resources: Iterable[bytes], removed: Iterable[str]
+    system_version: str,
+    type_url: str,
+    nonce: str,
+    resources: Iterable[Iterable[bytes]],
+    removed: Iterable[str],
 ) -> bytes:
-    """DeltaDiscoveryResponse{system_version_info=1, resources=2, type_url=4, nonce=5, removed=6}."""
+    """DeltaDiscoveryResponse{system_version_info=1, resources=2, type_url=4, nonce=5, removed=6};
+    `resources` as delta_resource_parts."""
     parts = [field_str(1, system_version)]
-    parts += [field_bytes(2, r) for r in resources]
-    parts += [field_str(4, type_url), field_str(5, nonce)]
+    for pieces in resources:
+        parts += pieces
+    parts += (field_str(4, type_url), field_str(5, nonce))
     parts += [field_str(6, n) for n in removed]
     return b"".join(parts)

@@ -24,6 +24,16 @@ class Upstream:
     addresses: tuple[str, ...]  # resolvable IPs: the ClusterIP, or pod IPs for a headless service
     clusters: tuple[WeightedCluster, ...]
     same_namespace: bool
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Tuples of upstreams key the generator's listener and route memo: hash each once.
+        object.__setattr__(
+            self, "_hash", hash((self.service, self.addresses, self.clusters, self.same_namespace))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -52,7 +52,7 @@ class DeltaResponse:
             self.system_version,
             self.type_url,
             self.nonce,
-            (r.delta_bytes() for r in self.resources),
+            (r.delta_parts() for r in self.resources),
             self.removed,
         )
 

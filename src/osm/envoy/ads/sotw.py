@@ -10,7 +10,7 @@ warms an updated cluster until it receives a ClusterLoadAssignment for it).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from osm.envoy import wire
@@ -56,7 +56,7 @@ class TypeState:
     nonce: str = ""
     sent_version: str = ""
     sent_names: frozenset[str] = frozenset()
-    sent_versions: dict[str, str] = field(default_factory=dict)  # resource name -> version last sent
+    sent_versions: Mapping[str, str] = field(default_factory=dict)  # resource name -> version last sent
     acked_version: str = ""
     nacked_version: str = ""
     last_error: str = ""
@@ -82,18 +82,35 @@ class SotwStream:
         # that is still warming.
         self.hold: frozenset[str] = frozenset()
 
-    def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
+    @staticmethod
+    def _wants_all(type_url: str, st: TypeState, resources: ProxyResources) -> bool:
+        return type_url in WILDCARD_TYPES or st.names >= resources.names(type_url)
+
+    def _version_for(self, type_url: str, st: TypeState, resources: ProxyResources) -> str:
+        """The content version of what this stream would be sent now."""
+        if self._wants_all(type_url, st, resources):
+            return resources.versions.get(type_url, "")
         available = resources.get(type_url)
-        if type_url in WILDCARD_TYPES:
-            chosen = tuple(available[n] for n in sorted(available))
+        return content_version(available[n] for n in st.names if n in available)
+
+    def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
+        if self._wants_all(type_url, st, resources):
+            # The whole type: the shared views of `resources`, nothing copied per stream.
+            chosen = resources.sorted_all(type_url)
+            version = resources.versions.get(type_url, "")
+            st.sent_names = resources.names(type_url)
+            st.sent_versions = resources.version_map(type_url)
+            if st.names == st.sent_names:
+                st.names = st.sent_names  # one shared set instead of this stream's copy of the request
         else:
+            available = resources.get(type_url)
             chosen = tuple(available[n] for n in sorted(st.names) if n in available)
-        version = content_version(chosen)
+            version = content_version(chosen)
+            st.sent_names = frozenset(r.name for r in chosen)
+            st.sent_versions = {r.name: r.version for r in chosen}
         st.seen_type_version = resources.versions.get(type_url, "")
         st.nonce = str(next(self._nonces))
         st.sent_version = version
-        st.sent_names = frozenset(r.name for r in chosen)
-        st.sent_versions = {r.name: r.version for r in chosen}
         self.counters.responses += 1
         return Response(type_url, version, st.nonce, chosen)
 
@@ -117,6 +134,8 @@ class SotwStream:
             self.last_nack = (req.type_url, st.sent_version, req.error)
             return []
         names = frozenset(req.names)
+        if names == st.names:
+            names = st.names  # keep the shared set (see _respond)
         if req.nonce:
             st.acked_version = req.version_info
             self.counters.acks += 1
@@ -158,12 +177,7 @@ class SotwStream:
             if type_version == st.seen_type_version and not forced_eds:
                 continue
             st.seen_type_version = type_version
-            available = resources.get(type_url)
-            if type_url in WILDCARD_TYPES:
-                chosen = [available[n] for n in available]
-            else:
-                chosen = [available[n] for n in st.names if n in available]
-            changed = content_version(chosen) != st.sent_version
+            changed = self._version_for(type_url, st, resources) != st.sent_version
             if changed or forced_eds:
                 previous, previous_versions = st.sent_names, st.sent_versions
                 out.append(self._respond(type_url, st, resources))

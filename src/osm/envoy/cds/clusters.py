@@ -154,11 +154,38 @@ def own_certificate_field(downstream: ServiceIdentity) -> bytes:
     return wire.field_bytes(6, sds_ref(names.service_cert(downstream)).SerializeToString(deterministic=True))
 
 
+_SOCKET_NAME = wire.field_str(1, _TLS_SOCKET)  # TransportSocket.name
+_TLS_TYPE_URL = wire.field_str(1, UPSTREAM_TLS_TYPE)  # Any.type_url
+_TRANSPORT_SOCKET_TAG = wire.varint((24 << 3) | 2)  # Cluster.transport_socket
+
+
 def compose_upstream_cluster(parts: tuple[bytes, bytes, bytes], own_certificate: bytes) -> bytes:
-    """The serialized `upstream_cluster` for one proxy, from its shared parts."""
+    """The serialized `upstream_cluster` for one proxy, from its shared parts, in one copy:
+
+    base + transport_socket{name, typed_config: Any{type_url, value: UpstreamTlsContext{
+        common_tls_context{common + own_certificate}, sni}}}
+    """
     base, common, sni = parts
-    upstream_tls = wire.field_bytes(1, common + own_certificate) + sni
-    socket = wire.field_str(1, _TLS_SOCKET) + wire.field_bytes(
-        3, wire.any_bytes(UPSTREAM_TLS_TYPE, upstream_tls)
+    varint = wire.varint
+    common_len = len(common) + len(own_certificate)
+    tls_len = 1 + len(varint(common_len)) + common_len + len(sni)  # UpstreamTlsContext
+    any_len = len(_TLS_TYPE_URL) + 1 + len(varint(tls_len)) + tls_len
+    socket_len = len(_SOCKET_NAME) + 1 + len(varint(any_len)) + any_len
+    return b"".join(
+        (
+            base,
+            _TRANSPORT_SOCKET_TAG,
+            varint(socket_len),
+            _SOCKET_NAME,
+            b"\x1a",  # TransportSocket.typed_config (3)
+            varint(any_len),
+            _TLS_TYPE_URL,
+            b"\x12",  # Any.value (2)
+            varint(tls_len),
+            b"\x0a",  # UpstreamTlsContext.common_tls_context (1)
+            varint(common_len),
+            common,
+            own_certificate,
+            sni,
+        )
     )
-    return base + wire.field_bytes(24, socket)
