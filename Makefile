@@ -17,17 +17,18 @@ demo-script: system-deps $(STAMP)
 # Benchmarks: results in bench/results/*.json, summary.json and a plot. B1-B5 need no root; B6 (real
 # sidecars on the local mesh while policies change) runs only as root.
 B6 = if [ "$$(id -u)" = 0 ]; then $(PY) bench/envoy_churn.py $(1); else echo "B6 skipped: needs root"; fi
+B6_REPORT = $$([ "$$(id -u)" = 0 ] && echo --b6 bench/results/envoy_churn.json)
 
 bench: system-deps $(STAMP)
 	$(PY) bench/harness.py --quick
 	@$(call B6,--rounds 1)
-	$(PY) bench/report.py --results bench/results/quick.json
+	$(PY) bench/report.py --results bench/results/quick.json $(B6_REPORT)
 
 bench-full: system-deps $(STAMP)
 	$(PY) -m pip install -q matplotlib
 	$(PY) bench/harness.py --full
 	@$(call B6,--rounds 3)
-	$(PY) bench/report.py --results bench/results/full.json
+	$(PY) bench/report.py --results bench/results/full.json $(B6_REPORT)
 
 test: system-deps $(STAMP) lint typecheck imports
 	$(PY) -m pytest -q -p no:cacheprovider --cov=osm --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)

@@ -13,8 +13,9 @@ from bookwarehouse, which keeps its stock in Redis over a TCPRoute. Meanwhile it
 
 Per edit and xDS type, the apply latency is Envoy's own `update_time` stat (ms since the epoch, set when
 it accepted the update) minus the time the manifest was written, the latest over every sidecar and
-resource of that type. The run also reports every sidecar's `update_rejected` and the failed requests of
-the apps (bookbuyer's requests, bookstore's restocks, bookwarehouse's Redis calls) over the whole churn.
+resource of that type; the next edit waits until the sidecars' stats stop changing. The run also
+reports every sidecar's `update_rejected` and the failed requests of the apps (bookbuyer's requests,
+bookstore's restocks, bookwarehouse's Redis calls) over the whole churn.
 
     .venv/bin/python bench/envoy_churn.py [--rounds 3] [--settle 2]
 """
@@ -158,6 +159,24 @@ def applied(
     return latest
 
 
+QUIET_LIMIT_S = 15.0
+
+
+def quiescent(m: LocalMesh, limit: float) -> tuple[dict[str, dict[str, int]], bool]:
+    """Every sidecar's stats once two reads 0.5 s apart agree (no update still arriving), or at `limit`.
+
+    An update that lands after the settle period is still attributed to its own edit."""
+    deadline = time.monotonic() + limit
+    stats = envoy_stats(m)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = envoy_stats(m)
+        if again == stats:
+            return again, True
+        stats = again
+    return stats, False
+
+
 def counters(m: LocalMesh) -> dict[str, tuple[int, int]]:
     out = {}
     for ns, prefix, ok, bad in FLOWS:
@@ -186,6 +205,7 @@ def run(rounds: int, settle: float, wait_ms: int) -> dict[str, Any]:
         m.wait(lambda: all(ok > 0 for ok, _ in counters(m).values()), 60, "every flow carrying traffic")
         time.sleep(settle)
         start, stats0, t0 = counters(m), envoy_stats(m), time.monotonic()
+        unsettled = 0
         before = stats0
         for _ in range(rounds):
             for e in edits():
@@ -194,7 +214,8 @@ def run(rounds: int, settle: float, wait_ms: int) -> dict[str, Any]:
                     t_ms = int(time.time() * 1000)
                     apply(manifests, e, forward)
                     time.sleep(settle)
-                    after = envoy_stats(m)
+                    after, quiet = quiescent(m, QUIET_LIMIT_S)
+                    unsettled += not quiet
                     for kind, s in applied(before, after, t_ms).items():
                         samples.setdefault(kind, {}).setdefault(step, []).append(s)
                     before = after
@@ -226,6 +247,7 @@ def run(rounds: int, settle: float, wait_ms: int) -> dict[str, Any]:
         "churn_seconds": round(elapsed, 1),
         "wait_ms": wait_ms,
         "apply_latency": per_type,
+        "unsettled_edits": unsettled,  # sidecars still updating QUIET_LIMIT_S after the edit
         "update_rejected": rejected(stats1) - rejected(stats0),
         "update_rejected_total": rejected(stats1),
         "flows": flows,

@@ -82,16 +82,11 @@ def main() -> None:
         default=[ROOT / "bench" / "results" / "full.json"],
         help="harness results; the rows of several files are combined",
     )
-    ap.add_argument(
-        "--b6",
-        type=Path,
-        default=ROOT / "bench" / "results" / "envoy_churn.json",
-        help="envoy_churn.py output",
-    )
+    ap.add_argument("--b6", type=Path, help="envoy_churn.py output to include (B6)")
     args = ap.parse_args()
     rows = [row for path in args.results for row in json.loads(path.read_text())["rows"]]
     found = figures(rows)
-    if args.b6.exists():
+    if args.b6 is not None:
         found.update(b6_figures(json.loads(args.b6.read_text())))
     entries = summary_entries(found)
     first = args.results[0]

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 def test_policies_change_under_load_without_failures_or_rejections(local_mesh_capable: None) -> None:
     result = envoy_churn.run(rounds=1, settle=1.0, wait_ms=20)
-    assert result["edits"] == 10
+    assert result["edits"] == 10 and result["unsettled_edits"] == 0
     assert result["update_rejected"] == 0 and result["update_rejected_total"] == 0
     assert result["failed_requests"] == 0, result["flows"]
     assert all(f["requests"] > 0 for f in result["flows"].values()), result["flows"]

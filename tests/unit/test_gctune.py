@@ -39,8 +39,9 @@ def test_frozen_cycles_survive_until_the_periodic_rescan_collects_them() -> None
     now = [0.0]
     tuner = GcTuner(rescan_s=600, clock=lambda: now[0])
     gc.unfreeze()
-    Cycle()  # garbage, but only the cyclic collector can see it
+    live = Cycle()
     tuner.settled()  # frozen with everything else live now
+    del live  # now garbage that only the cyclic collector can see
     gc.collect()
     assert _frozen_cycles()  # a collection does not scan the permanent generation
     now[0] = 601.0
@@ -57,3 +58,12 @@ def _frozen_cycles() -> list[object]:
         return [o for o in gc.get_objects() if type(o) is Cycle]
     finally:
         gc.freeze()
+
+
+@pytest.mark.usefixtures("restore_gc")
+def test_young_garbage_is_collected_not_frozen() -> None:
+    gc.unfreeze()
+    gc.collect()  # an empty youngest generation: no automatic collection before settled()
+    Cycle()  # already garbage when the snapshot settles
+    GcTuner(rescan_s=600).settled()
+    assert not _frozen_cycles()

@@ -83,3 +83,24 @@ def test_a_changed_upstream_rebuilds_only_its_own_filter_chain() -> None:
     # The listener's composition, the moved upstream's chain and its port's route configuration (keyed
     # by its upstreams); the other chains and the listener shell come from the previous generation.
     assert gen.builds - builds == 3
+
+
+def test_parts_reused_whole_keep_their_own_parts_for_the_next_change() -> None:
+    """A proxy's upstream set reused unchanged across a generation still has its per-upstream parts, so
+    a later endpoint change rebuilds that upstream's endpoints only."""
+    state = MeshState.build(build(12, 2, mode="permissive").objects)
+    catalog, gen = MeshCatalog(state), ConfigGenerator()
+    pod = next(iter(state.pods.values()))
+    policy = catalog.proxy_policy(catalog.group_for_pod(pod))
+    gen.resources(policy, FAKE_CERT)
+    gen.new_generation()
+    gen.resources(policy, FAKE_CERT)  # nothing changed: everything reused
+    gen.new_generation()
+    first, *rest = policy.outbound.clusters
+    moved = replace(first, endpoints=())
+    changed = replace(policy, outbound=replace(policy.outbound, clusters=(moved, *rest)))
+    builds = gen.builds
+    gen.resources(changed, FAKE_CERT)
+    # The new upstream set (composed from its parts) and the changed cluster's endpoints; not the
+    # other upstreams' cluster parts, endpoints and secrets, nor the listener.
+    assert gen.builds - builds == 2

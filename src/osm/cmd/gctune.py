@@ -41,4 +41,6 @@ class GcTuner:
             gc.collect()
             self._last_rescan = now
             self.rescans += 1
+        else:
+            gc.collect(0)  # the youngest objects may be garbage: not worth freezing (at most 20k to scan)
         gc.freeze()

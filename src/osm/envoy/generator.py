@@ -44,10 +44,16 @@ class ConfigGenerator:
     def __init__(self) -> None:
         self._memo: dict[Hashable, Any] = {}
         self._previous: dict[Hashable, Any] = {}
+        # The parts each part was made from: reusing a part from the previous generation keeps them too,
+        # so the next change to one of them rebuilds only that one.
+        self._inner: dict[Hashable, tuple[Hashable, ...]] = {}
+        self._previous_inner: dict[Hashable, tuple[Hashable, ...]] = {}
+        self._building: list[list[Hashable]] = []
         self.builds = 0  # resources built (not served from the memo), for metrics and tests
 
     def new_generation(self) -> None:
         self._previous, self._memo = self._memo, {}
+        self._previous_inner, self._inner = self._inner, {}
 
     def _get(self, key: Hashable, type_url: str, name: str, build: Callable[[], Any]) -> Resource | None:
         def make() -> Resource | None:
@@ -59,13 +65,36 @@ class ConfigGenerator:
 
     def _part(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """A memoized serialized part (not a resource): shared by every resource composed from it."""
+        if self._building:
+            self._building[-1].append(key)  # the part being built is made from this one
         if key in self._memo:
             return self._memo[key]
-        value = self._previous[key] if key in self._previous else build()
-        if key not in self._previous:
-            self.builds += 1
+        if key in self._previous:
+            self._carry(key)
+            return self._memo[key]
+        self._building.append([])
+        try:
+            value = build()
+        finally:
+            inner = self._building.pop()
+        self.builds += 1
         self._memo[key] = value
+        if inner:
+            self._inner[key] = tuple(inner)
         return value
+
+    def _carry(self, key: Hashable) -> None:
+        """Keep a part of the previous generation, and the parts it was made from."""
+        todo = [key]
+        while todo:
+            k = todo.pop()
+            if k in self._memo or k not in self._previous:
+                continue
+            self._memo[k] = self._previous[k]
+            inner = self._previous_inner.get(k)
+            if inner:
+                self._inner[k] = inner
+                todo.extend(inner)
 
     def resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
         ident, td, tls = policy.identity, policy.trust_domain, policy.tls

@@ -282,11 +282,11 @@ class AdsServer:
                         if machine.counters.nacks != nacks and machine.last_nack is not None:
                             self._log_nack(s, *machine.last_nack)
                     for r in out:
+                        if item is _UPDATE and not sent:
+                            self.stats.pushes += 1  # counted before the first write suspends this task
                         self.stats.responses += 1
                         sent += 1
                         yield r.encode()
-                if item is _UPDATE and sent:
-                    self.stats.pushes += 1
         finally:
             reader.cancel()
             self._close(s)
