@@ -124,6 +124,8 @@ class ControlPlane:
         return t0
 
     def egress(self) -> float:
+        if PROFILER is not None and os.environ.get("OSM_BENCH_PROFILE_FROM") == "egress":
+            PROFILER.enable()  # B5 only
         mc = self.store.get(ObjectKey("MeshConfig", "osm-system", "osm-mesh-config"))
         assert isinstance(mc, MeshConfig)
         t0 = time.monotonic()
@@ -165,6 +167,9 @@ class ControlPlane:
             await asyncio.gather(server.serve_forever(), self.debouncer.run())
 
 
+PROFILER: Any = None
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--services", type=int, required=True)
@@ -181,14 +186,17 @@ def main() -> None:
     os.sched_setaffinity(0, {args.cpu})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    profile = os.environ.get("OSM_BENCH_PROFILE")  # a path: cProfile stats written there on SIGTERM
+    # OSM_BENCH_PROFILE=path: cProfile stats written there on SIGTERM, from the start or, with
+    # OSM_BENCH_PROFILE_FROM=egress, from B5's first MeshConfig flip.
+    profile = os.environ.get("OSM_BENCH_PROFILE")
     if not profile:
         asyncio.run(ControlPlane(args).run())
         return
     import cProfile
     import signal
 
-    prof = cProfile.Profile()
+    global PROFILER
+    prof = PROFILER = cProfile.Profile()
 
     def dump(*_: Any) -> None:
         prof.disable()
@@ -196,7 +204,8 @@ def main() -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, dump)
-    prof.enable()
+    if not os.environ.get("OSM_BENCH_PROFILE_FROM"):
+        prof.enable()
     asyncio.run(ControlPlane(args).run())
 
 

@@ -628,3 +628,32 @@ async def test_a_proxy_woken_by_one_change_computes_after_a_second_change_it_is_
         assert pushed is not None and pushed.type_url == TYPE_CLUSTER
         assert cluster_names(pushed) == {"passthrough-outbound"}
         assert await buyer.quiet()
+
+
+async def test_a_proxy_left_alone_through_memo_sweeps_keeps_its_parts() -> None:
+    """Groups adopted snapshot after snapshot keep their generator parts across memo sweeps, so
+    recomputing them later builds nothing."""
+    from dataclasses import replace
+
+    from osm.envoy.ads.cache import SWEEP_EVERY
+    from osm.models.k8s import Pod
+
+    async with (
+        running_mesh() as mesh,
+        client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as buyer,
+        client(mesh, proxy_cn("bookwarehouse", "bookwarehouse")) as warehouse,
+    ):
+        await subscribe(buyer, TYPE_CLUSTER)
+        await subscribe(warehouse, TYPE_CLUSTER)
+        await eventually(lambda: total_acks(mesh) == 2)
+        key = ObjectKey("Pod", "bookstore", "bookstore-v1")
+        for i in range(SWEEP_EVERY + 1):  # bookbuyer recomputed each time, bookwarehouse adopted
+            pod = mesh.store.get(key)
+            assert isinstance(pod, Pod)
+            mesh.store.apply(replace(pod, pod_ip=f"10.244.9.{i + 1}"))
+            assert mesh.server.update(mesh.store.snapshot(), {key}) == 1
+            await eventually(lambda: not any(s.dirty for s in mesh.server.streams.values()))
+        builds = mesh.server.cache.generator.builds
+        assert await mesh.push() == 0  # everything recomputed, nothing changed
+        assert mesh.server.cache.generator.builds == builds
+        assert await warehouse.quiet()

@@ -75,7 +75,6 @@ def test_a_changed_upstream_rebuilds_only_its_own_filter_chain() -> None:
     first, *rest = policy.outbound.upstreams
     moved = replace(first, addresses=("10.96.99.99",))
     changed = replace(policy, outbound=replace(policy.outbound, upstreams=(moved, *rest)))
-    gen.new_generation()
     builds = gen.builds
     after = gen.resources(changed, FAKE_CERT).get(TYPE_LISTENER)[outbound.OUTBOUND_LISTENER]
     assert after.version != before.version
@@ -85,22 +84,23 @@ def test_a_changed_upstream_rebuilds_only_its_own_filter_chain() -> None:
     assert gen.builds - builds == 3
 
 
-def test_parts_reused_whole_keep_their_own_parts_for_the_next_change() -> None:
-    """A proxy's upstream set reused unchanged across a generation still has its per-upstream parts, so
-    a later endpoint change rebuilds that upstream's endpoints only."""
+def test_a_sweep_keeps_what_live_parts_are_made_of_and_drops_the_rest() -> None:
+    """A proxy's upstream set kept by a sweep still has its per-upstream parts, so a later endpoint
+    change rebuilds that upstream's endpoints only; parts no live group uses are dropped."""
     state = MeshState.build(build(12, 2, mode="permissive").objects)
     catalog, gen = MeshCatalog(state), ConfigGenerator()
     pod = next(iter(state.pods.values()))
     policy = catalog.proxy_policy(catalog.group_for_pod(pod))
-    gen.resources(policy, FAKE_CERT)
-    gen.new_generation()
-    gen.resources(policy, FAKE_CERT)  # nothing changed: everything reused
-    gen.new_generation()
     first, *rest = policy.outbound.clusters
     moved = replace(first, endpoints=())
     changed = replace(policy, outbound=replace(policy.outbound, clusters=(moved, *rest)))
-    builds = gen.builds
     gen.resources(changed, FAKE_CERT)
-    # The new upstream set (composed from its parts) and the changed cluster's endpoints; not the
-    # other upstreams' cluster parts, endpoints and secrets, nor the listener.
+    gen.resources(policy, FAKE_CERT)
+    gen.sweep(gen.last_parts)  # only `policy` is still served
+    builds = gen.builds
+    gen.resources(policy, FAKE_CERT)
+    assert gen.builds == builds  # everything it uses was kept
+    gen.resources(changed, FAKE_CERT)
+    # Its upstream set (composed from kept parts) and the changed cluster's endpoints were dropped; not
+    # the other upstreams' cluster parts, endpoints and secrets, nor the listener.
     assert gen.builds - builds == 2

@@ -1,14 +1,14 @@
 """A proxy group's xDS resources from its ProxyPolicy, memoized by input so proxies share serialized bytes.
 
 The builders in cds/eds/lds/rds/sds are pure; this module only decides what to build and caches the
-serialized result under a key made of exactly the inputs each builder reads. Memo entries not used
-during a generation are dropped at the next one, which bounds memory to what the mesh currently needs.
+serialized result under a key made of exactly the inputs each builder reads. The owner sweeps the memo
+now and then down to the parts its served groups use, which bounds memory to what the mesh needs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from functools import partial
 from typing import Any
 
@@ -43,17 +43,29 @@ HTTP_PROTOCOLS = ("http", "grpc")
 class ConfigGenerator:
     def __init__(self) -> None:
         self._memo: dict[Hashable, Any] = {}
-        self._previous: dict[Hashable, Any] = {}
-        # The parts each part was made from: reusing a part from the previous generation keeps them too,
-        # so the next change to one of them rebuilds only that one.
+        # The parts each part was made from, so a sweep keeps what a live part needs.
         self._inner: dict[Hashable, tuple[Hashable, ...]] = {}
-        self._previous_inner: dict[Hashable, tuple[Hashable, ...]] = {}
         self._building: list[list[Hashable]] = []
+        self.last_parts: tuple[Hashable, ...] = ()  # the parts the last resources() call used
         self.builds = 0  # resources built (not served from the memo), for metrics and tests
 
-    def new_generation(self) -> None:
-        self._previous, self._memo = self._memo, {}
-        self._previous_inner, self._inner = self._inner, {}
+    def sweep(self, live: Iterable[Hashable]) -> None:
+        """Keep only the `live` parts (those some served group uses) and the parts they are made of.
+
+        Parts are keyed by every input their builder reads, so a stale one is never wrong, only unused;
+        sweeping now and then bounds the memo to what the mesh currently needs."""
+        memo, inner = self._memo, self._inner
+        self._memo, self._inner = {}, {}
+        todo = list(live)
+        while todo:
+            k = todo.pop()
+            if k in self._memo or k not in memo:
+                continue
+            self._memo[k] = memo[k]
+            made_of = inner.get(k)
+            if made_of:
+                self._inner[k] = made_of
+                todo.extend(made_of)
 
     def _get(self, key: Hashable, type_url: str, name: str, build: Callable[[], Any]) -> Resource | None:
         def make() -> Resource | None:
@@ -69,9 +81,6 @@ class ConfigGenerator:
             self._building[-1].append(key)  # the part being built is made from this one
         if key in self._memo:
             return self._memo[key]
-        if key in self._previous:
-            self._carry(key)
-            return self._memo[key]
         self._building.append([])
         try:
             value = build()
@@ -83,20 +92,14 @@ class ConfigGenerator:
             self._inner[key] = tuple(inner)
         return value
 
-    def _carry(self, key: Hashable) -> None:
-        """Keep a part of the previous generation, and the parts it was made from."""
-        todo = [key]
-        while todo:
-            k = todo.pop()
-            if k in self._memo or k not in self._previous:
-                continue
-            self._memo[k] = self._previous[k]
-            inner = self._previous_inner.get(k)
-            if inner:
-                self._inner[k] = inner
-                todo.extend(inner)
-
     def resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
+        self._building.append([])
+        try:
+            return self._resources(policy, cert)
+        finally:
+            self.last_parts = tuple(self._building.pop())
+
+    def _resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
         ident, td, tls = policy.identity, policy.trust_domain, policy.tls
         out: list[Resource | None] = []
         ob, ib = policy.outbound, policy.inbound

@@ -7,7 +7,7 @@ proxy of the group; the generator memoizes individual resources across groups an
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 
 from osm.catalog import MeshCatalog, ProxyGroup
@@ -23,6 +23,8 @@ from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
 log = logging.getLogger(__name__)
+
+SWEEP_EVERY = 16  # snapshots and rotations between sweeps of the generator's memo
 
 
 @dataclass
@@ -57,6 +59,11 @@ class XdsCache:
         self._deps: dict[ProxyGroup, frozenset[NsName]] = {}
         # One deps set per distinct upstream tuple (permissive mode: per namespace, not per group).
         self._deps_of: dict[tuple[UpstreamCluster, ...], frozenset[NsName]] = {}
+        # The generator parts each served group uses (carried over when a group is adopted), so that
+        # every SWEEP_EVERY changes the memo keeps what is still served, however long ago it was built.
+        self._parts: dict[ProxyGroup, tuple[Hashable, ...]] = {}
+        self._previous_parts: dict[ProxyGroup, tuple[Hashable, ...]] = {}
+        self._changes = 0
         self._cn_identity: dict[str, ServiceIdentity] = {}
         self._warned: set[str] = set()
 
@@ -70,7 +77,8 @@ class XdsCache:
         self.previous_catalog = self.catalog
         self.catalog = MeshCatalog(state, self.catalog, changed)
         self.catalog.trust_domain = self.trust_domain
-        self.generator.new_generation()
+        self._maybe_sweep()
+        self._previous_parts, self._parts = self._parts, {}
         self._groups = {}
         self._deps = {}
         self._deps_of = {}
@@ -81,8 +89,13 @@ class XdsCache:
 
     def adopt(self, group: ProxyGroup, resources: ProxyResources, deps: frozenset[NsName]) -> None:
         """Carry a group's resources over to this snapshot (the caller knows nothing they used changed)."""
-        self._groups.setdefault(group, resources)
-        self._deps.setdefault(group, deps)
+        if group in self._groups:
+            return
+        self._groups[group] = resources
+        self._deps[group] = deps
+        parts = self._previous_parts.get(group)
+        if parts is not None:
+            self._parts[group] = parts
 
     def deps(self, group: ProxyGroup) -> frozenset[NsName]:
         return self._deps.get(group, frozenset())
@@ -143,6 +156,13 @@ class XdsCache:
     def invalidate_identity(self, identity: ServiceIdentity) -> None:
         """Forget cached resources of groups of one identity (its certificate was rotated)."""
         self._groups = {g: r for g, r in self._groups.items() if g.identity != identity}
+        self._maybe_sweep()
+
+    def _maybe_sweep(self) -> None:
+        """Every SWEEP_EVERY changes, drop the generator parts no served group uses."""
+        self._changes += 1
+        if self._changes % SWEEP_EVERY == 0:
+            self.generator.sweep(k for parts in self._parts.values() for k in parts)
 
     def authenticate(self, cn_text: str) -> tuple[ProxyIdentity, Pod]:
         try:
@@ -198,6 +218,7 @@ class XdsCache:
         policy = self.catalog.proxy_policy(group)
         res = self.generator.resources(policy, self.cert_material(group.identity))
         self._groups[group] = res
+        self._parts[group] = self.generator.last_parts
         upstream = policy.outbound.clusters
         deps = self._deps_of.get(upstream)
         if deps is None:
