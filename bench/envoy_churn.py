@@ -124,24 +124,9 @@ def xds_type(stat: str) -> str | None:
     return None
 
 
-def parse_stats(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(": ")
-        if value.strip().isdigit():
-            out[key] = int(value)
-    return out
-
-
 def envoy_stats(m: LocalMesh) -> dict[str, dict[str, int]]:
     """Every sidecar's subscription stats (update_time, update_rejected), by pod."""
-    out = {}
-    for ns, prefix in SIDECARS:
-        cp = m.exec(
-            ns, prefix, "curl", "-s", "--max-time", "5", "http://127.0.0.1:15000/stats?filter=update_"
-        )
-        out[f"{ns}/{prefix}"] = parse_stats(cp.stdout)
-    return out
+    return {f"{ns}/{prefix}": m.envoy_stats(ns, prefix, "update_") for ns, prefix in SIDECARS}
 
 
 def applied(

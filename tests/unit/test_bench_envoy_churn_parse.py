@@ -9,7 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.envoy_churn import Edit, applied, apply, parse_stats, rejected, xds_type
+from bench.envoy_churn import Edit, applied, apply, rejected, xds_type
+
+from osm.testing.envoy import parse_stats
 
 
 @pytest.mark.parametrize(

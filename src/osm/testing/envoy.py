@@ -308,17 +308,22 @@ class EnvoyProcess:
         return dump
 
     def stats(self) -> dict[str, int]:
-        """Counters and gauges from `/stats` (`name: value` lines with integer values; histograms skipped)."""
-        out: dict[str, int] = {}
-        for line in self.admin_get("/stats").decode("utf-8", "replace").splitlines():
-            name, sep, value = line.rpartition(": ")
-            if sep and name and value.strip().lstrip("-").isdigit():
-                out[name.strip()] = int(value)
-        return out
+        """Counters and gauges from `/stats` (histograms skipped)."""
+        return parse_stats(self.admin_get("/stats").decode("utf-8", "replace"))
 
     def stat(self, name: str) -> int:
         """One counter or gauge; 0 when Envoy does not (yet) have it."""
         return self.stats().get(name, 0)
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """Envoy's `/stats` text: `name: value` lines with integer values (histograms and text skipped)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        name, sep, value = line.rpartition(": ")
+        if sep and name and value.strip().lstrip("-").isdigit():
+            out[name.strip()] = int(value)
+    return out
 
 
 # ----------------------------------------------------------------------------- config_dump analysis

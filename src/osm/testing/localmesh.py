@@ -14,6 +14,7 @@ from typing import Any
 
 from osm.local import netops, up
 from osm.local.netplan import netns_prefix, node_netns, state_id
+from osm.testing.envoy import parse_stats
 
 
 class LocalMesh:
@@ -122,13 +123,15 @@ class LocalMesh:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
 
+    def envoy_stats(self, namespace: str, prefix: str, regex: str) -> dict[str, int]:
+        """The pod's sidecar's integer stats whose names match `regex` (Envoy's `/stats?filter=`)."""
+        cp = self.exec(
+            namespace, prefix, "curl", "-s", "--max-time", "5", f"http://127.0.0.1:15000/stats?filter={regex}"
+        )
+        return parse_stats(cp.stdout)
+
     def envoy_stat(self, namespace: str, prefix: str, name: str) -> int:
-        cp = self.exec(namespace, prefix, "curl", "-s", f"http://127.0.0.1:15000/stats?filter=^{name}$")
-        for line in cp.stdout.splitlines():
-            key, _, value = line.partition(": ")
-            if key == name and value.strip().isdigit():
-                return int(value)
-        return 0
+        return self.envoy_stats(namespace, prefix, f"^{name}$").get(name, 0)
 
     def edit(self, file: str, old: str, new: str) -> None:
         path = self.manifests / file
