@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.workload import build
+
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.sds.secrets import CertMaterial
@@ -38,4 +40,12 @@ def proxy_resources(state: MeshState) -> dict[tuple[str, str], ProxyResources]:
     for key, pod in sorted(state.pods.items()):
         if state.is_monitored(pod.meta.namespace):
             out[key] = generator.resources(catalog.proxy_policy(catalog.group_for_pod(pod)), FAKE_CERT)
+    return out
+
+
+def scenario_and_standard_meshes() -> list[tuple[str, MeshState]]:
+    """Every golden scenario and a small standard mesh (bench/workload.py) in SMI and permissive mode."""
+    out = [(name, load_state(name)) for name in SCENARIOS]
+    for mode in ("smi", "permissive"):
+        out.append((f"standard-{mode}", MeshState.build(build(12, 2, mode=mode).objects)))
     return out

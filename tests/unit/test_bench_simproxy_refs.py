@@ -16,18 +16,10 @@ from google.protobuf import any_pb2
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.simproxy import fast_refs, parse_envelope, parsed_refs
-from bench.workload import build
-from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources
+from tests.golden.scenarios import proxy_resources, scenario_and_standard_meshes
 
 from osm.envoy.types import ORDER, ProxyResources
 from osm.state.snapshot import MeshState
-
-
-def meshes() -> list[tuple[str, MeshState]]:
-    out = [(name, load_state(name)) for name in SCENARIOS]
-    for mode in ("smi", "permissive"):
-        out.append((f"standard-{mode}", MeshState.build(build(12, 2, mode=mode).objects)))
-    return out
 
 
 def envelopes(res: ProxyResources, type_url: str) -> tuple[bytes, bytes]:
@@ -45,7 +37,9 @@ def envelopes(res: ProxyResources, type_url: str) -> tuple[bytes, bytes]:
     return sotw.SerializeToString(), delta.SerializeToString()
 
 
-@pytest.mark.parametrize(("name", "state"), meshes(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "state"), scenario_and_standard_meshes(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_fast_refs_agree_with_a_full_parse(name: str, state: MeshState) -> None:
     checked = 0
     for res in proxy_resources(state).values():

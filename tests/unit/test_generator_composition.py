@@ -20,7 +20,7 @@ from google.protobuf.json_format import MessageToDict
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.workload import build
-from tests.golden.scenarios import FAKE_CERT, SCENARIOS, load_state
+from tests.golden.scenarios import FAKE_CERT, scenario_and_standard_meshes
 
 from osm.catalog import MeshCatalog
 from osm.envoy.cds import clusters
@@ -30,18 +30,13 @@ from osm.envoy.types import TYPE_CLUSTER, TYPE_LISTENER
 from osm.state.snapshot import MeshState
 
 
-def meshes() -> list[tuple[str, MeshState]]:
-    out = [(name, load_state(name)) for name in SCENARIOS]
-    for mode in ("smi", "permissive"):
-        out.append((f"standard-{mode}", MeshState.build(build(12, 2, mode=mode).objects)))
-    return out
-
-
 def body(any_bytes: bytes) -> bytes:
     return any_pb2.Any.FromString(any_bytes).value
 
 
-@pytest.mark.parametrize(("name", "state"), meshes(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "state"), scenario_and_standard_meshes(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_composed_resources_equal_the_built_messages(name: str, state: MeshState) -> None:
     catalog, gen = MeshCatalog(state), ConfigGenerator()
     listeners = 0
