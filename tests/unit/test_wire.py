@@ -119,7 +119,9 @@ def test_delta_resource_matches_protobuf_resource() -> None:
     r = cluster("bookstore/bookstore-v2|14001", 4)
     expect = discovery_pb2.Resource(name=r.name, version=r.version)
     expect.resource.Pack(cluster_msg(r.name, 4), deterministic=True)
-    assert discovery_pb2.Resource.FromString(r.delta_bytes()) == expect
+    raw = wire.delta_discovery_response("", TYPE_CLUSTER, "", [r.delta_parts()], [])
+    [got] = discovery_pb2.DeltaDiscoveryResponse.FromString(raw).resources
+    assert got == expect
 
 
 def test_large_response_with_multibyte_lengths_parses_back() -> None:

@@ -52,9 +52,6 @@ class Resource:
             version=hashlib.blake2b(packed, digest_size=8).hexdigest(),
         )
 
-    def delta_bytes(self) -> bytes:
-        return wire.delta_resource(self.name, self.version, self.any_bytes)
-
     def delta_parts(self) -> list[bytes]:
         """This resource as a DeltaDiscoveryResponse.resources field, in pieces (see wire)."""
         return wire.delta_resource_parts(self.name, self.version, self.any_bytes)

@@ -62,11 +62,6 @@ def delta_resource_parts(name: str, version: str, any_body: bytes) -> list[bytes
     return [_TAG2, varint(size), head, _TAG2, varint(len(any_body)), any_body, tail]
 
 
-def delta_resource(name: str, version: str, any_body: bytes) -> bytes:
-    """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3}."""
-    return b"".join(delta_resource_parts(name, version, any_body)[2:])
-
-
 def delta_discovery_response(
     system_version: str,
     type_url: str,
