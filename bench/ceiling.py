@@ -203,23 +203,26 @@ class _Stream:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.acked = ""
+        self.acked: set[str] = set()  # nonces of the current push
         self.connected = False
 
 
 class _BareServer:
-    """The server side: shared pre-serialized response bytes, one queue per stream, ACK accounting."""
+    """The server side: shared pre-serialized response bytes, one queue per stream, ACK accounting.
 
-    def __init__(self, body: bytes, type_url: str) -> None:
-        self.body = body
-        self.init = wire.discovery_response("0", type_url, INIT_NONCE, [])
+    A push sends every message of `messages` ((body, type_url) pairs) to every stream and ends when each
+    stream has ACKed each of them."""
+
+    def __init__(self, messages: list[tuple[bytes, str]]) -> None:
+        self.messages = messages
+        self.init = wire.discovery_response("0", messages[0][1], INIT_NONCE, [])
         self.streams: set[_Stream] = set()
         self.connected = 0
         self.all_connected = asyncio.Event()
         self.expected = 0
         self.t_first_request: float | None = None
         self.t_all_connected: float | None = None
-        self.nonce = ""
+        self.nonces: frozenset[str] = frozenset()
         self.pending = 0
         self.done = asyncio.Event()
         self.version = 0
@@ -257,8 +260,8 @@ class _BareServer:
                         if self.connected >= self.expected > 0 and not self.all_connected.is_set():
                             self.t_all_connected = time.monotonic()
                             self.all_connected.set()
-                elif nonce == self.nonce and st.acked != nonce:
-                    st.acked = nonce
+                elif nonce in self.nonces and nonce not in st.acked:
+                    st.acked.add(nonce)
                     self.pending -= 1
                     if self.pending == 0:
                         self.done.set()
@@ -289,13 +292,18 @@ class _BareServer:
         cpu0 = _cpu_seconds()
         t0 = time.monotonic()
         self.version += 1
-        nonce = f"push-{self.version}"
-        # One message per push, the same bytes object for every stream (as the ADS server shares bytes).
-        msg = wire.field_str(1, str(self.version)) + self.body + wire.field_str(5, nonce)
+        # The same bytes objects for every stream (as the ADS server shares bytes), one nonce per message.
+        nonces = [f"push-{self.version}-{j}" for j in range(len(self.messages))]
+        msgs = [
+            wire.field_str(1, str(self.version)) + body + wire.field_str(5, nonce)
+            for (body, _), nonce in zip(self.messages, nonces, strict=True)
+        ]
         live = [s for s in self.streams if s.connected]
-        self.nonce, self.pending, self.done = nonce, len(live), asyncio.Event()
+        self.nonces, self.pending, self.done = frozenset(nonces), len(live) * len(msgs), asyncio.Event()
         for s in live:
-            s.queue.put_nowait(msg)
+            s.acked = set()
+            for msg in msgs:
+                s.queue.put_nowait(msg)
         t_fanout = time.monotonic() - t0
         timed_out = False
         if live:
@@ -306,14 +314,14 @@ class _BareServer:
         elapsed = time.monotonic() - t0
         cpu = _cpu_seconds() - cpu0
         return {
-            "nonce": nonce,
+            "nonce": nonces[-1],
             "streams": len(live),
-            "acked": len(live) - self.pending,
+            "acked": sum(1 for s in live if len(s.acked) == len(msgs)),
             "timed_out": timed_out,
             "elapsed_s": elapsed,
             "fanout_s": t_fanout,
             "server_cpu_s": cpu,
-            "resp_bytes": len(msg),
+            "resp_bytes": sum(len(m) for m in msgs),
             "t_trigger": t0,
         }
 
@@ -324,7 +332,9 @@ async def _serve(workdir: Path) -> None:
     from osm.envoy.ads.server import SERVER_OPTIONS, server_credentials
 
     cfg = json.loads((workdir / "config.json").read_text())
-    bare = _BareServer((workdir / "body.bin").read_bytes(), cfg["type_url"])
+    bare = _BareServer(
+        [((workdir / f"body-{j}.bin").read_bytes(), t) for j, t in enumerate(cfg["type_urls"])]
+    )
     server = grpc.aio.server(options=SERVER_OPTIONS)
     handler = grpc.stream_stream_rpc_method_handler(bare.handler, response_serializer=None)
     server.add_generic_rpc_handlers(
@@ -506,7 +516,7 @@ async def _close_channels(channels: list[Any], wait_s: float) -> None:
 
 async def transport_ceiling(
     n_streams: int,
-    payload: bytes,
+    payload: bytes | Sequence[bytes],
     *,
     tls: bool,
     channels: int | None = None,
@@ -514,7 +524,8 @@ async def transport_ceiling(
     pin: bool = True,
     client_parse: str = "wire",
 ) -> dict[str, Any]:
-    """Time `repeats` pushes of `payload` (a serialized DiscoveryResponse) to `n_streams` ADS streams.
+    """Time `repeats` pushes of `payload` (a serialized DiscoveryResponse, or several sent in turn, each
+    ACKed) to `n_streams` ADS streams.
 
     One connection per stream unless `channels` is given (streams are then spread over that many
     connections). With `tls`, mTLS with a TresorCA server cert and one distinct client cert per connection.
@@ -527,8 +538,11 @@ async def transport_ceiling(
     if client_parse not in CLIENT_PARSE:
         raise ValueError(f"client_parse must be one of {CLIENT_PARSE}")
     n_conns = min(channels or n_streams, n_streams)
-    body, n_resources = split_payload(payload)
-    type_url = response_header(payload)[1].decode() or CLUSTER_TYPE
+    payloads = [payload] if isinstance(payload, bytes) else list(payload)
+    bodies = [split_payload(p) for p in payloads]
+    n_resources = sum(n for _, n in bodies)
+    type_urls = [response_header(p)[1].decode() or CLUSTER_TYPE for p in payloads]
+    type_url = type_urls[0]
     raise_nofile_limit()
     pinned = pin and _can_pin()
     orig_affinity = os.sched_getaffinity(0)
@@ -537,8 +551,9 @@ async def transport_ceiling(
     chans: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
     try:
-        (workdir / "body.bin").write_bytes(body)
-        (workdir / "config.json").write_text(json.dumps({"tls": tls, "type_url": type_url}))
+        for j, (body, _) in enumerate(bodies):
+            (workdir / f"body-{j}.bin").write_bytes(body)
+        (workdir / "config.json").write_text(json.dumps({"tls": tls, "type_urls": type_urls}))
         t_certs = time.monotonic()
         clients = _issue_certs(n_conns, tls, workdir)
         certs_s = time.monotonic() - t_certs
@@ -587,7 +602,7 @@ async def transport_ceiling(
         await ctl.call(10, op="gc")
         rss_connected = rss_mb(proc.pid)
 
-        push_timeout = 30 + n_streams * len(body) / 20e6
+        push_timeout = 30 + n_streams * sum(len(b) for b, _ in bodies) / 20e6
         pushes = []
         for _ in range(repeats):
             await asyncio.sleep(0.1)
@@ -619,7 +634,10 @@ async def transport_ceiling(
             "pinned": {"server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU} if pinned else None,
             "server_affinity": ready["affinity"],
             "type_url": type_url,
-            "payload_bytes": len(payload),
+            "messages_per_push": [
+                {"type_url": t, "bytes": len(p)} for t, p in zip(type_urls, payloads, strict=True)
+            ],
+            "payload_bytes": sum(len(p) for p in payloads),
             "resources": n_resources,
             "resp_bytes": resp_bytes,
             "bytes_per_push": resp_bytes * n_streams,
@@ -723,14 +741,15 @@ def mesh_clusters(count: int) -> list[Any]:
     ]
 
 
-def cluster_payload(target_bytes: int) -> tuple[bytes, list[Any]]:
-    """A CDS DiscoveryResponse of about `target_bytes`, built once around pre-serialized Any resources."""
+def cluster_payload(target_bytes: int, type_url: str = CLUSTER_TYPE) -> tuple[bytes, list[Any]]:
+    """A DiscoveryResponse of about `target_bytes` (of `type_url`; the resources are clusters either way:
+    the load side never decodes them), built once around pre-serialized Any resources."""
     from osm.envoy import wire
 
     per = len(wire.any_bytes(CLUSTER_TYPE, mesh_clusters(1)[0].SerializeToString(deterministic=True))) + 3
     clusters = mesh_clusters(max(1, round(target_bytes / per)))
     anys = [wire.any_bytes(CLUSTER_TYPE, c.SerializeToString(deterministic=True)) for c in clusters]
-    return wire.discovery_response("", CLUSTER_TYPE, "", anys), clusters
+    return wire.discovery_response("", type_url, "", anys), clusters
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,15 @@ class Fleet:
     tasks: list[asyncio.Task[None]]
     markers: Markers
 
+    def by_type(self) -> dict[str, tuple[int, int]]:
+        """Responses and bytes received so far, per type URL, over the fleet."""
+        out: dict[str, tuple[int, int]] = {}
+        for p in self.proxies:
+            for t, st in p.subs.items():
+                responses, size = out.get(t, (0, 0))
+                out[t] = (responses + st.responses, size + st.bytes)
+        return out
+
     async def close(self) -> None:
         for p in self.proxies:
             p.stop()
@@ -216,7 +225,14 @@ async def scenario(
         shutil.rmtree(state_dir, ignore_errors=True)
     row["serialize_s"] = round(generation_cost(w), 3)
     if ceiling and row["b5"].get("bytes_per_proxy"):
-        row["ceiling"] = await transport_reference(n, row["b5"]["bytes_per_proxy"])
+        # The same bytes as one message per proxy, and as the same messages the push sent (one per
+        # changed type: xDS cannot send two types in one response).
+        row["ceiling"] = await transport_reference(n, [row["b5"]["bytes_per_proxy"]])
+        sizes = row["b5"]["messages_per_proxy"]
+        if len(sizes) > 1:
+            row["ceiling_same_messages"] = await transport_reference(
+                n, [m["bytes"] for m in sizes], [m["type_url"] for m in sizes]
+            )
     return row
 
 
@@ -239,12 +255,14 @@ def generation_cost(w: Workload) -> float:
     return time.perf_counter() - t0
 
 
-async def transport_reference(n: int, bytes_per_proxy: int) -> dict[str, Any]:
-    """The same bytes pushed by a bare grpc.aio server to the same number of mTLS streams (B5's ceiling)."""
-    from bench.ceiling import cluster_payload, transport_ceiling
+async def transport_reference(n: int, sizes: list[int], type_urls: list[str] | None = None) -> dict[str, Any]:
+    """Messages of these sizes (and types) pushed to each of n mTLS streams by a bare grpc.aio server
+    from pre-serialized bytes, each ACKed (B5's ceiling)."""
+    from bench.ceiling import CLUSTER_TYPE, cluster_payload, transport_ceiling
 
-    payload, _ = cluster_payload(bytes_per_proxy)
-    got = await transport_ceiling(n, payload, tls=True, repeats=3)
+    types = type_urls or [CLUSTER_TYPE] * len(sizes)
+    payloads = [cluster_payload(size, t)[0] for size, t in zip(sizes, types, strict=True)]
+    got = await transport_ceiling(n, payloads, tls=True, repeats=3)
     push = got.get("push_s") or got.get("push") or {}
     median = push.get("median") if isinstance(push, dict) else None
     return {"push_s": median, "raw": {k: v for k, v in got.items() if k != "pushes"}}
@@ -378,6 +396,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int) -> dict[str, Any]:
     cid = 990_000
     fleet.markers.expect(TYPE_LISTENER, b"outbound-egress-filter-chain", cid, absent=True)
     bytes0 = sum(p.bytes for p in fleet.proxies)
+    by_type0 = fleet.by_type()
     before = await cp.call(op="stats")
     t0 = (await cp.call(op="egress"))["t0"]
     ok = await wait_until(lambda: len(fleet.markers.seen[cid]) == n, 60)
@@ -385,12 +404,21 @@ async def full_push(cp: CP, fleet: Fleet, n: int) -> dict[str, Any]:
     seen = fleet.markers.seen[cid]
     await asyncio.sleep(0.5)
     pushed = sum(p.bytes for p in fleet.proxies) - bytes0
+    by_type = fleet.by_type()
+    # The responses of the push as the ceiling repeats them: per type, how many each proxy got and
+    # their mean size.
+    messages = []
+    for t, (responses, size) in by_type.items():
+        count, total = responses - by_type0[t][0], size - by_type0[t][1]
+        if count:
+            messages += [{"type_url": t, "bytes": round(total / count)}] * round(count / n)
     await cp.call(op="egress")  # back
     return {
         "seconds": round(max(seen.values()) - t0, 3) if ok else None,
         "proxies": len(seen),
         "bytes_total": pushed,
         "bytes_per_proxy": round(pushed / n),
+        "messages_per_proxy": messages,
         "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
     }
 

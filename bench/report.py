@@ -40,7 +40,10 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["b4_mb_per_proxy"] = smi["b4"]["mb_per_proxy"]
         out["b4_idle_cores"] = smi["b4"]["idle_cores"]
         if smi.get("ceiling") and smi["b5"].get("seconds"):
-            out["b5_ratio_ceiling"] = round(smi["b5"]["seconds"] / smi["ceiling"]["push_s"], 2)
+            # Against the same messages when the push sent several per proxy; else they coincide.
+            same = smi.get("ceiling_same_messages") or smi["ceiling"]
+            out["b5_ratio_ceiling"] = round(smi["b5"]["seconds"] / same["push_s"], 2)
+            out["b5_ratio_ceiling_one_message"] = round(smi["b5"]["seconds"] / smi["ceiling"]["push_s"], 2)
         if smi.get("serialize_s") and smi["b5"].get("seconds"):
             out["b5_ratio_serialize"] = round(smi["b5"]["seconds"] / smi["serialize_s"], 2)
     if perm is not None and perm["n"] >= 2000:

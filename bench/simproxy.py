@@ -222,6 +222,8 @@ class TypeSub:
     version: str = ""
     received: bool = False
     requested: bool = False
+    responses: int = 0
+    bytes: int = 0
 
 
 class SimProxy:
@@ -348,6 +350,8 @@ class SimProxy:
         self.markers.check(self.index, e.type_url, raw, now)
         st = self.subs[e.type_url]
         st.nonce, st.version, st.received = e.nonce, e.version, True
+        st.responses += 1
+        st.bytes += len(raw)
         refs = fast_refs(e)
         if self.delta:
             st.got = (st.got | set(refs.names)) - set(e.removed)

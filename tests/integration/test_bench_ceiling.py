@@ -77,7 +77,7 @@ def test_tiny_ceiling(tls: bool) -> None:
     for i, p in enumerate(pushes, start=1):
         assert p["acked"] == p["streams"] == STREAMS and not p["timed_out"]
         assert p["elapsed_s"] > 0 and p["server_cpu_s"] >= 0 and p["load_cpu_s"] >= 0
-        expected = len(wire.field_str(1, str(i)) + body + wire.field_str(5, f"push-{i}"))
+        expected = len(wire.field_str(1, str(i)) + body + wire.field_str(5, f"push-{i}-0"))
         assert p["resp_bytes"] == expected
         assert p["rx_bytes"] == expected * STREAMS  # what the streams received is what was pushed
     assert result["bytes_per_push"] == pushes[-1]["resp_bytes"] * STREAMS
@@ -97,3 +97,24 @@ def test_shared_channels_and_protobuf_parse() -> None:
         )
     )
     assert result["connections"] == 2 and result["all_acked"] is True
+
+
+def test_a_push_of_several_messages_waits_for_every_ack() -> None:
+    # B5's same-messages ceiling: a CDS and an LDS response per stream, each ACKed with its own type
+    listener_type = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    payloads = [ceiling.cluster_payload(1000)[0], ceiling.cluster_payload(3000, listener_type)[0]]
+    result = asyncio.run(
+        asyncio.wait_for(ceiling.transport_ceiling(STREAMS, payloads, tls=True, repeats=REPEATS), timeout=30)
+    )
+    assert result["all_acked"] is True and result["unexpected_requests"] == 0
+    assert [m["type_url"] for m in result["messages_per_push"]] == [ceiling.CLUSTER_TYPE, listener_type]
+    bodies = [ceiling.split_payload(p)[0] for p in payloads]
+    for i, p in enumerate(result["pushes"], start=1):
+        expected = sum(
+            len(wire.field_str(1, str(i)) + body + wire.field_str(5, f"push-{i}-{j}"))
+            for j, body in enumerate(bodies)
+        )
+        assert p["acked"] == STREAMS and p["resp_bytes"] == expected
+        assert p["rx_bytes"] == expected * STREAMS
+    per_stream = 1 + 2 * REPEATS  # the initial response, then two per push
+    assert result["responses_per_stream"] == {"min": per_stream, "median": per_stream, "max": per_stream}

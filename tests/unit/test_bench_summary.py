@@ -32,6 +32,7 @@ def test_every_documented_id_has_a_target() -> None:
         "b4_mb_per_proxy",
         "b4_idle_cores",
         "b5_ratio_ceiling",
+        "b5_ratio_ceiling_one_message",
         "b5_ratio_serialize",
         "b6_update_rejected",
         "b6_failed_requests",
@@ -71,6 +72,7 @@ def test_met_and_unmet() -> None:
         "b4_idle_cores": False,
         "b5_ratio_ceiling": True,
         "b5_ratio_serialize": None,  # report only
+        "b5_ratio_ceiling_one_message": None,
         "b1_permissive_2000_cp_cpu_s": None,
         "b1_permissive_2000_load_util": None,
         "b6_update_rejected": False,  # missing
@@ -170,3 +172,20 @@ def test_b6_figures_feed_the_summary() -> None:
     assert entries["b6_failed_requests"]["met"] is False and entries["b6_failed_requests"]["value"] == 2
     assert entries["b6_apply_RDS_s"]["value"] == 0.08 and entries["b6_apply_RDS_s"]["met"] is None
     assert entries["b6_apply_CDS_s"]["value"] is None
+
+
+def test_b5_is_judged_against_the_same_messages_when_the_push_sent_several() -> None:
+    row = {
+        "mode": "smi",
+        "xds": "sotw",
+        "n": 2000,
+        "b1": {"seconds": 8.0},
+        "b4": {"mb_per_proxy": 0.12, "idle_cores": 0.005},
+        "b5": {"seconds": 1.2},
+        "ceiling": {"push_s": 0.6},
+        "ceiling_same_messages": {"push_s": 1.0},
+    }
+    got = report.figures([row])
+    assert (got["b5_ratio_ceiling"], got["b5_ratio_ceiling_one_message"]) == (1.2, 2.0)
+    del row["ceiling_same_messages"]  # one message per proxy: the two ceilings are the same
+    assert report.figures([row])["b5_ratio_ceiling"] == 2.0

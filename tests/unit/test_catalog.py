@@ -415,3 +415,29 @@ def test_an_incremental_index_equals_a_full_rebuild_after_endpoint_changes() -> 
     assert incremental.service_pods[("b", "srv")] != previous.service_pods[("b", "srv")]  # really re-indexed
     # A policy change is not an endpoint change: nothing is carried over.
     assert not MeshIndex(after)._can_reuse(previous, [ObjectKey("TrafficSplit", "b", "a-split")])
+
+
+def test_the_index_is_carried_over_whole_when_nothing_it_indexes_changed() -> None:
+    from osm.catalog.index import MeshIndex
+    from osm.state.decode import ObjectKey
+
+    before, after = state(BASE, SPLIT), state(BASE, SPLIT, SMI)
+    previous = MeshIndex.build(before)
+    policy_only = [
+        ObjectKey("MeshConfig", "osm-system", "osm-mesh-config"),
+        ObjectKey("TrafficTarget", "b", "t"),
+    ]
+    carried = MeshIndex.build(after, previous, policy_only)
+    assert carried.state is after
+    assert carried.endpoints is previous.endpoints  # shared, not rebuilt
+    full = MeshIndex.build(after)
+    assert (carried.endpoints, carried.splits, carried.identity_services) == (
+        full.endpoints,
+        full.splits,
+        full.identity_services,
+    )
+    # Services, Namespaces and TrafficSplits are indexed: a change to one rebuilds.
+    for kind in ("Service", "Namespace", "TrafficSplit"):
+        assert (
+            MeshIndex.build(after, previous, [ObjectKey(kind, "b", "x")]).endpoints is not previous.endpoints
+        )

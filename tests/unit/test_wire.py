@@ -61,7 +61,7 @@ def test_content_version_depends_on_names_and_versions_not_order() -> None:
     assert content_version([a, b]) != content_version([a])
     assert content_version([a, b]) != content_version([a, cluster("b", 5)])
     # same bytes under another name is a different set
-    renamed = Resource(name="z", type_url=a.type_url, any_bytes=a.any_bytes, version=a.version)
+    renamed = Resource(name="z", type_url=a.type_url, framed=a.framed, version=a.version)
     assert content_version([a]) != content_version([renamed])
 
 
@@ -135,3 +135,16 @@ def test_large_response_with_multibyte_lengths_parses_back() -> None:
     last = cluster_pb2.Cluster()
     m.resources[-1].Unpack(last)
     assert last.name == "c" * 200 + "499"
+
+
+@pytest.mark.parametrize("size", [0, 100, 127, 128, 16_370, 16_384, 70_000])
+def test_framed_resources_serve_the_same_bytes_as_framing_each_any(size: int) -> None:
+    # SotW responses are joined from Resource.framed; they must equal framing the packed Any per response
+    body = cluster_msg("c" * size).SerializeToString(deterministic=True)
+    r = Resource.from_body(TYPE_CLUSTER, "c" * size, body)
+    assert r.any_bytes == wire.any_bytes(TYPE_CLUSTER, body)
+    assert r.framed == wire.field_bytes(2, r.any_bytes)
+    framed = wire.discovery_response_framed("v", TYPE_CLUSTER, "n", [r.framed, r.framed])
+    assert framed == wire.discovery_response("v", TYPE_CLUSTER, "n", [r.any_bytes, r.any_bytes])
+    m = discovery_pb2.DiscoveryResponse.FromString(framed)
+    assert [a.value for a in m.resources] == [body, body]

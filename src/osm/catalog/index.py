@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import EndpointSubset, Pod, Service, ServicePort, match_labels
@@ -14,6 +14,9 @@ from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
 ENDPOINT_KINDS = frozenset({"Pod", "Endpoints", "EndpointSlice"})
+# What the index is built from; a change to anything else (MeshConfig, access and routing policies)
+# leaves it as it was.
+INDEXED_KINDS = ENDPOINT_KINDS | {"Service", "Namespace", "TrafficSplit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class MeshIndex:
     ) -> MeshIndex:
         """Index a snapshot. Given the previous index and the keys that changed since, services the
         change cannot touch are carried over (an endpoint change re-indexes only its services)."""
+        if previous is not None and changed is not None and not any(k.kind in INDEXED_KINDS for k in changed):
+            return replace(previous, state=state)
         ix = MeshIndex(state)
         reuse = previous is not None and changed is not None and ix._can_reuse(previous, changed)
         ix._build(previous if reuse else None, changed or ())

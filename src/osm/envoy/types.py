@@ -34,7 +34,9 @@ class Resource:
 
     name: str
     type_url: str
-    any_bytes: bytes  # the resource packed in google.protobuf.Any
+    framed: (
+        bytes  # the resource packed in google.protobuf.Any, framed as a response's field 2 (wire.framed_any)
+    )
     version: str  # content hash
 
     @staticmethod
@@ -44,28 +46,24 @@ class Resource:
     @staticmethod
     def from_body(type_url: str, name: str, body: bytes) -> Resource:
         """From the serialized message (e.g. composed from shared serialized parts)."""
-        packed = wire.any_bytes(type_url, body)
-        return Resource(
-            name=name,
-            type_url=type_url,
-            any_bytes=packed,
-            version=hashlib.blake2b(packed, digest_size=8).hexdigest(),
-        )
+        framed = wire.framed_any(type_url, body)
+        return Resource(name, type_url, framed, hashlib.blake2b(framed, digest_size=8).hexdigest())
+
+    @property
+    def any_bytes(self) -> bytes:
+        """The packed Any (a copy: for inspection, not for serving)."""
+        return wire.unframe(self.framed)
 
     def delta_parts(self) -> list[bytes]:
         """This resource as a DeltaDiscoveryResponse.resources field, in pieces (see wire)."""
-        return wire.delta_resource_parts(self.name, self.version, self.any_bytes)
+        return wire.delta_resource_parts(self.name, self.version, self.framed)
 
 
 def content_version(resources: Iterable[Resource]) -> str:
-    """SotW version of a set of resources: a hash of their names and versions."""
-    h = hashlib.blake2b(digest_size=8)
-    for r in sorted(resources, key=lambda r: r.name):
-        h.update(r.name.encode())
-        h.update(b"\0")
-        h.update(r.version.encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    """SotW version of a set of resources: a hash of their names and versions (names are unique and
+    NUL sorts first, so the sorted lines are in name order)."""
+    lines = sorted([r.name + "\0" + r.version for r in resources])
+    return hashlib.blake2b("\n".join(lines).encode(), digest_size=8).hexdigest()
 
 
 _T = TypeVar("_T")

@@ -43,23 +43,48 @@ def any_bytes(type_url: str, body: bytes) -> bytes:
     return b"".join((field_str(1, type_url), _TAG2, varint(len(body)), body))
 
 
+def framed_any(type_url: str, body: bytes) -> bytes:
+    """An Any as field 2 of its envelope, framed (tag and length) once for every response that sends it.
+
+    DiscoveryResponse.resources and the delta Resource.resource are both field 2, so the same framed
+    bytes serve SotW and delta."""
+    head = field_str(1, type_url)
+    return b"".join(
+        (
+            _TAG2,
+            varint(len(head) + 1 + len(varint(len(body))) + len(body)),
+            head,
+            _TAG2,
+            varint(len(body)),
+            body,
+        )
+    )
+
+
+def unframe(framed: bytes) -> bytes:
+    """The Any inside framed_any's result."""
+    i = 1
+    while framed[i] & 0x80:
+        i += 1
+    return framed[i + 1 :]
+
+
 def discovery_response(version: str, type_url: str, nonce: str, resources: Iterable[bytes]) -> bytes:
-    """DiscoveryResponse{version_info=1, resources=2 (Any), type_url=4, nonce=5}.
-
-    Each resource's bytes are copied once, into the result (a response may hold megabytes)."""
-    parts = [field_str(1, version)]
-    for r in resources:
-        parts += (_TAG2, varint(len(r)), r)
-    parts += (field_str(4, type_url), field_str(5, nonce))
-    return b"".join(parts)
+    """DiscoveryResponse{version_info=1, resources=2 (Any), type_url=4, nonce=5}."""
+    return discovery_response_framed(version, type_url, nonce, (field_bytes(2, r) for r in resources))
 
 
-def delta_resource_parts(name: str, version: str, any_body: bytes) -> list[bytes]:
-    """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3}, as a field 2 of the
-    response, in pieces (joined once by the caller)."""
+def discovery_response_framed(version: str, type_url: str, nonce: str, framed: Iterable[bytes]) -> bytes:
+    """discovery_response from framed_any results: each resource's bytes are copied once, into the
+    result (a response may hold megabytes), with no per-resource encoding."""
+    return b"".join((field_str(1, version), *framed, field_str(4, type_url), field_str(5, nonce)))
+
+
+def delta_resource_parts(name: str, version: str, framed: bytes) -> list[bytes]:
+    """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3} around a framed_any
+    result, as a field 2 of the response, in pieces (joined once by the caller)."""
     head, tail = field_str(1, version), field_str(3, name)
-    size = len(head) + 1 + len(varint(len(any_body))) + len(any_body) + len(tail)
-    return [_TAG2, varint(size), head, _TAG2, varint(len(any_body)), any_body, tail]
+    return [_TAG2, varint(len(head) + len(framed) + len(tail)), head, framed, tail]
 
 
 def delta_discovery_response(

@@ -44,8 +44,8 @@ class Response:
     resources: tuple[Resource, ...]
 
     def encode(self) -> bytes:
-        return wire.discovery_response(
-            self.version, self.type_url, self.nonce, (r.any_bytes for r in self.resources)
+        return wire.discovery_response_framed(
+            self.version, self.type_url, self.nonce, [r.framed for r in self.resources]
         )
 
 
