@@ -135,9 +135,7 @@ class MeshCatalog:
             return sorted(ix.services)
         keys = {k for dest in self.allowed_destinations(identity) for k in ix.identity_services.get(dest, ())}
         # An apex is reachable when any of its backends is.
-        for apex, split in ix.splits.items():
-            if any((apex[0], b.service) in keys for b in split.backends):
-                keys.add(apex)
+        keys.update(apex for k in list(keys) for apex in ix.backend_apexes.get(k, ()))
         return sorted(keys)
 
     def outbound_policy(self, identity: ServiceIdentity) -> OutboundPolicy:
