@@ -23,6 +23,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.json_format import MessageToDict
 
 import osm.envoy.generator  # noqa: F401  (registers the message types packed in the resources)
+from osm.envoy import wire
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
 
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -70,6 +71,7 @@ class Envelope:
     bodies: list[bytes] = field(default_factory=list)  # each resource's serialized message
     names: list[str] = field(default_factory=list)  # delta: each resource's name
     removed: list[str] = field(default_factory=list)
+    raw: bytes = b""  # the whole response
 
 
 def parse_envelope(raw: bytes, delta: bool) -> Envelope:
@@ -83,9 +85,10 @@ def parse_envelope(raw: bytes, delta: bool) -> Envelope:
             [r.resource.value for r in d.resources],
             [r.name for r in d.resources],
             list(d.removed_resources),
+            raw,
         )
     r = discovery_pb2.DiscoveryResponse.FromString(raw)
-    return Envelope(r.type_url, r.version_info, r.nonce, [a.value for a in r.resources])
+    return Envelope(r.type_url, r.version_info, r.nonce, [a.value for a in r.resources], raw=raw)
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,35 @@ class Refs:
     sds: frozenset[str] = frozenset()
 
 
-# The SDS secret and RDS route configuration names a cluster or listener refers to, found in its bytes:
-# an SdsSecretConfig's name (OSM's secret name prefixes, then `<ns>/<name>`) and an Rds message's
-# route_config_name (field 2, right after its ADS config source). `fast_refs` must agree with
-# `parsed_refs` (a full protobuf walk) on every generated configuration; a unit test checks it.
-SDS_REF = re.compile(
-    rb"(?:service-cert|root-cert-for-mtls-outbound|root-cert-for-mtls-inbound|root-cert-https)"
-    rb":[a-z0-9.\-]+/[a-z0-9.\-]+"
+# The SDS secret and RDS route configuration names a cluster or listener refers to, found in the
+# response's bytes: an SdsSecretConfig's name (OSM's secret name prefixes, then `<ns>/<name>`) and an Rds
+# message's route_config_name (field 2, length-prefixed). Each pattern starts with a literal, which the
+# regex engine finds fast (a response may hold megabytes). `fast_refs` must agree with `parsed_refs` (a
+# full protobuf walk) on every generated configuration; a unit test checks it.
+SDS_REFS = (
+    re.compile(rb"service-cert:[a-z0-9.\-]+/[a-z0-9.\-]+"),
+    re.compile(rb"root-cert-(?:for-mtls-outbound|for-mtls-inbound|https):[a-z0-9.\-]+/[a-z0-9.\-]+"),
 )
-RDS_REF = re.compile(rb"\x12[\x01-\x7f](rds-[a-z]+\.[0-9]+)")
+RDS_NAME = re.compile(rb"rds-[a-z]+\.[0-9]+")
 EDS_TYPE = b"\x10\x03"  # Cluster.type (field 2) = EDS, serialized right after the name (field 1)
+
+
+def _sds_refs(raw: bytes) -> frozenset[str]:
+    return frozenset(m.decode() for pattern in SDS_REFS for m in set(pattern.findall(raw)))
+
+
+def _rds_refs(raw: bytes) -> frozenset[str]:
+    """Strings starting `rds-` that fill a length-delimited field 2 (the stat prefix, which embeds the
+    route name, does not). Each distinct candidate is checked with its framing; a candidate that ran on
+    into the next field's tag (a digit) is tried shorter."""
+    out = set()
+    for candidate in set(RDS_NAME.findall(raw)):
+        while candidate[-1:].isdigit():
+            if b"\x12" + wire.varint(len(candidate)) + candidate in raw:
+                out.add(candidate.decode())
+                break
+            candidate = candidate[:-1]
+    return frozenset(out)
 
 
 def _name(body: bytes) -> tuple[str, int]:
@@ -131,13 +153,10 @@ def fast_refs(e: Envelope) -> Refs:
                     eds.add(name)
             elif body[end : end + 2] == EDS_TYPE:
                 eds.add(name)
-        sds = {m.decode() for body in e.bodies for m in SDS_REF.findall(body)}
-        return Refs(tuple(e.names or names), frozenset(eds), sds=frozenset(sds))
+        return Refs(tuple(e.names or names), frozenset(eds), sds=_sds_refs(e.raw))
     names = e.names or [_name(body)[0] for body in e.bodies]
     if e.type_url == TYPE_LISTENER:
-        rds = {m.decode() for body in e.bodies for m in RDS_REF.findall(body)}
-        sds = {m.decode() for body in e.bodies for m in SDS_REF.findall(body)}
-        return Refs(tuple(names), rds=frozenset(rds), sds=frozenset(sds))
+        return Refs(tuple(names), rds=_rds_refs(e.raw), sds=_sds_refs(e.raw))
     return Refs(tuple(names))
 
 

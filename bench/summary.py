@@ -16,7 +16,7 @@ reported as not met):
 | `b3_order_violations` | B3 make-before-break violations (RDS ACKed before the CDS/EDS it needs) | == 0 |
 | `b4_mb_per_proxy` | B4 (RSS(N) - RSS(0)) / N at N = 2000, MB | <= 0.25 |
 | `b4_idle_cores` | B4 idle control-plane CPU, cores (CPU-s / wall-s) | <= 0.01 |
-| `b5_ratio_ceiling` | B5 full push time / transport ceiling (bench/ceiling.py): same N, bytes and messages | <= 1.5 |
+| `b5_ratio_ceiling` | B5 full push / transport ceiling (bench/ceiling.py): same N, bytes, messages | <= 1.5 |
 | `b5_ratio_ceiling_one_message` | B5 full push time / the same bytes as one message per proxy | report only |
 | `b5_ratio_serialize` | B5 full push time / pure serialization cost of the same responses | report only |
 | `b6_update_rejected` | B6 `update_rejected` over every real sidecar while policies change | == 0 |

@@ -55,3 +55,34 @@ def test_fast_refs_agree_with_a_full_parse(name: str, state: MeshState) -> None:
             assert fast_refs(d) == parsed_refs(d) == fast
             checked += len(fast.names)
     assert checked > 0
+
+
+def test_route_names_are_read_from_their_field_not_from_look_alikes() -> None:
+    from envoy.config.core.v3 import config_source_pb2
+    from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+
+    def listener(name: str, route: str, stat_prefix: str) -> any_pb2.Any:
+        manager = hcm.HttpConnectionManager(
+            stat_prefix=stat_prefix,
+            rds=hcm.Rds(config_source=config_source_pb2.ConfigSource(ads={}), route_config_name=route),
+            add_user_agent={"value": True},  # field 6: its tag is the byte "2", right after the route name
+        )
+        packed = any_pb2.Any()
+        packed.Pack(manager)
+        filt = listener_components_pb2.Filter(name="hcm", typed_config=packed)
+        out = any_pb2.Any()
+        out.Pack(
+            listener_pb2.Listener(
+                name=name, filter_chains=[listener_components_pb2.FilterChain(filters=[filt])]
+            )
+        )
+        return out
+
+    anys = [
+        listener("a", "rds-inbound.8", "mesh-http-conn-manager.rds-outbound.80"),
+        listener("b", "rds-x.1", "x"),
+    ]
+    raw = discovery_pb2.DiscoveryResponse(type_url=anys[0].type_url, resources=anys)
+    e = parse_envelope(raw.SerializeToString(), delta=False)
+    assert fast_refs(e).rds == parsed_refs(e).rds == frozenset({"rds-inbound.8", "rds-x.1"})
