@@ -97,5 +97,5 @@ def test_a_sweep_keeps_what_live_parts_are_made_of_and_drops_the_rest() -> None:
     assert gen.builds == builds  # everything it uses was kept
     gen.resources(changed, FAKE_CERT)
     # Its upstream set (composed from kept parts) and the changed cluster's endpoints were dropped; not
-    # the other upstreams' cluster parts, endpoints and secrets, nor the listener.
+    # the other upstreams' cluster parts, endpoints and secrets, nor the clusters' framing or the listener.
     assert gen.builds - builds == 2

@@ -111,10 +111,15 @@ class ConfigGenerator:
             ("upstream", ob.clusters, tls, td, cert.trust_bundle_pem),
             partial(self._upstream_parts, ob.clusters, tls, td, cert.trust_bundle_pem),
         )
-        for name, parts, eds, _ in upstream:
-            out.append(
-                Resource.from_body(TYPE_CLUSTER, name, clusters.compose_upstream_cluster(parts, own_cert))
-            )
+        # Each cluster is one join: its framing depends only on the cluster parts (per service, not on
+        # endpoints or peers) and the length of own_cert.
+        heads = self._part(
+            ("upstream-heads", tuple(c.service for c in ob.clusters), tls, td, len(own_cert)),
+            partial(_cluster_heads, upstream, len(own_cert)),
+        )
+        from_framed, join = Resource.from_framed, b"".join
+        for (name, (base, common, sni), eds, _), (head, socket) in zip(upstream, heads, strict=True):
+            out.append(from_framed(TYPE_CLUSTER, name, join((head, base, socket, common, own_cert, sni))))
             out.append(eds)
         for s in ib.services:
             out.append(
@@ -243,3 +248,16 @@ class ConfigGenerator:
 def _field(number: int, build: Callable[..., Any], *args: Any) -> bytes:
     """A repeated message field holding build(*args), serialized."""
     return wire.field_bytes(number, build(*args).SerializeToString(deterministic=True))
+
+
+def _cluster_heads(
+    upstream: Iterable[tuple[str, tuple[bytes, bytes, bytes], Any, Any]], own_certificate_len: int
+) -> tuple[tuple[bytes, bytes], ...]:
+    """Per upstream cluster: its framed_any head and its socket header, for an own-certificate field of
+    this length (see clusters.compose_upstream_cluster)."""
+    out = []
+    for _, parts, _, _ in upstream:
+        socket = clusters.socket_header(parts, own_certificate_len)
+        body_len = len(parts[0]) + len(socket) + len(parts[1]) + own_certificate_len + len(parts[2])
+        out.append((wire.framed_any_head(TYPE_CLUSTER, body_len), socket))
+    return tuple(out)

@@ -46,7 +46,11 @@ class Resource:
     @staticmethod
     def from_body(type_url: str, name: str, body: bytes) -> Resource:
         """From the serialized message (e.g. composed from shared serialized parts)."""
-        framed = wire.framed_any(type_url, body)
+        return Resource.from_framed(type_url, name, wire.framed_any(type_url, body))
+
+    @staticmethod
+    def from_framed(type_url: str, name: str, framed: bytes) -> Resource:
+        """From a wire.framed_any result."""
         return Resource(name, type_url, framed, hashlib.blake2b(framed, digest_size=8).hexdigest())
 
     @property

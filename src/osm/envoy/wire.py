@@ -48,17 +48,14 @@ def framed_any(type_url: str, body: bytes) -> bytes:
 
     DiscoveryResponse.resources and the delta Resource.resource are both field 2, so the same framed
     bytes serve SotW and delta."""
+    return framed_any_head(type_url, len(body)) + body
+
+
+def framed_any_head(type_url: str, body_len: int) -> bytes:
+    """framed_any's bytes before the body (for callers that join the body from parts themselves)."""
     head = field_str(1, type_url)
-    return b"".join(
-        (
-            _TAG2,
-            varint(len(head) + 1 + len(varint(len(body))) + len(body)),
-            head,
-            _TAG2,
-            varint(len(body)),
-            body,
-        )
-    )
+    size = len(head) + 1 + len(varint(body_len)) + body_len
+    return b"".join((_TAG2, varint(size), head, _TAG2, varint(body_len)))
 
 
 def unframe(framed: bytes) -> bytes:

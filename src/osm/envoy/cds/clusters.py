@@ -159,21 +159,22 @@ _TLS_TYPE_URL = wire.field_str(1, UPSTREAM_TLS_TYPE)  # Any.type_url
 _TRANSPORT_SOCKET_TAG = wire.varint((24 << 3) | 2)  # Cluster.transport_socket
 
 
-def compose_upstream_cluster(parts: tuple[bytes, bytes, bytes], own_certificate: bytes) -> bytes:
-    """The serialized `upstream_cluster` for one proxy, from its shared parts, in one copy:
+def socket_header(parts: tuple[bytes, bytes, bytes], own_certificate_len: int) -> bytes:
+    """What goes between the shared parts `base` and `common` of a composed cluster:
 
-    base + transport_socket{name, typed_config: Any{type_url, value: UpstreamTlsContext{
+    transport_socket{name, typed_config: Any{type_url, value: UpstreamTlsContext{
         common_tls_context{common + own_certificate}, sni}}}
-    """
-    base, common, sni = parts
+
+    It depends on the parts and on the length of the proxy's own-certificate field only, so proxies whose
+    certificate names are equally long share it."""
+    _, common, sni = parts
     varint = wire.varint
-    common_len = len(common) + len(own_certificate)
+    common_len = len(common) + own_certificate_len
     tls_len = 1 + len(varint(common_len)) + common_len + len(sni)  # UpstreamTlsContext
     any_len = len(_TLS_TYPE_URL) + 1 + len(varint(tls_len)) + tls_len
     socket_len = len(_SOCKET_NAME) + 1 + len(varint(any_len)) + any_len
     return b"".join(
         (
-            base,
             _TRANSPORT_SOCKET_TAG,
             varint(socket_len),
             _SOCKET_NAME,
@@ -184,8 +185,11 @@ def compose_upstream_cluster(parts: tuple[bytes, bytes, bytes], own_certificate:
             varint(tls_len),
             b"\x0a",  # UpstreamTlsContext.common_tls_context (1)
             varint(common_len),
-            common,
-            own_certificate,
-            sni,
         )
     )
+
+
+def compose_upstream_cluster(parts: tuple[bytes, bytes, bytes], own_certificate: bytes) -> bytes:
+    """The serialized `upstream_cluster` for one proxy, from its shared parts."""
+    base, common, sni = parts
+    return b"".join((base, socket_header(parts, len(own_certificate)), common, own_certificate, sni))
