@@ -180,7 +180,7 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _set_all_threads(cpus: set[int]) -> None:
+def set_all_threads(cpus: set[int]) -> None:
     """sched_setaffinity on every thread of this process (pid 0 would only pin the calling thread)."""
     for tid in os.listdir("/proc/self/task"):
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
@@ -574,7 +574,7 @@ async def transport_ceiling(
         ctl = _Control(proc, stderr_path)
         ready = await ctl.read(30)
         if pinned:
-            _set_all_threads({LOAD_CPU})
+            set_all_threads({LOAD_CPU})
         await ctl.call(10, op="gc")
         rss_before = rss_mb(proc.pid)
 
@@ -678,7 +678,7 @@ async def transport_ceiling(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 5)
         if pinned:
-            _set_all_threads(orig_affinity)
+            set_all_threads(orig_affinity)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

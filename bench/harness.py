@@ -258,11 +258,18 @@ def generation_cost(w: Workload) -> float:
 async def transport_reference(n: int, sizes: list[int], type_urls: list[str] | None = None) -> dict[str, Any]:
     """Messages of these sizes (and types) pushed to each of n mTLS streams by a bare grpc.aio server
     from pre-serialized bytes, each ACKed (B5's ceiling)."""
-    from bench.ceiling import CLUSTER_TYPE, cluster_payload, transport_ceiling
+    from bench.ceiling import CLUSTER_TYPE, cluster_payload, set_all_threads, transport_ceiling
 
     types = type_urls or [CLUSTER_TYPE] * len(sizes)
     payloads = [cluster_payload(size, t)[0] for size, t in zip(sizes, types, strict=True)]
-    got = await transport_ceiling(n, payloads, tls=True, repeats=3)
+    # This process runs pinned to the load core; the ceiling pins its server to the other core and its
+    # load here only when it may use both (else both would share the load core).
+    mine = os.sched_getaffinity(0)
+    set_all_threads(set(range(os.cpu_count() or 1)))
+    try:
+        got = await transport_ceiling(n, payloads, tls=True, repeats=3)
+    finally:
+        set_all_threads(mine)
     push = got.get("push_s") or got.get("push") or {}
     median = push.get("median") if isinstance(push, dict) else None
     return {"push_s": median, "raw": {k: v for k, v in got.items() if k != "pushes"}}

@@ -441,3 +441,36 @@ def test_the_index_is_carried_over_whole_when_nothing_it_indexes_changed() -> No
         assert (
             MeshIndex.build(after, previous, [ObjectKey(kind, "b", "x")]).endpoints is not previous.endpoints
         )
+
+
+def test_a_mesh_config_change_carries_policies_over_unless_it_switches_the_traffic_mode() -> None:
+    from osm.state.decode import ObjectKey
+
+    tt = target("t", "srv", ["client.a"], [{"kind": "HTTPRouteGroup", "name": "r"}])
+    egress_on = SMI.replace(
+        "enablePermissiveTrafficPolicyMode: false",
+        "enablePermissiveTrafficPolicyMode: false, enableEgress: true",
+    )
+    mesh_config = [ObjectKey("MeshConfig", "osm-system", "osm-mesh-config")]
+    before = MeshCatalog(state(BASE, SPLIT, SMI, tt))
+    client, server = group(before, "a", "client"), group(before, "b", "srv-0")
+    old_out, old_in = before.outbound_policy(client.identity), before.inbound_policy(server)
+    after = MeshCatalog(state(BASE, SPLIT, egress_on, tt), before, mesh_config)
+    fresh = MeshCatalog(state(BASE, SPLIT, egress_on, tt))
+    for cat in (after, fresh):  # carried or computed, the same policies
+        assert cat.outbound_policy(client.identity).egress is True
+    assert after.outbound_policy(client.identity) == fresh.outbound_policy(client.identity)
+    assert after.outbound_policy(client.identity).upstreams is old_out.upstreams  # carried, not recomputed
+    assert after.inbound_policy(server) is old_in
+    assert after.proxy_policy(server) == fresh.proxy_policy(group(fresh, "b", "srv-0"))
+    # Switching to permissive mode recomputes: every service becomes an upstream.
+    permissive = MeshCatalog(state(BASE, SPLIT, tt), after, mesh_config)
+    assert permissive.outbound_policy(client.identity).upstreams != old_out.upstreams
+    assert permissive.outbound_policy(client.identity) == MeshCatalog(state(BASE, SPLIT, tt)).outbound_policy(
+        client.identity
+    )
+    # Anything else changed with it: nothing is carried.
+    other = MeshCatalog(
+        state(BASE, SPLIT, SMI, tt), after, [*mesh_config, ObjectKey("TrafficTarget", "b", "t")]
+    )
+    assert other.outbound_policy(client.identity).upstreams is not old_out.upstreams

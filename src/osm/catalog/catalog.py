@@ -72,6 +72,20 @@ class MeshCatalog:
         # depends on the client), so they share one computation and the same tuples.
         self._permissive: dict[str, OutboundPolicy] = {}
         self._inbound: dict[ProxyGroup, InboundPolicy] = {}
+        # A MeshConfig change that keeps the traffic mode leaves every policy as it was but for the
+        # egress flag: the previous catalog's policies are carried over (computed with `_carried_td`).
+        self._carried_outbound: dict[ServiceIdentity, OutboundPolicy] = {}
+        self._carried_inbound: dict[ProxyGroup, InboundPolicy] = {}
+        self._carried_td = ""
+        if (
+            previous is not None
+            and changed
+            and all(k.kind == "MeshConfig" for k in changed)
+            and previous.state.permissive == state.permissive
+        ):
+            self._carried_outbound = {**previous._carried_outbound, **previous._outbound}
+            self._carried_inbound = {**previous._carried_inbound, **previous._inbound}
+            self._carried_td = previous.trust_domain
 
     @property
     def warnings(self) -> list[str]:
@@ -142,7 +156,11 @@ class MeshCatalog:
         cached = self._outbound.get(identity)
         if cached is not None:
             return cached
-        if self.state.permissive:
+        carried = self._carried_outbound.get(identity) if self._carried_td == self.trust_domain else None
+        if carried is not None:
+            egress = self.state.mesh_config.traffic.enable_egress
+            policy = carried if carried.egress == egress else replace(carried, egress=egress)
+        elif self.state.permissive:
             shared = self._permissive.get(identity.namespace)
             if shared is None:
                 shared = self._permissive[identity.namespace] = self._compute_outbound(identity)
@@ -212,7 +230,10 @@ class MeshCatalog:
 
     def inbound_policy(self, group: ProxyGroup) -> InboundPolicy:
         cached = self._inbound.get(group)
+        if cached is None and self._carried_td == self.trust_domain:
+            cached = self._carried_inbound.get(group)
         if cached is not None:
+            self._inbound[group] = cached
             return cached
         permissive = self.state.permissive
         targets = self._targets[0].get(group.identity, [])
