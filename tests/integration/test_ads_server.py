@@ -444,10 +444,10 @@ async def test_request_during_failed_generation_is_answered_once_config_recovers
     parsed = asyncio.Event()
     real_parse = ads_server.parse_sotw
 
-    def resources(self: XdsCache, group: Any) -> Any:
+    def resources(self: XdsCache, group: Any, previous: Any = None) -> Any:
         if broken:
             raise RuntimeError("generator bug")
-        return real_resources(self, group)
+        return real_resources(self, group, previous)
 
     def parse(raw: bytes) -> Any:
         req = real_parse(raw)

@@ -148,3 +148,25 @@ def test_framed_resources_serve_the_same_bytes_as_framing_each_any(size: int) ->
     assert framed == wire.discovery_response("v", TYPE_CLUSTER, "n", [r.any_bytes, r.any_bytes])
     m = discovery_pb2.DiscoveryResponse.FromString(framed)
     assert [a.value for a in m.resources] == [body, body]
+
+
+def test_proxy_resources_share_what_did_not_change_with_their_previous_version() -> None:
+    cla = Resource.from_message(TYPE_ENDPOINT, "a", endpoint_pb2.ClusterLoadAssignment(cluster_name="a"))
+    a, b = cluster("a"), cluster("b")
+    before = ProxyResources.of([a, b, cla])
+    names = before.names(TYPE_CLUSTER)  # a view, computed once
+    after = ProxyResources.of([a, b, cluster("c")], previous=before)
+    fresh = ProxyResources.of([a, b, cluster("c")])
+    assert after.versions == fresh.versions
+    assert {t: dict(m) for t, m in after.by_type.items()} == {t: dict(m) for t, m in fresh.by_type.items()}
+    # The clusters changed (c added) and the endpoints went away: neither is shared.
+    assert after.get(TYPE_CLUSTER) is not before.get(TYPE_CLUSTER)
+    assert after.names(TYPE_CLUSTER) == {"a", "b", "c"}
+    same = ProxyResources.of([a, b, cla], previous=before)
+    assert same.get(TYPE_CLUSTER) is before.get(TYPE_CLUSTER)
+    assert same.get(TYPE_ENDPOINT) is before.get(TYPE_ENDPOINT)
+    assert same.names(TYPE_CLUSTER) is names
+    # Equal content in new objects is not taken for the same: compared by identity, never wrong.
+    rebuilt = ProxyResources.of([cluster("a"), cluster("b"), cla], previous=before)
+    assert rebuilt.get(TYPE_CLUSTER) is not before.get(TYPE_CLUSTER)
+    assert rebuilt.versions == before.versions

@@ -92,14 +92,17 @@ class ConfigGenerator:
             self._inner[key] = tuple(inner)
         return value
 
-    def resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
+    def resources(
+        self, policy: ProxyPolicy, cert: CertMaterial, previous: ProxyResources | None = None
+    ) -> ProxyResources:
+        """The proxies' resources; `previous` (theirs before a change) shares what did not change."""
         self._building.append([])
         try:
-            return self._resources(policy, cert)
+            return ProxyResources.of(self._resources(policy, cert), previous)
         finally:
             self.last_parts = tuple(self._building.pop())
 
-    def _resources(self, policy: ProxyPolicy, cert: CertMaterial) -> ProxyResources:
+    def _resources(self, policy: ProxyPolicy, cert: CertMaterial) -> Iterable[Resource]:
         ident, td, tls = policy.identity, policy.trust_domain, policy.tls
         out: list[Resource | None] = []
         ob, ib = policy.outbound, policy.inbound
@@ -196,7 +199,7 @@ class ConfigGenerator:
             )
         )
         out.extend(sds for *_, sds in upstream)
-        return ProxyResources.of(r for r in out if r is not None)
+        return [r for r in out if r is not None]
 
     def _outbound_listener(self, ob: OutboundPolicy) -> Resource | None:
         """outbound_listener's bytes, composed from a shared shell and per-upstream filter chains.

@@ -73,6 +73,11 @@ def content_version(resources: Iterable[Resource]) -> str:
 _T = TypeVar("_T")
 
 
+def _same(old: Mapping[str, Resource], new: dict[str, Resource]) -> bool:
+    """The same names mapped to the same Resource objects."""
+    return len(old) == len(new) and all(old.get(n) is r for n, r in new.items())
+
+
 @dataclass(frozen=True)
 class ProxyResources:
     """Every resource one proxy may be served, by type URL and name, with a content version per type."""
@@ -81,16 +86,27 @@ class ProxyResources:
     versions: Mapping[str, str]
 
     @staticmethod
-    def of(resources: Iterable[Resource]) -> ProxyResources:
+    def of(resources: Iterable[Resource], previous: ProxyResources | None = None) -> ProxyResources:
+        """`previous` (the same proxies' resources before a change) lends its maps, versions and views
+        to every type whose resources are the very same objects, so an unchanged type costs no rehash."""
         by_type: dict[str, dict[str, Resource]] = {t: {} for t in ORDER}
         for r in resources:
             if r.name in by_type[r.type_url]:
                 continue  # duplicate names are dropped before sending (a client NACKs them)
             by_type[r.type_url][r.name] = r
-        return ProxyResources(
-            MappingProxyType({t: MappingProxyType(v) for t, v in by_type.items()}),
-            MappingProxyType({t: content_version(v.values()) for t, v in by_type.items()}),
-        )
+        maps: dict[str, Mapping[str, Resource]] = {}
+        versions: dict[str, str] = {}
+        for t, v in by_type.items():
+            old = previous.by_type.get(t) if previous is not None else None
+            if previous is not None and old is not None and _same(old, v):
+                maps[t], versions[t] = old, previous.versions[t]
+            else:
+                maps[t], versions[t] = MappingProxyType(v), content_version(v.values())
+        out = ProxyResources(MappingProxyType(maps), MappingProxyType(versions))
+        if previous is not None:
+            views = previous.__dict__.get("_views", {})
+            out.__dict__["_views"] = {k: v for k, v in views.items() if maps[k[1]] is previous.by_type[k[1]]}
+        return out
 
     def get(self, type_url: str) -> Mapping[str, Resource]:
         return self.by_type.get(type_url, MappingProxyType({}))

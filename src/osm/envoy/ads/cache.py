@@ -210,13 +210,15 @@ class XdsCache:
         cert = self.certs.service_cert(cn)
         return CertMaterial(cert.cert_pem, cert.key_pem, cert.trust_bundle_pem)
 
-    def resources(self, group: ProxyGroup) -> ProxyResources:
+    def resources(self, group: ProxyGroup, previous: ProxyResources | None = None) -> ProxyResources:
+        """The group's resources in this snapshot; `previous` (what a proxy of it holds) lends the
+        generator whatever did not change."""
         cached = self._groups.get(group)
         if cached is not None:
             return cached
         assert self.catalog is not None
         policy = self.catalog.proxy_policy(group)
-        res = self.generator.resources(policy, self.cert_material(group.identity))
+        res = self.generator.resources(policy, self.cert_material(group.identity), previous)
         self._groups[group] = res
         self._parts[group] = self.generator.last_parts
         upstream = policy.outbound.clusters

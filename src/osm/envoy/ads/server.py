@@ -181,7 +181,7 @@ class AdsServer:
             return None
         try:
             group = self.cache.group_for(pod)
-            res = self.cache.resources(group)
+            res = self.cache.resources(group, s.resources if s.group == group else None)
             s.group, s.deps = group, self.cache.deps(group)
             return res
         except Exception:
