@@ -408,9 +408,10 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
         fleet.markers.expect(TYPE_LISTENER, b"outbound-egress-filter-chain", cid, absent=k % 2 == 0)
         bytes0 = sum(p.bytes for p in fleet.proxies)
         by_type0 = fleet.by_type()
-        before = await cp.call(op="stats")
+        before, load0, wall0 = await cp.call(op="stats"), cpu_s(), time.monotonic()
         t0 = (await cp.call(op="egress"))["t0"]
         ok = await wait_until(lambda cid=cid: len(fleet.markers.seen[cid]) == n, 60)
+        load_cpu, wall = cpu_s() - load0, time.monotonic() - wall0
         after = await cp.call(op="stats")
         seen = fleet.markers.seen[cid]
         await asyncio.sleep(0.5)
@@ -429,6 +430,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
                 "bytes_total": sum(p.bytes for p in fleet.proxies) - bytes0,
                 "messages_per_proxy": messages,
                 "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+                "load_util": round(load_cpu / wall, 3),  # ~1: the simulated proxies set the time
             }
         )
         if not ok:
@@ -445,6 +447,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
         "bytes_per_proxy": round(first["bytes_total"] / n),
         "messages_per_proxy": first["messages_per_proxy"],
         "cp_cpu_s": statistics.median(r["cp_cpu_s"] for r in runs),
+        "load_util": statistics.median(r["load_util"] for r in runs),
     }
 
 
