@@ -18,6 +18,7 @@ from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP, Pod
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
     ANY_PRINCIPAL,
+    HashedTuple,
     HTTPRouteRule,
     InboundPolicy,
     InboundService,
@@ -214,8 +215,8 @@ class MeshCatalog:
                 )
         return OutboundPolicy(
             identity=identity,
-            upstreams=tuple(sorted(upstreams)),
-            clusters=tuple(sorted(clusters.values())),
+            upstreams=HashedTuple(sorted(upstreams)),
+            clusters=HashedTuple(sorted(clusters.values())),
             egress=self.state.mesh_config.traffic.enable_egress,
         )
 

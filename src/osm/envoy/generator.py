@@ -28,7 +28,9 @@ from osm.envoy.types import (
     ProxyResources,
     Resource,
 )
+from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
+    HashedTuple,
     InboundService,
     OutboundPolicy,
     ProxyPolicy,
@@ -75,8 +77,11 @@ class ConfigGenerator:
         res: Resource | None = self._part(key, make)
         return res
 
-    def _part(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """A memoized serialized part (not a resource): shared by every resource composed from it."""
+    def _part(self, key: Hashable, build: Callable[[], Any], *, serialized: bool = True) -> Any:
+        """A memoized serialized part (not a resource): shared by every resource composed from it.
+
+        With serialized=False, a lookup structure derived from the policy: memoized and swept the same
+        way, not counted in `builds`."""
         if self._building:
             self._building[-1].append(key)  # the part being built is made from this one
         if key in self._memo:
@@ -86,7 +91,7 @@ class ConfigGenerator:
             value = build()
         finally:
             inner = self._building.pop()
-        self.builds += 1
+        self.builds += serialized
         self._memo[key] = value
         if inner:
             self._inner[key] = tuple(inner)
@@ -116,8 +121,11 @@ class ConfigGenerator:
         )
         # Each cluster is one join: its framing depends only on the cluster parts (per service, not on
         # endpoints or peers) and the length of own_cert.
+        services = self._part(
+            ("services-of", ob.clusters), partial(_services_of, ob.clusters), serialized=False
+        )
         heads = self._part(
-            ("upstream-heads", tuple(c.service for c in ob.clusters), tls, td, len(own_cert)),
+            ("upstream-heads", services, tls, td, len(own_cert)),
             partial(_cluster_heads, upstream, len(own_cert)),
         )
         from_framed, join = Resource.from_framed, b"".join
@@ -153,12 +161,10 @@ class ConfigGenerator:
             )
         )
         # RDS
-        by_port: dict[int, list[Upstream]] = defaultdict(list)
-        for up in ob.upstreams:
-            if up.service.protocol in HTTP_PROTOCOLS and up.addresses and sum(w.weight for w in up.clusters):
-                by_port[up.service.port].append(up)
-        for port, ups in sorted(by_port.items()):
-            t = tuple(ups)
+        by_port = self._part(
+            ("rds-ports", ob.upstreams), partial(_http_by_port, ob.upstreams), serialized=False
+        )
+        for port, t in by_port:
             out.append(
                 get(
                     ("rds-out", port, t, td),
@@ -264,3 +270,16 @@ def _cluster_heads(
         body_len = len(parts[0]) + len(socket) + len(parts[1]) + own_certificate_len + len(parts[2])
         out.append((wire.framed_any_head(TYPE_CLUSTER, body_len), socket))
     return tuple(out)
+
+
+def _services_of(upstream: tuple[UpstreamCluster, ...]) -> HashedTuple[MeshService]:
+    return HashedTuple(c.service for c in upstream)
+
+
+def _http_by_port(upstreams: tuple[Upstream, ...]) -> tuple[tuple[int, HashedTuple[Upstream]], ...]:
+    """The HTTP upstreams with somewhere to go, by port (one outbound route configuration each)."""
+    by_port: dict[int, list[Upstream]] = defaultdict(list)
+    for up in upstreams:
+        if up.service.protocol in HTTP_PROTOCOLS and up.addresses and sum(w.weight for w in up.clusters):
+            by_port[up.service.port].append(up)
+    return tuple((port, HashedTuple(ups)) for port, ups in sorted(by_port.items()))

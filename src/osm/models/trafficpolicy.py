@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from osm.models.identity import ServiceIdentity
 from osm.models.service import Endpoint, MeshService
 
 ANY_PRINCIPAL = "*"
+
+_T = TypeVar("_T")
+
+
+class HashedTuple(tuple[_T, ...]):
+    """A tuple that computes its hash once. A permissive proxy's upstreams (a thousand of them) key
+    several memo lookups per proxy; a plain tuple would rehash every element each time."""
+
+    _hash: int
+
+    def __new__(cls, items: Iterable[_T] = ()) -> HashedTuple[_T]:
+        out = super().__new__(cls, items)
+        out._hash = tuple.__hash__(out)
+        return out
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True, order=True)
