@@ -34,9 +34,7 @@ class Resource:
 
     name: str
     type_url: str
-    framed: (
-        bytes  # the resource packed in google.protobuf.Any, framed as a response's field 2 (wire.framed_any)
-    )
+    framed: bytes  # packed in google.protobuf.Any, framed as a response field (wire.framed_any)
     version: str  # content hash
 
     @staticmethod
