@@ -139,7 +139,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "b5_ratio_ceiling",
-        "B5 full push / transport ceiling",
+        "B5 full push / transport ceiling, same messages",
         "x",
         "<=",
         1.5,
