@@ -172,6 +172,9 @@ class MeshCatalog:
         return policy
 
     def _compute_outbound(self, identity: ServiceIdentity) -> OutboundPolicy:
+        # Of the MeshConfig this reads only the traffic mode and the egress flag, and inbound_policy only
+        # the mode: a MeshConfig change carries policies over on that basis (see __init__). Reading any
+        # other MeshConfig field here needs the carry-over condition to include it.
         ix = self.index
         permissive = self.state.permissive
         allowed = self.allowed_destinations(identity)
