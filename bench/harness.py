@@ -194,6 +194,7 @@ async def scenario(
             "complete": done,
             "complete_count": sum(p.complete_at is not None for p in proxies),
             "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
+            "cp_gc_s": round(after["gc_s"] - before["gc_s"], 3),
             "cp_peak_rss_mb": round(after["hwm_mb"], 1),
             "load_cpu_s": round(load1 - load0, 3),
             "load_util": round((load1 - load0) / max(last - t0, 1e-9), 3),
