@@ -86,26 +86,33 @@ class SotwStream:
     def _wants_all(type_url: str, st: TypeState, resources: ProxyResources) -> bool:
         return type_url in WILDCARD_TYPES or st.names >= resources.names(type_url)
 
-    def _version_for(self, type_url: str, st: TypeState, resources: ProxyResources) -> str:
-        """The content version of what this stream would be sent now."""
+    def _select(
+        self, type_url: str, st: TypeState, resources: ProxyResources
+    ) -> tuple[tuple[Resource, ...] | None, str]:
+        """What this stream would be sent now: None for the whole type (its shared views serve it) or
+        the requested resources by name, and the content version of that."""
         if self._wants_all(type_url, st, resources):
-            return resources.versions.get(type_url, "")
+            return None, resources.versions.get(type_url, "")
         available = resources.get(type_url)
-        return content_version(available[n] for n in st.names if n in available)
+        chosen = tuple(available[n] for n in sorted(st.names) if n in available)
+        return chosen, content_version(chosen)
 
-    def _respond(self, type_url: str, st: TypeState, resources: ProxyResources) -> Response:
-        if self._wants_all(type_url, st, resources):
+    def _respond(
+        self,
+        type_url: str,
+        st: TypeState,
+        resources: ProxyResources,
+        selected: tuple[tuple[Resource, ...] | None, str] | None = None,
+    ) -> Response:
+        chosen, version = selected or self._select(type_url, st, resources)
+        if chosen is None:
             # The whole type: the shared views of `resources`, nothing copied per stream.
             chosen = resources.sorted_all(type_url)
-            version = resources.versions.get(type_url, "")
             st.sent_names = resources.names(type_url)
             st.sent_versions = resources.version_map(type_url)
             if st.names == st.sent_names:
                 st.names = st.sent_names  # one shared set instead of this stream's copy of the request
         else:
-            available = resources.get(type_url)
-            chosen = tuple(available[n] for n in sorted(st.names) if n in available)
-            version = content_version(chosen)
             st.sent_names = frozenset(r.name for r in chosen)
             st.sent_versions = {r.name: r.version for r in chosen}
         st.seen_type_version = resources.versions.get(type_url, "")
@@ -177,10 +184,10 @@ class SotwStream:
             if type_version == st.seen_type_version and not forced_eds:
                 continue
             st.seen_type_version = type_version
-            changed = self._version_for(type_url, st, resources) != st.sent_version
-            if changed or forced_eds:
+            selected = self._select(type_url, st, resources)
+            if selected[1] != st.sent_version or forced_eds:
                 previous, previous_versions = st.sent_names, st.sent_versions
-                out.append(self._respond(type_url, st, resources))
+                out.append(self._respond(type_url, st, resources, selected))
                 if type_url == TYPE_CLUSTER:
                     updated_clusters = {
                         n for n, v in st.sent_versions.items() if previous_versions.get(n) != v
