@@ -27,6 +27,7 @@ from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.envoy.ads.sotw import SotwStream
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
 from osm.local.source import ManifestSource, stable_proxy_uuid
 from osm.state.decode import ObjectKey, decode
@@ -231,6 +232,32 @@ async def test_sotw_cds_for_a_real_pod() -> None:
         )
         assert mesh.server.stats.connects == 1
         assert mesh.server.stats.rejected == 0
+
+
+async def test_a_plain_ack_is_recorded_without_the_streams_task_and_a_changed_request_is_not() -> None:
+    async with running_mesh() as mesh, client(mesh, proxy_cn("bookbuyer", "bookbuyer")) as c:
+        await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+        cds = await c.next()
+        assert cds is not None, c.error
+        [stream] = mesh.server.streams.values()
+        machine = stream.machine
+        assert isinstance(machine, SotwStream)
+        handled: list[str] = []
+        on_request = machine.on_request
+
+        def spy(req: Any, res: Any) -> Any:
+            handled.append(req.type_url)
+            return on_request(req, res)
+
+        machine.on_request = spy  # type: ignore[method-assign]
+        await c.send(ack(cds))
+        await eventually(lambda: machine.counters.acks == 1)
+        assert machine.types[TYPE_CLUSTER].acked_version == cds.version_info
+        assert handled == []  # taken by the reader
+        await c.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_ENDPOINT, resource_names=["x"]))
+        eds = await c.next()
+        assert eds is not None and eds.type_url == TYPE_ENDPOINT
+        assert handled == [TYPE_ENDPOINT]  # a request to answer goes through the stream's task
 
 
 async def test_delta_cds_and_eds_for_a_real_pod() -> None:

@@ -375,3 +375,34 @@ def test_endpoints_are_resent_only_for_clusters_whose_definition_changed() -> No
     # Cluster a's definition changes: Envoy re-warms it, so its endpoints go out again unchanged.
     out = s.on_update(ProxyResources.of([*base(cds_timeout=9), other]))
     assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT]
+
+
+# ---- the ACK fast path the server takes without waking the stream's task
+
+
+def test_try_ack_records_only_plain_acks_that_on_request_would_answer_with_nothing() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [cds] = s.on_request(Request(TYPE_CLUSTER), pr)
+    [eds] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    assert not s.try_ack(Request(TYPE_LISTENER, nonce="1"))  # never requested: on_request answers it
+    assert not s.try_ack(Request(TYPE_CLUSTER))  # no nonce: a (re)subscription
+    assert not s.try_ack(Request(TYPE_CLUSTER, nonce="999"))  # stale: on_request counts it
+    assert not s.try_ack(ack(eds, ("a",)))  # names changed: answered
+    nack = Request(TYPE_CLUSTER, version_info="", nonce=cds.nonce, error="bad cluster")
+    assert not s.try_ack(nack)
+    requests, acks = s.counters.requests, s.counters.acks
+    assert s.try_ack(ack(cds)) and s.try_ack(ack(eds, ("a", "b")))
+    assert (s.counters.requests, s.counters.acks) == (requests + 2, acks + 2)
+    assert s.types[TYPE_CLUSTER].acked_version == cds.version
+    assert s.types[TYPE_ENDPOINT].acked_version == eds.version
+
+
+def test_try_ack_leaves_an_ack_that_releases_held_config_to_on_request() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    grown = ProxyResources.of([*base(lds_port=15002), cluster("c"), cla("c", "10.0.0.3")])
+    [cds] = s.on_update(grown)
+    assert s.hold == {"c"}
+    assert not s.try_ack(ack(cds))  # this CDS ACK may release the held listener: the slow path decides
+    assert s.types[TYPE_CLUSTER].acked_version != cds.version

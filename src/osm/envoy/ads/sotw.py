@@ -121,6 +121,25 @@ class SotwStream:
         self.counters.responses += 1
         return Response(type_url, version, st.nonce, chosen)
 
+    def try_ack(self, req: Request) -> bool:
+        """Record `req` if it is a plain ACK of the latest response of its type that releases nothing;
+        False (and nothing recorded) if it needs on_request. Lets the ADS server take the commonest
+        request without waking the stream's task."""
+        st = self.types.get(req.type_url)
+        if (
+            st is None
+            or self.hold
+            or not req.nonce
+            or req.nonce != st.nonce
+            or req.error is not None
+            or (req.type_url not in WILDCARD_TYPES and frozenset(req.names) != st.names)
+        ):
+            return False
+        self.counters.requests += 1
+        self.counters.acks += 1
+        st.acked_version = req.version_info
+        return True
+
     def on_request(self, req: Request, resources: ProxyResources) -> list[Response]:
         if req.type_url not in ORDER:
             return []
