@@ -73,10 +73,9 @@ class ProxyStream:
     resources: ProxyResources | None = None
     update_pending: bool = False
     dirty: bool = False  # a change may affect its config: recompute before serving
-    backlog: list[Any] = field(default_factory=list)  # requests that arrived while no config could be built
-    unprocessed: int = (
-        0  # items taken from the queue (a released backlog) the stream's task has yet to process
-    )
+    # Items taken from the queue that the stream's task has yet to process (requests held while no
+    # config could be built, and those after the one being served).
+    backlog: list[Any] = field(default_factory=list)
     group: ProxyGroup | None = None
     deps: frozenset[NsName] = frozenset()  # the services whose clusters its config holds
     connected_at: float = field(default_factory=time.time)
@@ -233,7 +232,6 @@ class AdsServer:
                         isinstance(machine, SotwStream)
                         and s.queue.empty()
                         and not s.backlog
-                        and not s.unprocessed
                         and machine.try_ack(req)
                     ):
                         continue
@@ -257,8 +255,9 @@ class AdsServer:
         if self.on_nack is not None:
             self.on_nack(s, type_url, message)
 
-    def _next_items(self, s: ProxyStream, item: Any) -> tuple[ProxyResources | None, list[Any]]:
-        """The resources to serve now, and the items to process (requests held while there were none)."""
+    def _next_items(self, s: ProxyStream, item: Any) -> ProxyResources | None:
+        """The resources to serve now; `item` joins the backlog, to be processed in order once there are
+        resources (an update needs none while there are none)."""
         if item is _UPDATE:
             s.update_pending = False
         if s.dirty:
@@ -266,12 +265,9 @@ class AdsServer:
             s.resources = self._compute(s) or s.resources  # a failed computation keeps the last config
         elif s.resources is None:
             s.resources = self._compute(s)
-        if s.resources is None:
-            if item is not _UPDATE:
-                s.backlog.append(item)
-            return None, []
-        items, s.backlog = [*s.backlog, item], []
-        return s.resources, items
+        if s.resources is not None or item is not _UPDATE:
+            s.backlog.append(item)
+        return s.resources
 
     async def _serve(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, protocol: str
@@ -285,12 +281,12 @@ class AdsServer:
             while (item := await s.queue.get()) is not _CLOSED:
                 if isinstance(item, _BadRequest):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
-                res, items = self._next_items(s, item)
+                res = self._next_items(s, item)
                 if res is None:
                     continue
                 sent = 0
-                for i, it in enumerate(items):
-                    s.unprocessed = len(items) - 1 - i
+                while s.backlog:
+                    it = s.backlog.pop(0)  # left in the backlog until processed (see _read)
                     if it is _UPDATE:
                         out: Sequence[Response | DeltaResponse] = machine.on_update(res)
                     else:
@@ -304,7 +300,6 @@ class AdsServer:
                         self.stats.responses += 1
                         sent += 1
                         yield r.encode()
-                s.unprocessed = 0
         finally:
             reader.cancel()
             self._close(s)
