@@ -315,6 +315,7 @@ class SimProxy:
             )
         else:
             st.names = names
+            st.got &= names  # Envoy forgets a resource with its last watch
             self._queue.put_nowait(self._sotw(type_url))
         st.names, st.requested = names, True
 
@@ -374,6 +375,8 @@ class SimProxy:
         refs = fast_refs(e)
         if self.delta:
             st.got = (st.got | set(refs.names)) - set(e.removed)
+        elif e.type_url in BY_NAME:
+            st.got |= set(refs.names)  # SotW by-name types: what a response leaves out is kept (as Envoy)
         else:
             st.got = set(refs.names)
         # ACK first, then ask for what the new resources reference (as Envoy does).

@@ -10,6 +10,7 @@ import pytest
 from tests.golden.scenarios import SCENARIOS, load_state, proxy_resources, scenario_dir
 
 from osm.cmd.controller import Settings
+from osm.envoy.ads.sotw import SotwStream
 from osm.testing.controlplane import RunningController, sidecars
 from osm.testing.envoycheck import EnvoyView, expected_view, holds
 
@@ -40,3 +41,14 @@ def test_envoy_accepts_scenario(scenario: str, xds: str, tmp_path: Path) -> None
         assert ctrl.controller.ads.stats.nacks == 0
         assert ctrl.controller.ads.stats.connected == len(envoys)
         assert elapsed < 20
+        if xds == "sotw":
+            # Each resource went out once. Envoy asks for its clusters' secrets and then for those and
+            # its listeners' ones (likewise routes): the later answers carried only the new names, and
+            # Envoy added them to those it held (the views above are complete).
+            machines = [s.machine for s in ctrl.controller.ads.streams.values()]
+            assert all(isinstance(m, SotwStream) for m in machines)
+            sent = sum(m.counters.resources for m in machines)
+            held = sum(
+                len(st.sent_names) for m in machines if isinstance(m, SotwStream) for st in m.types.values()
+            )
+            assert sent == held

@@ -174,14 +174,15 @@ def test_eds_request_returns_only_the_requested_names() -> None:
     assert resp.version != pr.versions[TYPE_ENDPOINT]  # a subset, not the whole type
 
 
-def test_eds_request_with_changed_names_on_the_last_nonce_is_answered() -> None:
+def test_eds_request_with_changed_names_on_the_last_nonce_gets_the_new_names_only() -> None:
     pr = ProxyResources.of(base())
     s = SotwStream()
     [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr)
     [second] = s.on_request(ack(first, ("a", "b")), pr)
-    assert names(second) == ["a", "b"]
+    assert names(second) == ["b"]  # the proxy holds a already: a SotW EDS response may leave it out
     assert second.nonce != first.nonce
-    assert second.version != first.version
+    # the version is that of everything the proxy now holds
+    assert second.version == content_version([pr.get(TYPE_ENDPOINT)["a"], pr.get(TYPE_ENDPOINT)["b"]])
 
 
 def test_eds_ack_with_the_same_names_is_not_answered() -> None:
@@ -191,12 +192,61 @@ def test_eds_ack_with_the_same_names_is_not_answered() -> None:
     assert s.on_request(ack(first, ("b", "a")), pr) == []
 
 
-def test_eds_names_dropped_to_empty_after_explicit_names_answers_an_empty_set() -> None:
+def test_eds_names_dropped_to_empty_after_explicit_names_sends_nothing_then_or_later() -> None:
     pr = ProxyResources.of(base())
     s = SotwStream()
     [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr)
-    [resp] = s.on_request(ack(first, ()), pr)
-    assert resp.resources == ()
+    assert s.on_request(ack(first, ()), pr) == []
+    assert s.types[TYPE_ENDPOINT].names == frozenset()
+    assert s.on_update(ProxyResources.of(base(eds_ip="10.3.3.3"))) == []
+
+
+def test_a_name_dropped_and_asked_for_again_is_sent_again() -> None:
+    # Envoy forgets a resource with its last watch, so a name that comes back must be sent whole.
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    assert s.on_request(ack(first, ("a",)), pr) == []
+    [again] = s.on_request(Request(TYPE_ENDPOINT, nonce=first.nonce, names=("a", "b")), pr)
+    assert names(again) == ["b"]
+
+
+def test_secrets_asked_for_again_with_more_names_send_only_the_new_ones() -> None:
+    # Envoy's cold start: its clusters' secrets first, then those and its listeners' secrets.
+    pr = ProxyResources.of([*base(), secret("root-a"), secret("root-b"), secret("inbound", "i")])
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_SECRET, names=("root-a", "root-b", "cert")), pr)
+    assert names(first) == ["cert", "root-a", "root-b"]
+    [second] = s.on_request(ack(first, ("root-a", "root-b", "cert", "inbound")), pr)
+    assert names(second) == ["inbound"]
+    # a rotated certificate goes out alone
+    [push] = s.on_update(
+        ProxyResources.of([*base(sni="z"), secret("root-a"), secret("root-b"), secret("inbound", "i")])
+    )
+    assert names(push) == ["cert"]
+
+
+def test_after_a_nack_of_a_by_name_type_the_next_response_carries_every_requested_name() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    nack = Request(TYPE_ENDPOINT, nonce=first.nonce, names=("a", "b"), error="bad")
+    assert s.on_request(nack, pr) == []
+    assert s.on_update(ProxyResources.of(base())) == []  # the same content is not resent
+    [fix] = s.on_update(ProxyResources.of(base(eds_ip="10.4.4.4")))
+    assert names(fix) == ["a", "b"]  # b did not change, but whether the proxy took it is unknown
+
+
+def test_an_endpoint_change_sends_only_the_changed_assignment() -> None:
+    many = [cla(f"s{i}", f"10.1.0.{i}") for i in range(50)]
+    wanted = tuple(f"s{i}" for i in range(50))
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=wanted), ProxyResources.of([*base(), *many]))
+    assert len(first.resources) == 50
+    changed = [*many[:7], cla("s7", "10.2.0.7"), *many[8:]]
+    [push] = s.on_update(ProxyResources.of([*base(), *changed]))
+    assert names(push) == ["s7"]
+    assert push.version == content_version(sorted(changed, key=lambda r: r.name))
 
 
 def test_requested_but_missing_eds_name_is_sent_when_it_appears() -> None:
@@ -206,7 +256,7 @@ def test_requested_but_missing_eds_name_is_sent_when_it_appears() -> None:
     assert names(first) == ["a"]
     s.on_request(ack(first, ("a", "late")), pr)
     [push] = s.on_update(ProxyResources.of([*base(), cla("late", "10.0.0.9")]))
-    assert names(push) == ["a", "late"]
+    assert names(push) == ["late"]
 
 
 # ---- stale nonces
@@ -265,10 +315,17 @@ def test_update_of_every_type_is_pushed_in_cds_eds_lds_rds_sds_order() -> None:
     changed = ProxyResources.of(base(cds_timeout=2, eds_ip="10.1.1.1", lds_port=2, rds_domain="b", sni="b"))
     out = s.on_update(changed)
     assert [r.type_url for r in out] == list(ORDER)
+    # clusters and listeners whole; of the by-name types only what changed (eds_ip changes a only)
+    sent = {r.type_url: names(r) for r in out}
+    assert sent == {
+        TYPE_CLUSTER: ["a", "b"],
+        TYPE_ENDPOINT: ["a"],
+        TYPE_LISTENER: ["outbound"],
+        TYPE_ROUTE: ["rds-out"],
+        TYPE_SECRET: ["cert"],
+    }
     for r in out:
-        wanted = NAMED.get(r.type_url)
-        expect = changed.get(r.type_url)
-        assert r.resources == tuple(expect[n] for n in sorted(wanted or expect))
+        assert r.resources == tuple(changed.get(r.type_url)[n] for n in sent[r.type_url])
 
 
 def test_pushes_for_a_subset_of_types_keep_the_order() -> None:
@@ -285,7 +342,7 @@ def test_cds_change_forces_an_eds_response_even_when_endpoints_are_unchanged() -
     out = s.on_update(after)
     assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT]
     eds = out[1]
-    assert eds.resources == before[TYPE_ENDPOINT].resources  # same CLAs ...
+    assert eds.resources == (before[TYPE_ENDPOINT].resources[0],)  # the changed cluster a's same CLA ...
     assert eds.nonce != before[TYPE_ENDPOINT].nonce  # ... in a new response
 
 
@@ -344,7 +401,7 @@ def test_routes_to_a_new_cluster_wait_until_its_endpoints_went_out() -> None:
     eds_nonce = s.types[TYPE_ENDPOINT].nonce
     out = s.on_request(Request(TYPE_ENDPOINT, nonce=eds_nonce, names=("a", "b", "c")), grown)
     assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
-    assert names(out[0]) == ["a", "b", "c"] and not s.hold
+    assert names(out[0]) == ["c"] and not s.hold
 
 
 def test_a_push_without_new_clusters_is_not_held() -> None:

@@ -5,6 +5,14 @@ with error_detail is a NACK (logged and counted, never answered with the same ve
 is answered only when the requested names changed. Pushes go out in CDS -> EDS -> LDS -> RDS -> SDS
 order, only for types whose content changed, and a CDS push carries a fresh EDS push with it (Envoy
 warms an updated cluster until it receives a ClusterLoadAssignment for it).
+
+Listeners and clusters are sent whole (a SotW response is their complete state). Endpoints, routes
+and secrets are requested by name, and a SotW response of those types need not repeat what the proxy
+already holds: a resource left out of such a response is kept, not removed. So those responses carry
+only the requested resources the proxy does not hold at their current version (what a NACKed response
+carried counts as not held). A proxy that asks for its clusters' secrets and then for those and its
+listeners' gets the listeners' secrets alone the second time, and an endpoint change sends the one
+ClusterLoadAssignment that changed, not every one the proxy watches.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class Counters:
     nacks: int = 0
     stale: int = 0
     responses: int = 0
+    resources: int = 0  # resources sent, over all responses
 
 
 class SotwStream:
@@ -103,8 +112,15 @@ class SotwStream:
         st: TypeState,
         resources: ProxyResources,
         selected: tuple[tuple[Resource, ...] | None, str] | None = None,
-    ) -> Response:
+        *,
+        first: bool = False,
+        force: frozenset[str] = frozenset(),
+    ) -> Response | None:
+        """The response that brings the stream to the selected resources, or None when the proxy holds
+        them all already (a by-name type with nothing new; `first` and `force`d names are always sent).
+        Either way the stream then counts the whole selection as held."""
         chosen, version = selected or self._select(type_url, st, resources)
+        held = st.sent_versions
         if chosen is None:
             # The whole type: the shared views of `resources`, nothing copied per stream.
             chosen = resources.sorted_all(type_url)
@@ -116,9 +132,17 @@ class SotwStream:
             st.sent_names = frozenset(r.name for r in chosen)
             st.sent_versions = {r.name: r.version for r in chosen}
         st.seen_type_version = resources.versions.get(type_url, "")
-        st.nonce = str(next(self._nonces))
         st.sent_version = version
+        if type_url not in WILDCARD_TYPES and held:
+            if held is st.sent_versions:  # the very map last sent: nothing changed
+                chosen = tuple(r for r in chosen if r.name in force) if force else ()
+            else:
+                chosen = tuple(r for r in chosen if held.get(r.name) != r.version or r.name in force)
+            if not chosen and not first:
+                return None
+        st.nonce = str(next(self._nonces))
         self.counters.responses += 1
+        self.counters.resources += len(chosen)
         return Response(type_url, version, st.nonce, chosen)
 
     def try_ack(self, req: Request) -> bool:
@@ -149,13 +173,15 @@ class SotwStream:
             # The first request of a type on this stream is always answered, even when it carries a nonce
             # or an error from a previous stream: nonces do not survive a reconnect.
             st = self.types[req.type_url] = TypeState(names=frozenset(req.names))
-            return [self._respond(req.type_url, st, resources)]
+            return _some(self._respond(req.type_url, st, resources, first=True))
         if req.nonce and req.nonce != st.nonce:
             self.counters.stale += 1
             return []
         if req.error is not None:
             self.counters.nacks += 1
             st.nacked_version = st.sent_version
+            if req.type_url not in WILDCARD_TYPES:
+                st.sent_versions = {}  # what it holds is unknown now: the next response carries all of it
             st.last_error = req.error
             self.last_nack = (req.type_url, st.sent_version, req.error)
             return []
@@ -168,7 +194,7 @@ class SotwStream:
             if req.type_url in WILDCARD_TYPES or names == st.names:
                 return self._release(resources, ack_of=req.type_url)
         st.names = names
-        out = [self._respond(req.type_url, st, resources)]
+        out = _some(self._respond(req.type_url, st, resources))
         if req.type_url == TYPE_ENDPOINT:
             out += self._release(resources)
         return out
@@ -198,7 +224,7 @@ class SotwStream:
             if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
                 continue  # held until the new clusters' endpoints went out
             # An updated cluster warms until it gets a ClusterLoadAssignment: resend its endpoints.
-            forced_eds = type_url == TYPE_ENDPOINT and bool(updated_clusters & st.names)
+            forced_eds = frozenset(updated_clusters & st.names) if type_url == TYPE_ENDPOINT else frozenset()
             type_version = resources.versions.get(type_url, "")
             if type_version == st.seen_type_version and not forced_eds:
                 continue
@@ -206,7 +232,7 @@ class SotwStream:
             selected = self._select(type_url, st, resources)
             if selected[1] != st.sent_version or forced_eds:
                 previous, previous_versions = st.sent_names, st.sent_versions
-                out.append(self._respond(type_url, st, resources, selected))
+                out += _some(self._respond(type_url, st, resources, selected, force=forced_eds))
                 if type_url == TYPE_CLUSTER:
                     updated_clusters = {
                         n for n, v in st.sent_versions.items() if previous_versions.get(n) != v
@@ -216,3 +242,7 @@ class SotwStream:
                     if eds is not None and new_eds - eds.names:
                         self.hold = frozenset(new_eds - eds.names)
         return out
+
+
+def _some(r: Response | None) -> list[Response]:
+    return [] if r is None else [r]
