@@ -132,6 +132,33 @@ class ControlPlane:
         self.store.apply(replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress)))
         return t0
 
+    def stream(self, cn: str) -> dict[str, Any]:
+        """What the server knows of one proxy's stream (to diagnose a proxy that did not converge)."""
+        for st in self.ads.streams.values():
+            if str(st.proxy.cn) != cn:
+                continue
+            m = st.machine
+            types = getattr(m, "types", {})
+            return {
+                "queue": st.queue.qsize(),
+                "backlog": len(st.backlog),
+                "dirty": st.dirty,
+                "update_pending": st.update_pending,
+                "hold": sorted(getattr(m, "hold", ())),
+                "counters": vars(m.counters),
+                "types": {
+                    t.rsplit(".", 1)[-1]: {
+                        "names": len(ts.names),
+                        "sent": len(ts.sent_names),
+                        "nonce": ts.nonce,
+                        "acked": ts.acked_version[:8],
+                        "sent_version": ts.sent_version[:8],
+                    }
+                    for t, ts in types.items()
+                },
+            }
+        return {"error": f"no stream for {cn}"}
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             req = json.loads(line)
@@ -150,6 +177,8 @@ class ControlPlane:
                 out = {"t0": self.egress()}
             elif op == "flushes":
                 out = {"flushes": self.flushes}
+            elif op == "stream":
+                out = self.stream(req["cn"])
             else:
                 out = {"error": f"unknown op {op}"}
             writer.write(json.dumps(out).encode() + b"\n")

@@ -166,6 +166,7 @@ async def scenario(
     policy_changes: int,
     idle_seconds: float,
     ceiling: bool = False,
+    cold_reference: bool = False,
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
     services = n // 2
@@ -203,6 +204,7 @@ async def scenario(
             "rejected": after["rejected"],
             "errors": errors[:3],
             "bytes_per_proxy": round(statistics.mean(p.bytes for p in proxies)),
+            "messages_per_proxy": messages_per_proxy(fleet.by_type(), {}, n),
         }
         # B4: memory per connected proxy, idle CPU
         rss_n = (await cp.call(op="gc"))["rss_mb"]
@@ -234,7 +236,41 @@ async def scenario(
             row["ceiling_same_messages"] = await transport_reference(
                 n, [m["bytes"] for m in sizes], [m["type_url"] for m in sizes]
             )
+    if cold_reference and row["b1"]["complete"]:
+        row["b1_reference"] = await cold_start_reference(n, row["b1"]["messages_per_proxy"])
     return row
+
+
+async def cold_start_reference(n: int, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """B1's reference: n mTLS streams connecting to a bare grpc.aio server, then the cold start's
+    messages (per type, as many and as large on average) pushed once to every stream from
+    pre-serialized bytes, each ACKed. Connecting and then pushing on the fresh connections, without
+    overlap, bounds from above what the transport alone needs for the same cold start."""
+    got = await transport_reference(n, [m["bytes"] for m in messages], [m["type_url"] for m in messages], 1)
+    raw = got["raw"]
+    push = got["push_s"]
+    return {
+        "connect_s": round(raw["connect_s"], 3),
+        "push_s": push,
+        "seconds": round(raw["connect_s"] + push, 3) if push is not None else None,
+        "bytes_per_proxy": raw["resp_bytes"],
+        "load_util": raw["load_util"]["median"],
+        "server_cpu_s": raw["server_cpu_s"]["median"],
+        "all_acked": raw["all_acked"],
+    }
+
+
+def messages_per_proxy(
+    by_type: dict[str, tuple[int, int]], before: dict[str, tuple[int, int]], n: int
+) -> list[dict[str, Any]]:
+    """The responses each proxy got since `before`, as the ceiling repeats them: per type, as many as
+    each proxy got on average, each of their mean size."""
+    out: list[dict[str, Any]] = []
+    for t, (responses, size) in by_type.items():
+        count, total = responses - before.get(t, (0, 0))[0], size - before.get(t, (0, 0))[1]
+        if count:
+            out += [{"type_url": t, "bytes": round(total / count)}] * round(count / n)
+    return out
 
 
 def generation_cost(w: Workload) -> float:
@@ -256,9 +292,11 @@ def generation_cost(w: Workload) -> float:
     return time.perf_counter() - t0
 
 
-async def transport_reference(n: int, sizes: list[int], type_urls: list[str] | None = None) -> dict[str, Any]:
+async def transport_reference(
+    n: int, sizes: list[int], type_urls: list[str] | None = None, repeats: int = 3
+) -> dict[str, Any]:
     """Messages of these sizes (and types) pushed to each of n mTLS streams by a bare grpc.aio server
-    from pre-serialized bytes, each ACKed (B5's ceiling)."""
+    from pre-serialized bytes, each ACKed (B5's ceiling); the median of `repeats` pushes."""
     from bench.ceiling import CLUSTER_TYPE, cluster_payload, set_all_threads, transport_ceiling
 
     types = type_urls or [CLUSTER_TYPE] * len(sizes)
@@ -268,7 +306,7 @@ async def transport_reference(n: int, sizes: list[int], type_urls: list[str] | N
     mine = os.sched_getaffinity(0)
     set_all_threads(set(range(os.cpu_count() or 1)))
     try:
-        got = await transport_ceiling(n, payloads, tls=True, repeats=3)
+        got = await transport_ceiling(n, payloads, tls=True, repeats=repeats)
     finally:
         set_all_threads(mine)
     push = got.get("push_s") or got.get("push") or {}
@@ -417,13 +455,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
         seen = fleet.markers.seen[cid]
         await asyncio.sleep(0.5)
         by_type = fleet.by_type()
-        # The responses of the push as the ceiling repeats them: per type, how many each proxy got and
-        # their mean size.
-        messages = []
-        for t, (responses, size) in by_type.items():
-            count, total = responses - by_type0[t][0], size - by_type0[t][1]
-            if count:
-                messages += [{"type_url": t, "bytes": round(total / count)}] * round(count / n)
+        messages = messages_per_proxy(by_type, by_type0, n)
         runs.append(
             {
                 "seconds": round(max(seen.values()) - t0, 3) if ok else None,
@@ -435,6 +467,14 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
             }
         )
         if not ok:
+            for i, p in enumerate(fleet.proxies):
+                if i not in seen:
+                    subs = {
+                        t.rsplit(".", 1)[-1]: (s.nonce, s.responses, len(s.names)) for t, s in p.subs.items()
+                    }
+                    state = await cp.call(op="stream", cn=p.cn)
+                    missing = {"missing": i, "error": p.error, "subs": subs, "cp": state}
+                    print(json.dumps(missing), file=sys.stderr)
             break
     if len(runs) % 2:
         await cp.call(op="egress")  # back
@@ -487,6 +527,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     policy_changes=args.policy_changes,
                     idle_seconds=args.idle,
                     ceiling=args.ceiling and mode == "smi" and xds == "sotw",
+                    cold_reference=args.ceiling and mode == "permissive" and xds == "sotw",
                 )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -508,7 +549,11 @@ def main() -> None:
     p.add_argument("--policy-changes", type=int, default=20)
     p.add_argument("--idle", type=float, default=10)
     p.add_argument("--name", default="bench")
-    p.add_argument("--ceiling", action="store_true", help="measure B5's transport ceiling for each N")
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="measure B5's transport ceiling for each N (SMI), and B1's transport reference (permissive)",
+    )
     args = p.parse_args()
     if args.quick:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (

@@ -50,6 +50,7 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["b1_permissive_2000_s"] = perm["b1"]["seconds"]
         out["b1_permissive_2000_cp_cpu_s"] = perm["b1"]["cp_cpu_s"]
         out["b1_permissive_2000_load_util"] = perm["b1"]["load_util"]
+        out["b1_permissive_2000_reference_s"] = (perm.get("b1_reference") or {}).get("seconds")
     return out
 
 

@@ -9,6 +9,7 @@ reported as not met):
 | `b1_permissive_2000_s` | B1 cold start, permissive mode, 2000 proxies, seconds | <= 20 |
 | `b1_permissive_2000_cp_cpu_s` | the control plane's CPU-seconds in that cold start | report only |
 | `b1_permissive_2000_load_util` | the load side's CPU share then (~1: the load set the time) | report only |
+| `b1_permissive_2000_reference_s` | bare grpc.aio cold start of the same messages | report only |
 | `b2_p99_10_s` | B2 endpoint-churn convergence p99 at 10 changes/s, seconds | <= 0.3 |
 | `b2_p99_50_s` | B2 endpoint-churn convergence p99 at 50 changes/s, seconds | <= 0.5 |
 | `b2_push_ratio` | B2 proxies pushed / theoretical minimum (clients of the changed services) | <= 1 |
@@ -93,6 +94,15 @@ TARGETS: tuple[Target, ...] = (
         None,
         None,
         "~1.0 means the simulated fleet's core, not the control plane, set the time",
+    ),
+    Target(
+        "b1_permissive_2000_reference_s",
+        "B1 permissive 2000: bare transport, same messages (s)",
+        "s",
+        None,
+        None,
+        "2,000 mTLS connections, then the cold start's messages pushed from pre-serialized bytes "
+        "(bench/ceiling.py): what the transport and the simulated fleet alone need",
     ),
     Target("b2_p99_10_s", "B2 EDS convergence p99 at 10 changes/s (s)", "s", "<=", 0.3, _B2),
     Target("b2_p99_50_s", "B2 EDS convergence p99 at 50 changes/s (s)", "s", "<=", 0.5, _B2),
