@@ -268,7 +268,8 @@ class SimProxy:
         self.log: list[tuple[float, str, bytes]] = []  # kept only when record=True
         self.record = False
         self.error: str | None = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._out: list[bytes] = []  # requests to write once the current response is handled
+        self._call: Any = None
         self.closed = asyncio.Event()
 
     # ---- requests
@@ -308,7 +309,7 @@ class SimProxy:
         if names == st.names and st.requested:
             return
         if self.delta:
-            self._queue.put_nowait(
+            self._out.append(
                 self._delta_req(
                     type_url, names - st.names, st.names - names, first=not st.requested and not names
                 )
@@ -316,14 +317,10 @@ class SimProxy:
         else:
             st.names = names
             st.got &= names  # Envoy forgets a resource with its last watch
-            self._queue.put_nowait(self._sotw(type_url))
+            self._out.append(self._sotw(type_url))
         st.names, st.requested = names, True
 
     # ---- the stream
-
-    async def _requests(self) -> Any:
-        while (item := await self._queue.get()) is not None:
-            yield item
 
     async def run(self, connect_timeout: float = 120.0) -> None:
         options = [
@@ -334,19 +331,22 @@ class SimProxy:
         ]
         try:
             async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
-                call = channel.stream_stream(
+                # Requests are written by the reading task itself, after each response is handled (as
+                # Envoy's main thread does, and as bench/ceiling.py's load does: the two load sides
+                # cost the same per response).
+                call = self._call = channel.stream_stream(
                     DELTA if self.delta else SOTW, request_serializer=None, response_deserializer=None
-                )(self._requests())
+                )()
                 first = True
                 for t in (TYPE_CLUSTER, TYPE_LISTENER):
                     st = self.subs[t]
                     st.requested = True
-                    self._queue.put_nowait(
-                        self._delta_req(t, first=first) if self.delta else self._sotw(t, first)
-                    )
+                    self._out.append(self._delta_req(t, first=first) if self.delta else self._sotw(t, first))
                     first = False
-                async for raw in call:
+                await self._flush(call)
+                while (raw := await call.read()) is not grpc.aio.EOF:
                     self._on_response(raw)
+                    await self._flush(call)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED:
                 self.error = f"{e.code().name}: {e.details()}"
@@ -357,8 +357,14 @@ class SimProxy:
         finally:
             self.closed.set()
 
+    async def _flush(self, call: Any) -> None:
+        out, self._out = self._out, []
+        for req in out:
+            await call.write(req)
+
     def stop(self) -> None:
-        self._queue.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
 
     def _on_response(self, raw: bytes) -> None:
         now = time.monotonic()
@@ -380,10 +386,7 @@ class SimProxy:
         else:
             st.got = set(refs.names)
         # ACK first, then ask for what the new resources reference (as Envoy does).
-        if self.delta:
-            self._queue.put_nowait(self._delta_req(e.type_url))
-        else:
-            self._queue.put_nowait(self._sotw(e.type_url))
+        self._out.append(self._delta_req(e.type_url) if self.delta else self._sotw(e.type_url))
         if e.type_url == TYPE_CLUSTER:
             self._cds_names = (
                 set(refs.names)
