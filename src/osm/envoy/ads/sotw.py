@@ -113,12 +113,12 @@ class SotwStream:
         resources: ProxyResources,
         selected: tuple[tuple[Resource, ...] | None, str] | None = None,
         *,
-        first: bool = False,
         force: frozenset[str] = frozenset(),
     ) -> Response | None:
         """The response that brings the stream to the selected resources, or None when the proxy holds
-        them all already (a by-name type with nothing new; `first` and `force`d names are always sent).
-        Either way the stream then counts the whole selection as held."""
+        them all already (a by-name type with nothing new; `force`d names are always sent, and so is
+        everything when the stream knows of nothing held: a first request, or after a NACK). Either way
+        the stream then counts the whole selection as held."""
         chosen, version = selected or self._select(type_url, st, resources)
         held = st.sent_versions
         if chosen is None:
@@ -138,7 +138,7 @@ class SotwStream:
                 chosen = tuple(r for r in chosen if r.name in force) if force else ()
             else:
                 chosen = tuple(r for r in chosen if held.get(r.name) != r.version or r.name in force)
-            if not chosen and not first:
+            if not chosen:
                 return None
         st.nonce = str(next(self._nonces))
         self.counters.responses += 1
@@ -173,7 +173,7 @@ class SotwStream:
             # The first request of a type on this stream is always answered, even when it carries a nonce
             # or an error from a previous stream: nonces do not survive a reconnect.
             st = self.types[req.type_url] = TypeState(names=frozenset(req.names))
-            return _some(self._respond(req.type_url, st, resources, first=True))
+            return _some(self._respond(req.type_url, st, resources))
         if req.nonce and req.nonce != st.nonce:
             self.counters.stale += 1
             return []
