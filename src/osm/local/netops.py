@@ -75,18 +75,33 @@ def create_pod(node: str, pod: str, index: int, ip: str, hosts: str) -> None:
 
 
 def write_hosts(netns: str, content: str) -> None:
-    """/etc/netns/<ns>/hosts, which `ip netns exec` mounts over /etc/hosts. Written in place: processes
-    already running have the file itself mounted, so replacing it would leave them the old one."""
+    """/etc/netns/<ns>/hosts, which `ip netns exec` mounts over /etc/hosts.
+
+    Written in place, since processes already running have the file itself mounted and would keep an old
+    one that was replaced. A reader (every name lookup) must never see it half written: truncating first
+    would leave a window in which every lookup fails. So the new text goes in with a single write at
+    offset 0 that covers all of the old text, padded with a comment line when shorter; the file never
+    shrinks."""
     d = NETNS_ETC / netns
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "hosts"
-    with open(path, "a+") as f:
-        f.seek(0)
-        if f.read() == content:
-            return
-        f.seek(0)
-        f.truncate()
-        f.write(content)
+    fd = os.open(d / "hosts", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        old = os.pread(fd, max(os.fstat(fd).st_size, 1), 0)
+        new = padded_hosts(content.encode(), len(old))
+        if new != old:
+            os.pwrite(fd, new, 0)
+    finally:
+        os.close(fd)
+
+
+def padded_hosts(text: bytes, size: int) -> bytes:
+    """`text` lengthened to at least `size` bytes by a trailing comment line (or an empty line)."""
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    short = size - len(text)
+    if short <= 0:
+        return text
+    return text + (b"\n" if short == 1 else b"#" + b" " * (short - 2) + b"\n")
 
 
 def iptables_restore(netns: str, rules: str, *, noflush: bool) -> None:
