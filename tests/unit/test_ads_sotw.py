@@ -280,6 +280,36 @@ def test_request_with_an_older_nonce_is_ignored_and_counted_stale() -> None:
     assert s.last_nack is None
 
 
+def test_a_name_dropped_by_a_stale_request_and_asked_for_again_is_sent_again() -> None:
+    # Envoy drops a cluster's endpoints watch while a response is in flight (its request is stale, so it
+    # is not answered) and watches it again before it ACKs that response: it no longer holds "b".
+    s = SotwStream()
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), ProxyResources.of(base()))
+    s.on_request(ack(first, ("a", "b")), ProxyResources.of(base()))
+    pr = ProxyResources.of(base(eds_ip="10.7.7.7"))
+    [pushed] = s.on_update(pr)
+    assert names(pushed) == ["a"]
+    assert s.on_request(ack(first, ("a",)), pr) == []  # stale
+    assert not s.try_ack(ack(pushed, ("a", "b")))  # not a plain ACK any more: the slow path answers it
+    [again] = s.on_request(ack(pushed, ("a", "b")), pr)
+    assert names(again) == ["b"]
+    assert s.on_request(ack(again, ("a", "b")), pr) == []
+    assert s.try_ack(ack(again, ("a", "b")))
+
+
+def test_a_name_dropped_by_a_stale_request_and_left_out_after_is_not_sent() -> None:
+    s = SotwStream()
+    pr = ProxyResources.of(base())
+    [first] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    [pushed] = s.on_update(pr2 := ProxyResources.of(base(eds_ip="10.7.7.7")))
+    assert s.on_request(ack(first, ("a",)), pr2) == []  # stale
+    assert s.on_request(ack(pushed, ("a",)), pr2) == []  # the proxy really dropped it: nothing to send
+    # and a stale request of a wildcard type forgets nothing
+    [cds] = s.on_request(Request(TYPE_CLUSTER), pr2)
+    s.on_update(ProxyResources.of(base(cds_timeout=3, eds_ip="10.7.7.7")))
+    assert s.on_request(ack(cds), pr2) == [] and s.types[TYPE_CLUSTER].forgotten == frozenset()
+
+
 # ---- NACK
 
 

@@ -1,6 +1,7 @@
 """State-of-the-world ADS, sans I/O: what to send for each request and each config change.
 
-Rules (xDS protocol): a request whose nonce is not the last one sent is stale and ignored; a request
+Rules (xDS protocol): a request whose nonce is not the last one sent is stale and not answered (but
+the by-name resources it leaves out stop counting as held, see _forget_dropped); a request
 with error_detail is a NACK (logged and counted, never answered with the same version again); an ACK
 is answered only when the requested names changed. Pushes go out in CDS -> EDS -> LDS -> RDS -> SDS
 order, only for types whose content changed, and a CDS push carries a fresh EDS push with it (Envoy
@@ -65,6 +66,9 @@ class TypeState:
     sent_version: str = ""
     sent_names: frozenset[str] = frozenset()
     sent_versions: Mapping[str, str] = field(default_factory=dict)  # resource name -> version last sent
+    # Names a stale request left out: the proxy may have dropped their watches (and the resources with
+    # them) and asked for them again since; its next ACK is answered with whichever of them it lacks.
+    forgotten: frozenset[str] = frozenset()
     acked_version: str = ""
     nacked_version: str = ""
     last_error: str = ""
@@ -121,6 +125,7 @@ class SotwStream:
         the stream then counts the whole selection as held."""
         chosen, version = selected or self._select(type_url, st, resources)
         held = st.sent_versions
+        st.forgotten = frozenset()
         if chosen is None:
             # The whole type: the shared views of `resources`, nothing copied per stream.
             chosen = resources.sorted_all(type_url)
@@ -156,6 +161,7 @@ class SotwStream:
             or not req.nonce
             or req.nonce != st.nonce
             or req.error is not None
+            or st.forgotten
             or (req.type_url not in WILDCARD_TYPES and frozenset(req.names) != st.names)
         ):
             return False
@@ -176,6 +182,7 @@ class SotwStream:
             return _some(self._respond(req.type_url, st, resources))
         if req.nonce and req.nonce != st.nonce:
             self.counters.stale += 1
+            self._forget_dropped(req, st)
             return []
         if req.error is not None:
             self.counters.nacks += 1
@@ -191,13 +198,26 @@ class SotwStream:
         if req.nonce:
             st.acked_version = req.version_info
             self.counters.acks += 1
-            if req.type_url in WILDCARD_TYPES or names == st.names:
+            if req.type_url in WILDCARD_TYPES or (names == st.names and not st.forgotten):
                 return self._release(resources, ack_of=req.type_url)
         st.names = names
         out = _some(self._respond(req.type_url, st, resources))
         if req.type_url == TYPE_ENDPOINT:
             out += self._release(resources)
         return out
+
+    @staticmethod
+    def _forget_dropped(req: Request, st: TypeState) -> None:
+        """A stale request is not answered, but a by-name resource it leaves out may be gone from the
+        proxy: Envoy forgets a resource with its last watch, and may watch it again before it reads the
+        response in flight. Such names stop counting as held, so asking for them again gets them."""
+        if req.type_url in WILDCARD_TYPES or req.error is not None:
+            return
+        wanted = frozenset(req.names)
+        dropped = st.sent_versions.keys() - wanted
+        if dropped:
+            st.sent_versions = {n: v for n, v in st.sent_versions.items() if n in wanted}
+            st.forgotten |= dropped
 
     def _release(self, resources: ProxyResources, ack_of: str = "") -> list[Response]:
         """Send the held listeners and routes once the new clusters' endpoints went out (or are gone)."""
