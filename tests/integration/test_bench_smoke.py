@@ -51,6 +51,6 @@ def test_cold_start_reference_at_toy_scale() -> None:
     ]
     ref = asyncio.run(asyncio.wait_for(harness.cold_start_reference(4, messages), timeout=60))
     assert ref["all_acked"] is True
-    assert ref["seconds"] == round(ref["connect_s"] + ref["push_s"], 3)
+    assert abs(ref["seconds"] - (ref["connect_s"] + ref["push_s"])) < 0.0011  # each rounded to ms
     assert ref["connect_s"] > 0 and ref["push_s"] > 0
     assert ref["bytes_per_proxy"] >= 4500  # both messages, with their response headers
