@@ -122,7 +122,7 @@ def test_initial_wildcard_cds_request_gets_every_cluster_with_content_version_an
     [resp] = s.on_request(Request(TYPE_CLUSTER), pr)
     assert resp.type_url == TYPE_CLUSTER
     assert names(resp) == ["a", "b"]
-    assert resp.resources == (pr.get(TYPE_CLUSTER)["a"], pr.get(TYPE_CLUSTER)["b"])
+    assert tuple(resp.resources) == (pr.get(TYPE_CLUSTER)["a"], pr.get(TYPE_CLUSTER)["b"])
     assert resp.version == content_version(pr.get(TYPE_CLUSTER).values())
     assert resp.version == pr.versions[TYPE_CLUSTER]
     assert resp.nonce != ""
@@ -355,7 +355,7 @@ def test_update_of_every_type_is_pushed_in_cds_eds_lds_rds_sds_order() -> None:
         TYPE_SECRET: ["cert"],
     }
     for r in out:
-        assert r.resources == tuple(changed.get(r.type_url)[n] for n in sent[r.type_url])
+        assert tuple(r.resources) == tuple(changed.get(r.type_url)[n] for n in sent[r.type_url])
 
 
 def test_pushes_for_a_subset_of_types_keep_the_order() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,7 @@ from osm.envoy.types import (
     TYPE_SECRET,
     ProxyResources,
     Resource,
+    SharedSet,
 )
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
@@ -84,8 +86,9 @@ class ConfigGenerator:
         way, not counted in `builds`."""
         if self._building:
             self._building[-1].append(key)  # the part being built is made from this one
-        if key in self._memo:
-            return self._memo[key]
+        found = self._memo.get(key, _MISSING)  # one lookup: keys may hold long tuples compared by value
+        if found is not _MISSING:
+            return found
         self._building.append([])
         try:
             value = build()
@@ -103,35 +106,41 @@ class ConfigGenerator:
         """The proxies' resources; `previous` (theirs before a change) shares what did not change."""
         self._building.append([])
         try:
-            return ProxyResources.of(self._resources(policy, cert), previous)
+            own, shared = self._resources(policy, cert)
+            return ProxyResources.of(own, previous, shared)
         finally:
             self.last_parts = tuple(self._building.pop())
 
-    def _resources(self, policy: ProxyPolicy, cert: CertMaterial) -> Iterable[Resource]:
+    def _resources(
+        self, policy: ProxyPolicy, cert: CertMaterial
+    ) -> tuple[list[Resource], dict[str, tuple[SharedSet, bytes]]]:
+        """The group's own resources, and per type the shared set it also gets (with its insert)."""
         ident, td, tls = policy.identity, policy.trust_domain, policy.tls
         out: list[Resource | None] = []
         ob, ib = policy.outbound, policy.inbound
         get = self._get
-        # CDS + EDS. Everything but the client certificate's name in each cluster is shared by every
-        # identity with the same upstream clusters (in permissive mode, a whole namespace).
+        # CDS + EDS + the upstreams' root secrets: shared sets of every identity with the same upstream
+        # clusters (in permissive mode, every identity). A cluster differs between identities only in
+        # the name of the client certificate, which each group inserts (see types.Composed).
         own_cert = self._part(("own-cert", ident), partial(clusters.own_certificate_field, ident))
         upstream = self._part(
             ("upstream", ob.clusters, tls, td, cert.trust_bundle_pem),
             partial(self._upstream_parts, ob.clusters, tls, td, cert.trust_bundle_pem),
         )
-        # Each cluster is one join: its framing depends only on the cluster parts (per service, not on
-        # endpoints or peers) and the length of own_cert.
+        # A cluster's framing depends only on the cluster parts (per service, not on endpoints or
+        # peers) and the length of own_cert.
         services = self._part(
             ("services-of", ob.clusters), partial(_services_of, ob.clusters), serialized=False
         )
-        heads = self._part(
-            ("upstream-heads", services, tls, td, len(own_cert)),
-            partial(_cluster_heads, upstream, len(own_cert)),
+        family = self._part(
+            ("cds-family", services, tls, td, len(own_cert)),
+            partial(_cluster_family, upstream.clusters, len(own_cert)),
         )
-        from_framed, join = Resource.from_framed, b"".join
-        for (name, (base, common, sni), eds, _), (head, socket) in zip(upstream, heads, strict=True):
-            out.append(from_framed(TYPE_CLUSTER, name, join((head, base, socket, common, own_cert, sni))))
-            out.append(eds)
+        shared = {
+            TYPE_CLUSTER: (family, own_cert),
+            TYPE_ENDPOINT: (upstream.endpoints, b""),
+            TYPE_SECRET: (upstream.secrets, b""),
+        }
         for s in ib.services:
             out.append(
                 get(
@@ -204,8 +213,7 @@ class ConfigGenerator:
                 partial(secrets.inbound_root_secret, ident, cert.trust_bundle_pem),
             )
         )
-        out.extend(sds for *_, sds in upstream)
-        return [r for r in out if r is not None]
+        return [r for r in out if r is not None], shared
 
     def _outbound_listener(self, ob: OutboundPolicy) -> Resource | None:
         """outbound_listener's bytes, composed from a shared shell and per-upstream filter chains.
@@ -232,26 +240,52 @@ class ConfigGenerator:
 
     def _upstream_parts(
         self, upstream: tuple[UpstreamCluster, ...], tls: TLSSettings, td: str, trust_bundle: bytes
-    ) -> tuple[tuple[str, tuple[bytes, bytes, bytes], Resource | None, Resource | None], ...]:
-        """Per upstream cluster: its name, its cluster parts, its EDS and its outbound root secret."""
-        out = []
+    ) -> UpstreamParts:
+        """Per upstream cluster its name and cluster parts; their endpoints and outbound root secrets."""
+        parts, eds, sds = [], [], []
         for c in upstream:
             name = c.service.cluster_name
-            parts = self._part(
-                ("cds-parts", c.service, tls, td), partial(clusters.upstream_cluster_parts, c, tls, td)
+            parts.append(
+                (
+                    name,
+                    self._part(
+                        ("cds-parts", c.service, tls, td),
+                        partial(clusters.upstream_cluster_parts, c, tls, td),
+                    ),
+                )
             )
-            eds = self._get(
-                ("eds", c.service, c.endpoints), TYPE_ENDPOINT, name, partial(cla.cluster_load_assignment, c)
+            eds.append(
+                self._get(
+                    ("eds", c.service, c.endpoints),
+                    TYPE_ENDPOINT,
+                    name,
+                    partial(cla.cluster_load_assignment, c),
+                )
             )
             principals = tuple(p.principal(td) for p in c.peer_identities)
-            sds = self._get(
-                ("sds-out", c.service, principals, trust_bundle),
-                TYPE_SECRET,
-                names.outbound_root(c.service),
-                partial(secrets.outbound_root_secret, c.service, principals, trust_bundle),
+            sds.append(
+                self._get(
+                    ("sds-out", c.service, principals, trust_bundle),
+                    TYPE_SECRET,
+                    names.outbound_root(c.service),
+                    partial(secrets.outbound_root_secret, c.service, principals, trust_bundle),
+                )
             )
-            out.append((name, parts, eds, sds))
-        return tuple(out)
+        return UpstreamParts(
+            tuple(parts),
+            SharedSet.of_resources(TYPE_ENDPOINT, (r for r in eds if r is not None)),
+            SharedSet.of_resources(TYPE_SECRET, (r for r in sds if r is not None)),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class UpstreamParts:
+    clusters: tuple[tuple[str, tuple[bytes, bytes, bytes]], ...]  # name, clusters.upstream_cluster_parts
+    endpoints: SharedSet
+    secrets: SharedSet
+
+
+_MISSING = object()
 
 
 def _field(number: int, build: Callable[..., Any], *args: Any) -> bytes:
@@ -259,17 +293,19 @@ def _field(number: int, build: Callable[..., Any], *args: Any) -> bytes:
     return wire.field_bytes(number, build(*args).SerializeToString(deterministic=True))
 
 
-def _cluster_heads(
-    upstream: Iterable[tuple[str, tuple[bytes, bytes, bytes], Any, Any]], own_certificate_len: int
-) -> tuple[tuple[bytes, bytes], ...]:
-    """Per upstream cluster: its framed_any head and its socket header, for an own-certificate field of
-    this length (see clusters.compose_upstream_cluster)."""
+def _cluster_family(
+    upstream: Iterable[tuple[str, tuple[bytes, bytes, bytes]]], own_certificate_len: int
+) -> SharedSet:
+    """The upstream clusters of every identity whose own-certificate field is this long: each framed
+    as head + that field + tail (see clusters.compose_upstream_cluster)."""
     out = []
-    for _, parts, _, _ in upstream:
+    for name, parts in upstream:
+        base, common, sni = parts
         socket = clusters.socket_header(parts, own_certificate_len)
-        body_len = len(parts[0]) + len(socket) + len(parts[1]) + own_certificate_len + len(parts[2])
-        out.append((wire.framed_any_head(TYPE_CLUSTER, body_len), socket))
-    return tuple(out)
+        body_len = len(base) + len(socket) + len(common) + own_certificate_len + len(sni)
+        head = b"".join((wire.framed_any_head(TYPE_CLUSTER, body_len), base, socket, common))
+        out.append((name, head, sni))
+    return SharedSet.of_pieces(TYPE_CLUSTER, out)
 
 
 def _services_of(upstream: tuple[UpstreamCluster, ...]) -> HashedTuple[MeshService]:

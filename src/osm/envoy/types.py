@@ -1,10 +1,14 @@
-"""Type URLs, the serialized Resource shared between proxies, and a proxy's resource set."""
+"""Type URLs, the serialized Resource shared between proxies, and a proxy's resource set.
+
+A type's resources that many proxy groups share (a SharedSet) are held once; a group sees them through a
+Composed map, which adds the group's own resources and, for clusters, its own certificate's name.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -64,11 +68,204 @@ class Resource:
 def content_version(resources: Iterable[Resource]) -> str:
     """SotW version of a set of resources: a hash of their names and versions (names are unique and
     NUL sorts first, so the sorted lines are in name order)."""
-    lines = sorted([r.name + "\0" + r.version for r in resources])
+    return _hash_lines([r.name + "\0" + r.version for r in resources])
+
+
+def _hash_lines(lines: list[str]) -> str:
+    lines.sort()
     return hashlib.blake2b("\n".join(lines).encode(), digest_size=8).hexdigest()
 
 
+@dataclass(frozen=True, eq=False)
+class SharedSet:
+    """Resources of one type that many proxy groups share, whole or but for one insert each.
+
+    Either `resources` are the shared objects themselves, or `pieces` hold each resource's framed bytes
+    around the place where a group inserts its own bytes (a cluster's own-certificate field): head +
+    insert + tail. Versions ignore the insert. A group's insert is made from its identity, which never
+    changes for a connected proxy, so for one proxy a resource's bytes change exactly when its pieces do.
+    """
+
+    type_url: str
+    versions: Mapping[str, str]  # name -> version
+    version: str  # content_version of every (name, version)
+    order: tuple[str, ...]  # the names, sorted
+    resources: Mapping[str, Resource] = field(default_factory=lambda: MappingProxyType({}))
+    pieces: Mapping[str, tuple[bytes, bytes]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @staticmethod
+    def of_resources(type_url: str, resources: Iterable[Resource]) -> SharedSet:
+        """Shared resources (the first of a name wins)."""
+        by_name: dict[str, Resource] = {}
+        for r in resources:
+            by_name.setdefault(r.name, r)
+        versions = {n: r.version for n, r in by_name.items()}
+        return SharedSet(
+            type_url,
+            MappingProxyType(versions),
+            _version_of(versions),
+            tuple(sorted(by_name)),
+            resources=MappingProxyType(by_name),
+        )
+
+    @staticmethod
+    def of_pieces(type_url: str, pieces: Iterable[tuple[str, bytes, bytes]]) -> SharedSet:
+        """Resources framed as head + insert + tail, by name (the first of a name wins)."""
+        by_name: dict[str, tuple[bytes, bytes]] = {}
+        for name, head, tail in pieces:
+            by_name.setdefault(name, (head, tail))
+        versions = {
+            n: hashlib.blake2b(head + b"\0" + tail, digest_size=8).hexdigest()
+            for n, (head, tail) in by_name.items()
+        }
+        return SharedSet(
+            type_url,
+            MappingProxyType(versions),
+            _version_of(versions),
+            tuple(sorted(by_name)),
+            pieces=MappingProxyType(by_name),
+        )
+
+
+def _version_of(versions: Mapping[str, str]) -> str:
+    """content_version from names and versions."""
+    return _hash_lines([n + "\0" + v for n, v in versions.items()])
+
+
+class Composed(Mapping[str, Resource]):
+    """One proxy group's resources of a type: a SharedSet (with the group's insert) and its own.
+
+    A shared resource that needs the insert is made when first looked up, so serving the whole type
+    (framed_sorted) makes none of them: a permissive mesh's thousand clusters per identity live once."""
+
+    __slots__ = ("_made", "insert", "own", "shared")
+
+    def __init__(self, shared: SharedSet, insert: bytes, own: Mapping[str, Resource]) -> None:
+        self.shared, self.insert = shared, insert
+        # The group's own resources; a shared one of the same name wins (duplicates are dropped).
+        self.own: Mapping[str, Resource] = MappingProxyType(
+            {n: r for n, r in own.items() if n not in shared.versions}
+        )
+        self._made: dict[str, Resource] = {}
+
+    def __getitem__(self, name: str) -> Resource:
+        r = self.own.get(name)
+        if r is not None:
+            return r
+        sh = self.shared
+        if not sh.pieces:
+            return sh.resources[name]
+        made = self._made.get(name)
+        if made is None:
+            head, tail = sh.pieces[name]
+            made = self._made[name] = Resource(
+                name, sh.type_url, head + self.insert + tail, sh.versions[name]
+            )
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.own or name in self.shared.versions
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.shared.order
+        yield from self.own
+
+    def __len__(self) -> int:
+        return len(self.shared.order) + len(self.own)
+
+    def same_as(self, other: Mapping[str, Resource]) -> bool:
+        return (
+            isinstance(other, Composed)
+            and other.shared is self.shared
+            and other.insert == self.insert
+            and _same(other.own, dict(self.own))
+        )
+
+    def content_version(self) -> str:
+        if not self.own:
+            return self.shared.version
+        mine = content_version(self.own.values())
+        return hashlib.blake2b(f"{self.shared.version}\n{mine}".encode(), digest_size=8).hexdigest()
+
+    def version_map(self) -> Mapping[str, str]:
+        if not self.own:
+            return self.shared.versions
+        return _Union({n: r.version for n, r in self.own.items()}, self.shared.versions)
+
+    def framed_sorted(self) -> list[bytes]:
+        """Every resource's framed bytes in name order, in pieces to be joined once."""
+        sh, insert, own = self.shared, self.insert, self.own
+        out: list[bytes] = []
+        extra = sorted(own)
+        i = 0
+        for n in sh.order:
+            while i < len(extra) and extra[i] < n:
+                out.append(own[extra[i]].framed)
+                i += 1
+            if sh.pieces:
+                head, tail = sh.pieces[n]
+                out += (head, insert, tail)
+            else:
+                out.append(sh.resources[n].framed)
+        out += (own[n].framed for n in extra[i:])
+        return out
+
+
+class _Union(Mapping[str, str]):
+    """Two mappings with no common keys, read as one."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Mapping[str, str], b: Mapping[str, str]) -> None:
+        self.a, self.b = a, b
+
+    def __getitem__(self, key: str) -> str:
+        v = self.a.get(key)
+        return self.b[key] if v is None else v
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.a or key in self.b
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.b
+        yield from self.a
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+
+class WholeType(Sequence[Resource]):
+    """Every resource of one type of a ProxyResources, in name order, for a response: its length and its
+    framed bytes without making the resources a Composed type would have to make."""
+
+    __slots__ = ("res", "type_url")
+
+    def __init__(self, res: ProxyResources, type_url: str) -> None:
+        self.res, self.type_url = res, type_url
+
+    def __len__(self) -> int:
+        return len(self.res.get(self.type_url))
+
+    def __getitem__(self, i: int) -> Resource:  # type: ignore[override]
+        return self.res.sorted_all(self.type_url)[i]
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.res.sorted_all(self.type_url))
+
+    def framed(self) -> list[bytes]:
+        m = self.res.get(self.type_url)
+        if isinstance(m, Composed):
+            return m.framed_sorted()
+        return [r.framed for r in self.res.sorted_all(self.type_url)]
+
+
 _T = TypeVar("_T")
+
+
+def _version_map(m: Mapping[str, Resource]) -> Mapping[str, str]:
+    if isinstance(m, Composed):
+        return m.version_map()
+    return MappingProxyType({n: r.version for n, r in m.items()})
 
 
 def _same(old: Mapping[str, Resource], new: dict[str, Resource]) -> bool:
@@ -84,9 +281,15 @@ class ProxyResources:
     versions: Mapping[str, str]
 
     @staticmethod
-    def of(resources: Iterable[Resource], previous: ProxyResources | None = None) -> ProxyResources:
+    def of(
+        resources: Iterable[Resource],
+        previous: ProxyResources | None = None,
+        shared: Mapping[str, tuple[SharedSet, bytes]] | None = None,
+    ) -> ProxyResources:
         """`previous` (the same proxies' resources before a change) lends its maps, versions and views
-        to every type whose resources are the very same objects, so an unchanged type costs no rehash."""
+        to every type whose resources are the very same objects, so an unchanged type costs no rehash.
+        `shared` gives a type's shared set and this group's insert (see Composed); `resources` of that
+        type are the group's own, after the shared ones."""
         by_type: dict[str, dict[str, Resource]] = {t: {} for t in ORDER}
         for r in resources:
             if r.name in by_type[r.type_url]:
@@ -96,7 +299,13 @@ class ProxyResources:
         versions: dict[str, str] = {}
         for t, v in by_type.items():
             old = previous.by_type.get(t) if previous is not None else None
-            if previous is not None and old is not None and _same(old, v):
+            if shared is not None and t in shared:
+                composed = Composed(*shared[t], v)
+                if previous is not None and old is not None and composed.same_as(old):
+                    maps[t], versions[t] = old, previous.versions[t]
+                else:
+                    maps[t], versions[t] = composed, composed.content_version()
+            elif previous is not None and old is not None and _same(old, v):
                 maps[t], versions[t] = old, previous.versions[t]
             else:
                 maps[t], versions[t] = MappingProxyType(v), content_version(v.values())
@@ -116,14 +325,16 @@ class ProxyResources:
         """Every resource of the type, by name (their content version is versions[type_url])."""
         return self._view("sorted", type_url, lambda m: tuple(m[n] for n in sorted(m)))
 
+    def whole(self, type_url: str) -> WholeType:
+        """Every resource of the type for a response, made only if looked at (see WholeType)."""
+        return WholeType(self, type_url)
+
     def names(self, type_url: str) -> frozenset[str]:
         return self._view("names", type_url, frozenset)
 
     def version_map(self, type_url: str) -> Mapping[str, str]:
         """Resource name -> content version, read-only."""
-        return self._view(
-            "versions", type_url, lambda m: MappingProxyType({n: r.version for n, r in m.items()})
-        )
+        return self._view("versions", type_url, _version_map)
 
     def _view(self, kind: str, type_url: str, make: Callable[[Mapping[str, Resource]], _T]) -> _T:
         cache: dict[tuple[str, str], Any] = self.__dict__.setdefault("_views", {})

@@ -135,8 +135,9 @@ class DeltaStream:
         answer_missing: set[str] | None = None,
     ) -> DeltaResponse | None:
         available = resources.get(type_url)
+        versions = resources.version_map(type_url)  # read without making composed resources
         wanted = set(available) if st.wildcard else st.names & set(available)
-        changed = sorted(n for n in wanted if st.known.get(n) != available[n].version or n in st.force)
+        changed = sorted(n for n in wanted if st.known.get(n) != versions[n] or n in st.force)
         removed = sorted(n for n in st.known if n not in wanted)
         if answer_missing:
             removed = sorted(
@@ -148,7 +149,7 @@ class DeltaStream:
         for n in removed:
             st.known.pop(n, None)
         for n in changed:
-            st.known[n] = available[n].version
+            st.known[n] = versions[n]
         st.nonce = str(next(self._nonces))
         self._system_version += 1
         self.counters.responses += 1

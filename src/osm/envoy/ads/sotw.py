@@ -19,7 +19,7 @@ ClusterLoadAssignment that changed, not every one the proxy watches.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from osm.envoy import wire
@@ -32,6 +32,7 @@ from osm.envoy.types import (
     WILDCARD_TYPES,
     ProxyResources,
     Resource,
+    WholeType,
     content_version,
 )
 
@@ -50,12 +51,12 @@ class Response:
     type_url: str
     version: str
     nonce: str
-    resources: tuple[Resource, ...]
+    resources: Sequence[Resource]  # a WholeType when the proxy is sent every resource of the type
 
     def encode(self) -> bytes:
-        return wire.discovery_response_framed(
-            self.version, self.type_url, self.nonce, [r.framed for r in self.resources]
-        )
+        rs = self.resources
+        framed = rs.framed() if isinstance(rs, WholeType) else [r.framed for r in rs]
+        return wire.discovery_response_framed(self.version, self.type_url, self.nonce, framed)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class SotwStream:
 
     def _select(
         self, type_url: str, st: TypeState, resources: ProxyResources
-    ) -> tuple[tuple[Resource, ...] | None, str]:
+    ) -> tuple[Sequence[Resource] | None, str]:
         """What this stream would be sent now: None for the whole type (its shared views serve it) or
         the requested resources by name, and the content version of that."""
         if self._wants_all(type_url, st, resources):
@@ -115,7 +116,7 @@ class SotwStream:
         type_url: str,
         st: TypeState,
         resources: ProxyResources,
-        selected: tuple[tuple[Resource, ...] | None, str] | None = None,
+        selected: tuple[Sequence[Resource] | None, str] | None = None,
         *,
         force: frozenset[str] = frozenset(),
     ) -> Response | None:
@@ -128,7 +129,7 @@ class SotwStream:
         st.forgotten = frozenset()
         if chosen is None:
             # The whole type: the shared views of `resources`, nothing copied per stream.
-            chosen = resources.sorted_all(type_url)
+            chosen = resources.whole(type_url)
             st.sent_names = resources.names(type_url)
             st.sent_versions = resources.version_map(type_url)
             if st.names == st.sent_names:

@@ -1,0 +1,165 @@
+"""Resources shared between proxy groups (SharedSet) and one group's view of them (Composed).
+
+A permissive mesh gives every identity the same thousand clusters but for the name of its own
+certificate; those live once, and serving the whole type joins their pieces without making a resource
+per group.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from envoy.config.cluster.v3 import cluster_pb2
+from google.protobuf import any_pb2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.workload import build
+from tests.golden.scenarios import FAKE_CERT
+
+from osm.catalog import MeshCatalog
+from osm.envoy import wire
+from osm.envoy.ads.delta import DeltaRequest, DeltaStream
+from osm.envoy.ads.sotw import Request, Response, SotwStream
+from osm.envoy.generator import ConfigGenerator
+from osm.envoy.sds import names
+from osm.envoy.types import (
+    TYPE_CLUSTER,
+    TYPE_ENDPOINT,
+    TYPE_SECRET,
+    Composed,
+    ProxyResources,
+    Resource,
+    SharedSet,
+)
+from osm.state.snapshot import MeshState
+
+T = TYPE_CLUSTER
+
+
+def own(name: str, payload: bytes) -> Resource:
+    return Resource.from_body(T, name, wire.field_str(1, name) + payload)
+
+
+def family(**tails: bytes) -> SharedSet:
+    """Clusters framed as head + insert + tail; the head frames a body of name + insert + tail."""
+    out = []
+    for name, tail in tails.items():
+        body_len = len(wire.field_str(1, name)) + len(INSERT) + len(tail)
+        out.append((name, wire.framed_any_head(T, body_len) + wire.field_str(1, name), tail))
+    return SharedSet.of_pieces(T, out)
+
+
+INSERT = wire.field_str(2, "mine")
+
+
+def test_the_whole_type_is_every_resource_in_name_order_without_making_shared_ones() -> None:
+    shared = family(b=wire.field_str(3, "tb"), d=wire.field_str(3, "td"))
+    mine = [own("a", b"\x18\x01"), own("c", b"\x18\x02"), own("e", b"\x18\x03")]
+    res = ProxyResources.of(mine, shared={T: (shared, INSERT)})
+    m = res.get(T)
+    assert isinstance(m, Composed)
+    whole = res.whole(T)
+    assert len(whole) == 5
+    joined = b"".join(whole.framed())
+    assert not m._made  # served whole: no per-group resource was made
+    assert [r.name for r in whole] == ["a", "b", "c", "d", "e"]
+    assert joined == b"".join(r.framed for r in res.sorted_all(T))
+    made_b = m["b"]
+    assert made_b.framed == wire.framed_any(T, wire.field_str(1, "b") + INSERT + wire.field_str(3, "tb"))
+    assert made_b.version == shared.versions["b"] and m["a"] is mine[0]
+    assert dict(res.version_map(T)) == {r.name: r.version for r in res.sorted_all(T)}
+    # a SotW response of the whole type encodes the same bytes as one listing each resource
+    s = SotwStream()
+    [resp] = s.on_request(Request(T), res)
+    assert resp.encode() == Response(T, resp.version, resp.nonce, tuple(res.sorted_all(T))).encode()
+    assert s.counters.resources == 5
+
+
+def test_versions_follow_the_shared_pieces_and_the_groups_own_resources() -> None:
+    one = ProxyResources.of([own("a", b"\x18\x01")], shared={T: (family(b=b"x", d=b"y"), INSERT)})
+    again = ProxyResources.of([own("a", b"\x18\x01")], shared={T: (family(b=b"x", d=b"y"), INSERT)})
+    assert one.versions[T] == again.versions[T]
+    tail_changed = ProxyResources.of([own("a", b"\x18\x01")], shared={T: (family(b=b"x", d=b"z"), INSERT)})
+    assert tail_changed.versions[T] != one.versions[T]
+    assert tail_changed.version_map(T)["b"] == one.version_map(T)["b"]
+    assert tail_changed.version_map(T)["d"] != one.version_map(T)["d"]
+    own_changed = ProxyResources.of([own("a", b"\x18\x09")], shared={T: (family(b=b"x", d=b"y"), INSERT)})
+    assert own_changed.versions[T] != one.versions[T]
+    # the same shared set, insert and own resources: the previous map, version and views are reused
+    shared = family(b=b"x")
+    mine = [own("a", b"\x18\x01")]
+    first = ProxyResources.of(mine, shared={T: (shared, INSERT)})
+    views = first.version_map(T)
+    second = ProxyResources.of(mine, first, shared={T: (shared, INSERT)})
+    assert second.get(T) is first.get(T) and second.version_map(T) is views
+
+
+def test_a_shared_name_wins_over_a_groups_own_resource_of_the_same_name() -> None:
+    res = ProxyResources.of([own("b", b"\x18\x07")], shared={T: (family(b=b"x"), INSERT)})
+    assert len(res.get(T)) == 1 and res.get(T)["b"].version == res.get(T).shared.versions["b"]  # type: ignore[attr-defined]
+
+
+def permissive_groups() -> tuple[MeshState, dict[int, list[ProxyResources]]]:
+    """Every group's resources in a small permissive mesh, by the length of its identity's name."""
+    state = MeshState.build(build(12, 2, mode="permissive").objects)
+    catalog, gen = MeshCatalog(state), ConfigGenerator()
+    by_len: dict[int, list[ProxyResources]] = defaultdict(list)
+    seen = set()
+    for pod in state.pods.values():
+        group = catalog.group_for_pod(pod)
+        if state.is_monitored(pod.meta.namespace) and group not in seen:
+            seen.add(group)
+            policy = catalog.proxy_policy(group)
+            by_len[len(names.service_cert(policy.identity))].append(gen.resources(policy, FAKE_CERT))
+    return state, by_len
+
+
+def test_identities_share_their_upstream_clusters_endpoints_and_root_secrets() -> None:
+    _, by_len = permissive_groups()
+    groups = max(by_len.values(), key=len)
+    assert len(groups) >= 2
+    a, b = groups[0].get(TYPE_CLUSTER), groups[1].get(TYPE_CLUSTER)
+    assert isinstance(a, Composed) and isinstance(b, Composed)
+    assert a.shared is b.shared and a.insert != b.insert
+    name = a.shared.order[0]
+    # the same version, different bytes: each names its own certificate
+    assert a[name].version == b[name].version and a[name].framed != b[name].framed
+    certs = set()
+    for m in (a, b):
+        c = cluster_pb2.Cluster.FromString(any_pb2.Any.FromString(m[name].any_bytes).value)
+        certs.add(c.transport_socket.typed_config.value)
+    assert len(certs) == 2
+    for t in (TYPE_ENDPOINT, TYPE_SECRET):
+        ea, eb = groups[0].get(t), groups[1].get(t)
+        assert isinstance(ea, Composed) and isinstance(eb, Composed) and ea.shared is eb.shared
+        assert all(ea[n] is eb[n] for n in ea.shared.order)  # the very same objects
+
+
+def rebuilt(res: ProxyResources) -> ProxyResources:
+    """The same resources in new maps (as a fresh computation of the same group gives)."""
+    plain: list[Resource] = []
+    shared = {}
+    for t, m in res.by_type.items():
+        if isinstance(m, Composed):
+            shared[t] = (m.shared, m.insert)
+            plain += m.own.values()
+        else:
+            plain += m.values()
+    return ProxyResources.of(plain, shared=shared)
+
+
+def test_a_delta_stream_compares_versions_without_making_resources() -> None:
+    _, by_len = permissive_groups()
+    res = max(by_len.values(), key=len)[0]
+    s = DeltaStream()
+    [first] = s.on_request(DeltaRequest(TYPE_CLUSTER, subscribe=("*",)), res)
+    assert {r.name for r in first.resources} == set(res.get(TYPE_CLUSTER))
+    s.on_request(DeltaRequest(TYPE_CLUSTER, nonce=first.nonce), res)
+    fresh = rebuilt(res)
+    m = fresh.get(TYPE_CLUSTER)
+    assert isinstance(m, Composed) and m is not res.get(TYPE_CLUSTER)
+    assert fresh.versions == res.versions
+    assert s.on_update(fresh) == [] and not m._made
