@@ -139,6 +139,15 @@ def test_permissive_reaches_every_mesh_service_with_wildcard_routes_and_no_netwo
     assert tcp_service.virtual_hosts == ()
 
 
+def test_permissive_identities_of_every_namespace_share_one_tuple_of_upstream_clusters() -> None:
+    cat = MeshCatalog(state(BASE))
+    a = cat.outbound_policy(ServiceIdentity("a", "client"))
+    b = cat.outbound_policy(ServiceIdentity("b", "srv"))
+    assert a.clusters is b.clusters  # memo keys made of it compare by identity
+    assert [u.same_namespace for u in a.upstreams] == [False, False]
+    assert [u.same_namespace for u in b.upstreams] == [True, True]  # what differs stays apart
+
+
 def test_smi_mode_denies_without_a_traffic_target() -> None:
     cat = MeshCatalog(state(BASE, SMI))
     assert cat.outbound_policy(ServiceIdentity("a", "client")).upstreams == ()

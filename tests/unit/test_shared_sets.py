@@ -39,8 +39,8 @@ from osm.state.snapshot import MeshState
 T = TYPE_CLUSTER
 
 
-def own(name: str, payload: bytes) -> Resource:
-    return Resource.from_body(T, name, wire.field_str(1, name) + payload)
+def own(name: str, payload: bytes, type_url: str = T) -> Resource:
+    return Resource.from_body(type_url, name, wire.field_str(1, name) + payload)
 
 
 def family(**tails: bytes) -> SharedSet:
@@ -55,9 +55,9 @@ def family(**tails: bytes) -> SharedSet:
 INSERT = wire.field_str(2, "mine")
 
 
-def test_the_whole_type_is_every_resource_in_name_order_without_making_shared_ones() -> None:
+def test_the_whole_type_is_every_resource_without_making_shared_ones() -> None:
     shared = family(b=wire.field_str(3, "tb"), d=wire.field_str(3, "td"))
-    mine = [own("a", b"\x18\x01"), own("c", b"\x18\x02"), own("e", b"\x18\x03")]
+    mine = [own("e", b"\x18\x03"), own("a", b"\x18\x01"), own("c", b"\x18\x02")]
     res = ProxyResources.of(mine, shared={T: (shared, INSERT)})
     m = res.get(T)
     assert isinstance(m, Composed)
@@ -65,17 +65,29 @@ def test_the_whole_type_is_every_resource_in_name_order_without_making_shared_on
     assert len(whole) == 5
     joined = b"".join(whole.framed())
     assert not m._made  # served whole: no per-group resource was made
-    assert [r.name for r in whole] == ["a", "b", "c", "d", "e"]
-    assert joined == b"".join(r.framed for r in res.sorted_all(T))
+    # the shared ones first, then the group's own, each by name (a response may list them in any order)
+    assert [r.name for r in whole] == ["b", "d", "a", "c", "e"]
+    assert joined == b"".join(r.framed for r in whole)
+    assert {r.name: r for r in whole} == {r.name: r for r in res.sorted_all(T)}
     made_b = m["b"]
     assert made_b.framed == wire.framed_any(T, wire.field_str(1, "b") + INSERT + wire.field_str(3, "tb"))
-    assert made_b.version == shared.versions["b"] and m["a"] is mine[0]
+    assert made_b.version == shared.versions["b"] and m["a"] is mine[1]
     assert dict(res.version_map(T)) == {r.name: r.version for r in res.sorted_all(T)}
     # a SotW response of the whole type encodes the same bytes as one listing each resource
     s = SotwStream()
     [resp] = s.on_request(Request(T), res)
-    assert resp.encode() == Response(T, resp.version, resp.nonce, tuple(res.sorted_all(T))).encode()
+    assert resp.encode() == Response(T, resp.version, resp.nonce, tuple(whole)).encode()
     assert s.counters.resources == 5
+
+
+def test_a_shared_set_without_inserts_is_joined_once_for_every_group() -> None:
+    cla = [own("x", b"\x18\x01", TYPE_ENDPOINT), own("w", b"\x18\x02", TYPE_ENDPOINT)]
+    eds = SharedSet.of_resources(TYPE_ENDPOINT, cla)
+    one = ProxyResources.of([], shared={TYPE_ENDPOINT: (eds, b"")})
+    two = ProxyResources.of([], shared={TYPE_ENDPOINT: (eds, b"")})
+    [a] = one.whole(TYPE_ENDPOINT).framed()
+    [b] = two.whole(TYPE_ENDPOINT).framed()
+    assert a is b and a == b"".join(r.framed for r in one.sorted_all(TYPE_ENDPOINT))
 
 
 def test_versions_follow_the_shared_pieces_and_the_groups_own_resources() -> None:

@@ -70,8 +70,11 @@ class MeshCatalog:
         self.trust_domain = "cluster.local"
         self._outbound: dict[ServiceIdentity, OutboundPolicy] = {}
         # Permissive mode: every identity of a namespace has the same upstreams (only `same_namespace`
-        # depends on the client), so they share one computation and the same tuples.
+        # depends on the client), so they share one computation and the same tuples. The upstream
+        # clusters do not depend on the client at all: every namespace shares one tuple of them, so the
+        # generator's memo keys made of it compare by identity, not element by element.
         self._permissive: dict[str, OutboundPolicy] = {}
+        self._permissive_clusters: tuple[UpstreamCluster, ...] | None = None
         self._inbound: dict[ProxyGroup, InboundPolicy] = {}
         # A MeshConfig change that keeps the traffic mode leaves every policy as it was but for the
         # egress flag: the previous catalog's policies are carried over (computed with `_carried_td`).
@@ -164,7 +167,12 @@ class MeshCatalog:
         elif self.state.permissive:
             shared = self._permissive.get(identity.namespace)
             if shared is None:
-                shared = self._permissive[identity.namespace] = self._compute_outbound(identity)
+                shared = self._compute_outbound(identity)
+                if shared.clusters == self._permissive_clusters:
+                    shared = replace(shared, clusters=self._permissive_clusters)
+                else:
+                    self._permissive_clusters = shared.clusters
+                self._permissive[identity.namespace] = shared
             policy = replace(shared, identity=identity)
         else:
             policy = self._compute_outbound(identity)

@@ -7,8 +7,10 @@ Composed map, which adds the group's own resources and, for clusters, its own ce
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -126,6 +128,22 @@ class SharedSet:
             pieces=MappingProxyType(by_name),
         )
 
+    @cached_property
+    def segments(self) -> tuple[bytes, ...]:
+        """The pieces between the inserts: every resource in `order` is insert.join(segments)."""
+        if not self.order:
+            return ()
+        pieces = [self.pieces[n] for n in self.order]
+        out = [pieces[0][0]]
+        out += [tail + head for (_, tail), (head, _) in itertools.pairwise(pieces)]
+        out.append(pieces[-1][1])
+        return tuple(out)
+
+    @cached_property
+    def joined(self) -> bytes:
+        """Every shared resource's framed bytes, in `order` (a set without inserts)."""
+        return b"".join(self.resources[n].framed for n in self.order)
+
 
 def _version_of(versions: Mapping[str, str]) -> str:
     """content_version from names and versions."""
@@ -136,7 +154,7 @@ class Composed(Mapping[str, Resource]):
     """One proxy group's resources of a type: a SharedSet (with the group's insert) and its own.
 
     A shared resource that needs the insert is made when first looked up, so serving the whole type
-    (framed_sorted) makes none of them: a permissive mesh's thousand clusters per identity live once."""
+    (framed_whole) makes none of them: a permissive mesh's thousand clusters per identity live once."""
 
     __slots__ = ("_made", "insert", "own", "shared")
 
@@ -192,23 +210,16 @@ class Composed(Mapping[str, Resource]):
             return self.shared.versions
         return _Union({n: r.version for n, r in self.own.items()}, self.shared.versions)
 
-    def framed_sorted(self) -> list[bytes]:
-        """Every resource's framed bytes in name order, in pieces to be joined once."""
-        sh, insert, own = self.shared, self.insert, self.own
-        out: list[bytes] = []
-        extra = sorted(own)
-        i = 0
-        for n in sh.order:
-            while i < len(extra) and extra[i] < n:
-                out.append(own[extra[i]].framed)
-                i += 1
-            if sh.pieces:
-                head, tail = sh.pieces[n]
-                out += (head, insert, tail)
-            else:
-                out.append(sh.resources[n].framed)
-        out += (own[n].framed for n in extra[i:])
-        return out
+    def framed_whole(self) -> list[bytes]:
+        """Every resource's framed bytes, the shared ones first (in one piece), then the group's own by
+        name. A response may list resources in any order."""
+        sh, own = self.shared, self.own
+        first = self.insert.join(sh.segments) if sh.pieces else sh.joined
+        return [first, *(own[n].framed for n in sorted(own))]
+
+    def ordered(self) -> list[Resource]:
+        """The resources in framed_whole's order (made: for inspection, not for serving)."""
+        return [self[n] for n in self.shared.order] + [self.own[n] for n in sorted(self.own)]
 
 
 class _Union(Mapping[str, str]):
@@ -235,8 +246,9 @@ class _Union(Mapping[str, str]):
 
 
 class WholeType(Sequence[Resource]):
-    """Every resource of one type of a ProxyResources, in name order, for a response: its length and its
-    framed bytes without making the resources a Composed type would have to make."""
+    """Every resource of one type of a ProxyResources, for a response: its length and its framed bytes
+    without making the resources a Composed type would have to make. By name, or for a Composed type in
+    Composed.framed_whole's order."""
 
     __slots__ = ("res", "type_url")
 
@@ -247,15 +259,19 @@ class WholeType(Sequence[Resource]):
         return len(self.res.get(self.type_url))
 
     def __getitem__(self, i: int) -> Resource:  # type: ignore[override]
-        return self.res.sorted_all(self.type_url)[i]
+        return self._listed()[i]
 
     def __iter__(self) -> Iterator[Resource]:
-        return iter(self.res.sorted_all(self.type_url))
+        return iter(self._listed())
+
+    def _listed(self) -> Sequence[Resource]:
+        m = self.res.get(self.type_url)
+        return m.ordered() if isinstance(m, Composed) else self.res.sorted_all(self.type_url)
 
     def framed(self) -> list[bytes]:
         m = self.res.get(self.type_url)
         if isinstance(m, Composed):
-            return m.framed_sorted()
+            return m.framed_whole()
         return [r.framed for r in self.res.sorted_all(self.type_url)]
 
 
