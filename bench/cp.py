@@ -132,6 +132,14 @@ class ControlPlane:
         self.store.apply(replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress)))
         return t0
 
+    def drop(self, cn: str) -> dict[str, Any]:
+        """End one proxy's stream (it is expected to reconnect)."""
+        for st in list(self.ads.streams.values()):
+            if str(st.proxy.cn) == cn:
+                self.ads.disconnect(st, "bench: dropped")
+                return {"dropped": st.id}
+        return {"error": f"no stream for {cn}"}
+
     def stream(self, cn: str) -> dict[str, Any]:
         """What the server knows of one proxy's stream (to diagnose a proxy that did not converge)."""
         for st in self.ads.streams.values():
@@ -146,16 +154,7 @@ class ControlPlane:
                 "update_pending": st.update_pending,
                 "hold": sorted(getattr(m, "hold", ())),
                 "counters": vars(m.counters),
-                "types": {
-                    t.rsplit(".", 1)[-1]: {
-                        "names": len(ts.names),
-                        "sent": len(ts.sent_names),
-                        "nonce": ts.nonce,
-                        "acked": ts.acked_version[:8],
-                        "sent_version": ts.sent_version[:8],
-                    }
-                    for t, ts in types.items()
-                },
+                "types": {t.rsplit(".", 1)[-1]: _type_state(ts) for t, ts in types.items()},
             }
         return {"error": f"no stream for {cn}"}
 
@@ -179,6 +178,8 @@ class ControlPlane:
                 out = {"flushes": self.flushes}
             elif op == "stream":
                 out = self.stream(req["cn"])
+            elif op == "drop":
+                out = self.drop(req["cn"])
             else:
                 out = {"error": f"unknown op {op}"}
             writer.write(json.dumps(out).encode() + b"\n")
@@ -194,6 +195,19 @@ class ControlPlane:
         print(json.dumps({"ready": True, "rss_mb": rss_mb(), "cpu_s": cpu_s()}), flush=True)
         async with server:
             await asyncio.gather(server.serve_forever(), self.debouncer.run())
+
+
+def _type_state(ts: Any) -> dict[str, Any]:
+    """A stream's state of one type: SotW (sent names and versions) or delta (the versions it knows)."""
+    if hasattr(ts, "known"):
+        return {"names": len(ts.names), "known": len(ts.known), "nonce": ts.nonce, "wildcard": ts.wildcard}
+    return {
+        "names": len(ts.names),
+        "sent": len(ts.sent_names),
+        "nonce": ts.nonce,
+        "acked": ts.acked_version[:8],
+        "sent_version": ts.sent_version[:8],
+    }
 
 
 PROFILER: Any = None

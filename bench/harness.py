@@ -203,6 +203,8 @@ async def scenario(
             "nacks": after["nacks"],
             "rejected": after["rejected"],
             "errors": errors[:3],
+            "reconnects": sum(p.reconnects for p in proxies),  # streams that failed and were opened again
+            "lost": [e for p in proxies for e in p.lost][:3],
             "bytes_per_proxy": round(statistics.mean(p.bytes for p in proxies)),
             "messages_per_proxy": messages_per_proxy(fleet.by_type(), {}, n),
         }
@@ -473,7 +475,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
                         t.rsplit(".", 1)[-1]: (s.nonce, s.responses, len(s.names)) for t, s in p.subs.items()
                     }
                     state = await cp.call(op="stream", cn=p.cn)
-                    missing = {"missing": i, "error": p.error, "subs": subs, "cp": state}
+                    missing = {"missing": i, "error": p.error, "lost": p.lost, "subs": subs, "cp": state}
                     print(json.dumps(missing), file=sys.stderr)
             break
     if len(runs) % 2:
@@ -483,6 +485,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
     return {
         "seconds": statistics.median(times) if None not in times else None,
         "runs": times,
+        "reconnects": sum(p.reconnects for p in fleet.proxies),  # since the cold start began
         "proxies": min(r["proxies"] for r in runs),
         "bytes_total": first["bytes_total"],
         "bytes_per_proxy": round(first["bytes_total"] / n),

@@ -10,6 +10,7 @@ parsing millions of clusters.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROU
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 BY_NAME = (TYPE_ENDPOINT, TYPE_ROUTE, TYPE_SECRET)
+RECONNECT_BASE_S, RECONNECT_MAX_S = 0.25, 4.0  # Envoy backs off from 0.5 s, jittered
 
 
 def _varint(buf: bytes | memoryview, i: int) -> tuple[int, int]:
@@ -268,6 +270,9 @@ class SimProxy:
         self.log: list[tuple[float, str, bytes]] = []  # kept only when record=True
         self.record = False
         self.error: str | None = None
+        self.reconnects = 0
+        self._stopped = False
+        self.lost: list[str] = []  # why each stream that was opened again had failed
         self._out: list[bytes] = []  # requests to write once the current response is handled
         self._call: Any = None
         self.closed = asyncio.Event()
@@ -323,33 +328,21 @@ class SimProxy:
     # ---- the stream
 
     async def run(self, connect_timeout: float = 120.0) -> None:
-        options = [
-            ("grpc.ssl_target_name_override", self.server_name),
-            ("grpc.use_local_subchannel_pool", 1),
-            ("osm.bench.proxy", self.index),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ]
+        """Stream until stopped. A stream that fails is opened again after a jittered backoff, as Envoy
+        does, and every subscription is asked for anew on it (`reconnects`, `lost` record why)."""
+        backoff = RECONNECT_BASE_S
         try:
-            async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
-                # Requests are written by the reading task itself, after each response is handled (as
-                # Envoy's main thread does, and as bench/ceiling.py's load does: the two load sides
-                # cost the same per response).
-                call = self._call = channel.stream_stream(
-                    DELTA if self.delta else SOTW, request_serializer=None, response_deserializer=None
-                )()
-                first = True
-                for t in (TYPE_CLUSTER, TYPE_LISTENER):
-                    st = self.subs[t]
-                    st.requested = True
-                    self._out.append(self._delta_req(t, first=first) if self.delta else self._sotw(t, first))
-                    first = False
-                await self._flush(call)
-                while (raw := await call.read()) is not grpc.aio.EOF:
-                    self._on_response(raw)
-                    await self._flush(call)
-        except grpc.aio.AioRpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED:
-                self.error = f"{e.code().name}: {e.details()}"
+            while True:
+                try:
+                    await self._stream(resubscribe=self.reconnects > 0)
+                    return  # the server ended the stream cleanly
+                except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.CANCELLED or self._stopped:
+                        return  # stop()
+                    self.lost.append(f"{e.code().name}: {e.details()}")
+                self.reconnects += 1
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
         except asyncio.CancelledError:
             pass
         except Exception as e:  # recorded: a broken simulated proxy must show in the results
@@ -357,12 +350,55 @@ class SimProxy:
         finally:
             self.closed.set()
 
+    async def _stream(self, resubscribe: bool) -> None:
+        options = [
+            ("grpc.ssl_target_name_override", self.server_name),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("osm.bench.proxy", self.index),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ]
+        async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
+            # Requests are written by the reading task itself, after each response is handled (as
+            # Envoy's main thread does, and as bench/ceiling.py's load does: the two load sides cost the
+            # same per response).
+            call = self._call = channel.stream_stream(
+                DELTA if self.delta else SOTW, request_serializer=None, response_deserializer=None
+            )()
+            self._out = self._resubscribe() if resubscribe else self._subscribe()
+            await self._flush(call)
+            while (raw := await call.read()) is not grpc.aio.EOF:
+                self._on_response(raw)
+                await self._flush(call)
+
+    def _subscribe(self) -> list[bytes]:
+        out = []
+        for i, t in enumerate((TYPE_CLUSTER, TYPE_LISTENER)):
+            self.subs[t].requested = True
+            out.append(self._delta_req(t, first=i == 0) if self.delta else self._sotw(t, i == 0))
+        return out
+
+    def _resubscribe(self) -> list[bytes]:
+        """Every subscription again, on a new stream: nonces do not survive it; SotW requests carry the
+        versions held, delta ones subscribe to every name again."""
+        out: list[bytes] = []
+        for t in (TYPE_CLUSTER, TYPE_LISTENER, *BY_NAME):
+            st = self.subs[t]
+            if not st.requested:
+                continue
+            st.nonce = ""
+            if self.delta:
+                out.append(self._delta_req(t, subscribe=st.names, first=not out))
+            else:
+                out.append(self._sotw(t, first=not out))
+        return out
+
     async def _flush(self, call: Any) -> None:
         out, self._out = self._out, []
         for req in out:
             await call.write(req)
 
     def stop(self) -> None:
+        self._stopped = True
         if self._call is not None:
             self._call.cancel()
 

@@ -609,6 +609,22 @@ async def test_a_malformed_request_ends_the_stream_with_invalid_argument() -> No
             await channel.close()
 
 
+async def test_a_disconnected_proxy_gets_unavailable_and_is_served_whole_when_it_comes_back() -> None:
+    cn = proxy_cn("bookbuyer", "bookbuyer")
+    async with running_mesh() as mesh:
+        async with client(mesh, cn) as c:
+            await subscribe(c, TYPE_CLUSTER)
+            [stream] = mesh.server.streams.values()
+            mesh.server.disconnect(stream, "resync")
+            assert await c.code() == grpc.StatusCode.UNAVAILABLE
+            await eventually(lambda: c.error is not None)
+            assert c.error is not None and c.error.details() == "resync"
+            await eventually(lambda: not mesh.server.streams)
+        async with client(mesh, cn) as again:
+            resp = await subscribe(again, TYPE_CLUSTER)
+            assert cluster_names(resp) == BOOKBUYER_CLUSTERS
+
+
 async def test_an_endpoint_change_recomputes_and_pushes_only_the_services_clients() -> None:
     from dataclasses import replace
 

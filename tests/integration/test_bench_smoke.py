@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import harness
+from bench.simproxy import Markers, SimProxy
+from bench.workload import build
+
+from osm.envoy.types import TYPE_LISTENER
 
 
 @pytest.mark.parametrize("xds", ["sotw", "delta"])
@@ -54,3 +60,42 @@ def test_cold_start_reference_at_toy_scale() -> None:
     assert abs(ref["seconds"] - (ref["connect_s"] + ref["push_s"])) < 0.0011  # each rounded to ms
     assert ref["connect_s"] > 0 and ref["push_s"] > 0
     assert ref["bytes_per_proxy"] >= 4500  # both messages, with their response headers
+
+
+@pytest.mark.parametrize("xds", ["sotw", "delta"])
+def test_a_dropped_proxy_reconnects_as_envoy_does_and_is_served_again(xds: str) -> None:
+    async def run() -> None:
+        state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
+        cp = harness.CP(6, "smi", state_dir)
+        fleet = None
+        try:
+            _, creds = harness.issue_certs(state_dir, build(6, 2, mode="smi"), 4)
+            markers = Markers()
+            target = f"127.0.0.1:{cp.port}"
+            proxies = [
+                SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers)
+                for i, (cn, c) in enumerate(creds)
+            ]
+            fleet = harness.Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)
+            assert await harness.wait_until(lambda: all(p.complete_at for p in proxies), 30)
+            p = proxies[0]
+            got = p.subs[TYPE_LISTENER].responses
+            assert "dropped" in await cp.call(op="drop", cn=p.cn)
+            # a new stream, subscribed again: the listeners come anew
+            assert await harness.wait_until(
+                lambda: p.reconnects == 1 and p.subs[TYPE_LISTENER].responses > got, 30
+            )
+            assert p.lost == ["UNAVAILABLE: bench: dropped"] and p.error is None
+            assert "error" not in await cp.call(op="stream", cn=p.cn)
+            # and it is pushed to like the others
+            markers.expect(TYPE_LISTENER, b"outbound-egress-filter-chain", 1, absent=True)
+            await cp.call(op="egress")
+            assert await harness.wait_until(lambda: len(markers.seen[1]) == 4, 30)
+            assert [q.reconnects for q in proxies] == [1, 0, 0, 0]
+        finally:
+            if fleet is not None:
+                await asyncio.wait_for(fleet.close(), 30)
+            cp.stop()
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+    asyncio.run(asyncio.wait_for(run(), 120))

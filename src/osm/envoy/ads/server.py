@@ -47,8 +47,11 @@ _CLOSED = object()
 
 
 @dataclass(frozen=True)
-class _BadRequest:
+class _Abort:
+    """Ends the stream with this status (a malformed request, or a disconnect)."""
+
     reason: str
+    code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @dataclass
@@ -129,6 +132,11 @@ class AdsServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+
+    def disconnect(self, s: ProxyStream, reason: str) -> None:
+        """End one proxy's stream with UNAVAILABLE: it reconnects, as Envoy does, and is sent its config
+        anew (nonces do not survive a reconnect)."""
+        s.queue.put_nowait(_Abort(reason, grpc.StatusCode.UNAVAILABLE))
 
     # ---- config changes
 
@@ -238,7 +246,7 @@ class AdsServer:
                     s.queue.put_nowait(req)
                 except DecodeError as e:
                     log.warning("proxy %s: malformed request: %s", s.proxy.cn, e)
-                    s.queue.put_nowait(_BadRequest(f"malformed request: {e}"))
+                    s.queue.put_nowait(_Abort(f"malformed request: {e}"))
                     return
         except asyncio.CancelledError:
             raise
@@ -279,8 +287,8 @@ class AdsServer:
         )
         try:
             while (item := await s.queue.get()) is not _CLOSED:
-                if isinstance(item, _BadRequest):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
+                if isinstance(item, _Abort):
+                    await context.abort(item.code, item.reason)
                 res = self._next_items(s, item)
                 if res is None:
                     continue
