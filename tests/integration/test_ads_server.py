@@ -625,6 +625,44 @@ async def test_a_disconnected_proxy_gets_unavailable_and_is_served_whole_when_it
             assert cluster_names(resp) == BOOKBUYER_CLUSTERS
 
 
+async def test_the_reader_keeps_no_request_while_the_stream_waits_for_the_next() -> None:
+    # A permissive proxy's last request names a thousand resources; two thousand of them add up.
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    class Parsed:  # a stand-in request that can be watched with a weak reference
+        pass
+
+    made: list[weakref.ref[Parsed]] = []
+
+    def parse(raw: bytes) -> Parsed:
+        r = Parsed()
+        made.append(weakref.ref(r))
+        return r
+
+    more = asyncio.Event()
+
+    async def requests() -> AsyncIterator[bytes]:
+        yield b"first"
+        await more.wait()
+
+    s: Any = SimpleNamespace(
+        machine=object(), queue=asyncio.Queue(), backlog=[], proxy=SimpleNamespace(cn="proxy")
+    )
+    reader = asyncio.create_task(AdsServer._read(requests(), s, parse))
+    try:
+        queued = await asyncio.wait_for(s.queue.get(), TIMEOUT)
+        assert made[0]() is queued
+        del queued
+        await asyncio.sleep(0.01)  # the reader now waits for the next request
+        gc.collect()
+        assert made[0]() is None
+    finally:
+        more.set()
+        await asyncio.wait_for(reader, TIMEOUT)
+
+
 async def test_an_endpoint_change_recomputes_and_pushes_only_the_services_clients() -> None:
     from dataclasses import replace
 

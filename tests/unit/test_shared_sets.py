@@ -88,6 +88,8 @@ def test_a_shared_set_without_inserts_is_joined_once_for_every_group() -> None:
     [a] = one.whole(TYPE_ENDPOINT).framed()
     [b] = two.whole(TYPE_ENDPOINT).framed()
     assert a is b and a == b"".join(r.framed for r in one.sorted_all(TYPE_ENDPOINT))
+    assert one.names(TYPE_ENDPOINT) is two.names(TYPE_ENDPOINT) == {"w", "x"}  # one set for every group
+    assert one.version_map(TYPE_ENDPOINT) is two.version_map(TYPE_ENDPOINT)
 
 
 def test_versions_follow_the_shared_pieces_and_the_groups_own_resources() -> None:

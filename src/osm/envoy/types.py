@@ -140,6 +140,10 @@ class SharedSet:
         return tuple(out)
 
     @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.order)
+
+    @cached_property
     def joined(self) -> bytes:
         """Every shared resource's framed bytes, in `order` (a set without inserts)."""
         return b"".join(self.resources[n].framed for n in self.order)
@@ -278,6 +282,12 @@ class WholeType(Sequence[Resource]):
 _T = TypeVar("_T")
 
 
+def _names(m: Mapping[str, Resource]) -> frozenset[str]:
+    if isinstance(m, Composed) and not m.own:
+        return m.shared.names  # every group of the set shares it
+    return frozenset(m)
+
+
 def _version_map(m: Mapping[str, Resource]) -> Mapping[str, str]:
     if isinstance(m, Composed):
         return m.version_map()
@@ -346,7 +356,7 @@ class ProxyResources:
         return WholeType(self, type_url)
 
     def names(self, type_url: str) -> frozenset[str]:
-        return self._view("names", type_url, frozenset)
+        return self._view("names", type_url, _names)
 
     def version_map(self, type_url: str) -> Mapping[str, str]:
         """Resource name -> content version, read-only."""

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,25 +228,13 @@ class AdsServer:
 
     @staticmethod
     async def _read(requests: AsyncIterator[bytes], s: ProxyStream, parse: Callable[[bytes], Any]) -> None:
-        machine = s.machine
         try:
             async for raw in requests:
-                try:
-                    req = parse(raw)
-                    # A plain ACK with nothing before it still to process (an item stays in the queue
-                    # until the stream's task takes it) is recorded here: waking the task for it would
-                    # cost a task switch per ACK (two per proxy in a full push).
-                    if (
-                        isinstance(machine, SotwStream)
-                        and s.queue.empty()
-                        and not s.backlog
-                        and machine.try_ack(req)
-                    ):
-                        continue
-                    s.queue.put_nowait(req)
-                except DecodeError as e:
-                    log.warning("proxy %s: malformed request: %s", s.proxy.cn, e)
-                    s.queue.put_nowait(_Abort(f"malformed request: {e}"))
+                accepted = AdsServer._accept(s, raw, parse)
+                # Nothing of a request stays referenced here while the stream waits for the next: a
+                # proxy's last request may name a thousand resources.
+                del raw
+                if not accepted:
                     return
         except asyncio.CancelledError:
             raise
@@ -254,6 +242,24 @@ class AdsServer:
             log.debug("proxy %s: stream read ended: %s", s.proxy.cn, e)
         finally:
             s.queue.put_nowait(_CLOSED)
+
+    @staticmethod
+    def _accept(s: ProxyStream, raw: bytes, parse: Callable[[bytes], Any]) -> bool:
+        """Queue a request for the stream's task, or record it here if it is a plain ACK with nothing
+        before it still to process (an item stays in the queue until the task takes it): waking the
+        task for it would cost a task switch per ACK (two per proxy in a full push). False when the
+        request is malformed and the stream ends."""
+        try:
+            req = parse(raw)
+        except DecodeError as e:
+            log.warning("proxy %s: malformed request: %s", s.proxy.cn, e)
+            s.queue.put_nowait(_Abort(f"malformed request: {e}"))
+            return False
+        machine = s.machine
+        if isinstance(machine, SotwStream) and s.queue.empty() and not s.backlog and machine.try_ack(req):
+            return True
+        s.queue.put_nowait(req)
+        return True
 
     def _log_nack(self, s: ProxyStream, type_url: str, version: str, message: str) -> None:
         self.stats.nacks += 1
@@ -281,7 +287,6 @@ class AdsServer:
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, protocol: str
     ) -> AsyncIterator[bytes]:
         s = await self._admit(context, protocol)
-        machine = s.machine
         reader = asyncio.create_task(
             self._read(requests, s, parse_sotw if protocol == "sotw" else parse_delta)
         )
@@ -290,27 +295,32 @@ class AdsServer:
                 if isinstance(item, _Abort):
                     await context.abort(item.code, item.reason)
                 res = self._next_items(s, item)
-                if res is None:
-                    continue
-                sent = 0
-                while s.backlog:
-                    it = s.backlog.pop(0)  # left in the backlog until processed (see _read)
-                    if it is _UPDATE:
-                        out: Sequence[Response | DeltaResponse] = machine.on_update(res)
-                    else:
-                        nacks = machine.counters.nacks
-                        out = machine.on_request(it, res)
-                        if machine.counters.nacks != nacks and machine.last_nack is not None:
-                            self._log_nack(s, *machine.last_nack)
-                    for r in out:
-                        if item is _UPDATE and not sent:
-                            self.stats.pushes += 1  # counted before the first write suspends this task
-                        self.stats.responses += 1
-                        sent += 1
+                pushed = item is _UPDATE
+                del item  # not kept while the stream waits (see _read); the backlog holds it if needed
+                if res is not None:
+                    for r in self._drain(s, res, pushed):
                         yield r.encode()
         finally:
             reader.cancel()
             self._close(s)
+
+    def _drain(self, s: ProxyStream, res: ProxyResources, pushed: bool) -> list[Response | DeltaResponse]:
+        """Process the stream's backlog in order; the responses to send."""
+        machine = s.machine
+        out: list[Response | DeltaResponse] = []
+        while s.backlog:
+            it = s.backlog.pop(0)  # left in the backlog until processed (see _read)
+            if it is _UPDATE:
+                out += machine.on_update(res)
+            else:
+                nacks = machine.counters.nacks
+                out += machine.on_request(it, res)
+                if machine.counters.nacks != nacks and machine.last_nack is not None:
+                    self._log_nack(s, *machine.last_nack)
+        if pushed and out:
+            self.stats.pushes += 1
+        self.stats.responses += len(out)
+        return out
 
     # Coroutine handlers writing with context.write: a handler that yields its responses leaves grpc
     # holding each stream's last response until the next one (up to megabytes per proxy).
