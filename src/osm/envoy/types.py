@@ -102,13 +102,7 @@ class SharedSet:
         for r in resources:
             by_name.setdefault(r.name, r)
         versions = {n: r.version for n, r in by_name.items()}
-        return SharedSet(
-            type_url,
-            MappingProxyType(versions),
-            _version_of(versions),
-            tuple(sorted(by_name)),
-            resources=MappingProxyType(by_name),
-        )
+        return SharedSet._of(type_url, versions, resources=MappingProxyType(by_name))
 
     @staticmethod
     def of_pieces(type_url: str, pieces: Iterable[tuple[str, bytes, bytes]]) -> SharedSet:
@@ -120,13 +114,19 @@ class SharedSet:
             n: hashlib.blake2b(head + b"\0" + tail, digest_size=8).hexdigest()
             for n, (head, tail) in by_name.items()
         }
-        return SharedSet(
-            type_url,
-            MappingProxyType(versions),
-            _version_of(versions),
-            tuple(sorted(by_name)),
-            pieces=MappingProxyType(by_name),
-        )
+        return SharedSet._of(type_url, versions, pieces=MappingProxyType(by_name))
+
+    @staticmethod
+    def _of(
+        type_url: str,
+        versions: dict[str, str],
+        *,
+        resources: Mapping[str, Resource] = MappingProxyType({}),
+        pieces: Mapping[str, tuple[bytes, bytes]] = MappingProxyType({}),
+    ) -> SharedSet:
+        """The set of these names and versions, holding `resources` or `pieces`."""
+        frozen = MappingProxyType(versions)
+        return SharedSet(type_url, frozen, _version_of(versions), tuple(sorted(versions)), resources, pieces)
 
     @cached_property
     def segments(self) -> tuple[bytes, ...]:
