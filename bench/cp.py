@@ -29,7 +29,7 @@ from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
 from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
-from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.envoy.ads.server import AdsServer, ProxyStream, server_credentials
 from osm.messaging.debounce import Debouncer
 from osm.models.k8s import Pod
 from osm.smi.models import IdentityRef, TrafficTarget
@@ -132,31 +132,33 @@ class ControlPlane:
         self.store.apply(replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress)))
         return t0
 
+    def _stream_of(self, cn: str) -> ProxyStream | None:
+        return next((st for st in self.ads.streams.values() if str(st.proxy.cn) == cn), None)
+
     def drop(self, cn: str) -> dict[str, Any]:
         """End one proxy's stream (it is expected to reconnect)."""
-        for st in list(self.ads.streams.values()):
-            if str(st.proxy.cn) == cn:
-                self.ads.disconnect(st, "bench: dropped")
-                return {"dropped": st.id}
-        return {"error": f"no stream for {cn}"}
+        st = self._stream_of(cn)
+        if st is None:
+            return {"error": f"no stream for {cn}"}
+        self.ads.disconnect(st, "bench: dropped")
+        return {"dropped": st.id}
 
     def stream(self, cn: str) -> dict[str, Any]:
         """What the server knows of one proxy's stream (to diagnose a proxy that did not converge)."""
-        for st in self.ads.streams.values():
-            if str(st.proxy.cn) != cn:
-                continue
-            m = st.machine
-            types = getattr(m, "types", {})
-            return {
-                "queue": st.queue.qsize(),
-                "backlog": len(st.backlog),
-                "dirty": st.dirty,
-                "update_pending": st.update_pending,
-                "hold": sorted(getattr(m, "hold", ())),
-                "counters": vars(m.counters),
-                "types": {t.rsplit(".", 1)[-1]: _type_state(ts) for t, ts in types.items()},
-            }
-        return {"error": f"no stream for {cn}"}
+        st = self._stream_of(cn)
+        if st is None:
+            return {"error": f"no stream for {cn}"}
+        m = st.machine
+        types = getattr(m, "types", {})
+        return {
+            "queue": st.queue.qsize(),
+            "backlog": len(st.backlog),
+            "dirty": st.dirty,
+            "update_pending": st.update_pending,
+            "hold": sorted(getattr(m, "hold", ())),
+            "counters": vars(m.counters),
+            "types": {t.rsplit(".", 1)[-1]: _type_state(ts) for t, ts in types.items()},
+        }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():

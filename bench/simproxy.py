@@ -264,6 +264,8 @@ class SimProxy:
         self.subs: dict[str, TypeSub] = {
             t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
         }
+        for t in (TYPE_CLUSTER, TYPE_LISTENER):  # wildcard, asked for on every stream from the start
+            self.subs[t].requested = True
         self.complete_at: float | None = None
         self.responses = 0
         self.bytes = 0
@@ -334,7 +336,7 @@ class SimProxy:
         try:
             while True:
                 try:
-                    await self._stream(resubscribe=self.reconnects > 0)
+                    await self._stream()
                     return  # the server ended the stream cleanly
                 except grpc.aio.AioRpcError as e:
                     if e.code() == grpc.StatusCode.CANCELLED or self._stopped:
@@ -350,7 +352,7 @@ class SimProxy:
         finally:
             self.closed.set()
 
-    async def _stream(self, resubscribe: bool) -> None:
+    async def _stream(self) -> None:
         options = [
             ("grpc.ssl_target_name_override", self.server_name),
             ("grpc.use_local_subchannel_pool", 1),
@@ -364,22 +366,16 @@ class SimProxy:
             call = self._call = channel.stream_stream(
                 DELTA if self.delta else SOTW, request_serializer=None, response_deserializer=None
             )()
-            self._out = self._resubscribe() if resubscribe else self._subscribe()
+            self._out = self._subscriptions()
             await self._flush(call)
             while (raw := await call.read()) is not grpc.aio.EOF:
                 self._on_response(raw)
                 await self._flush(call)
 
-    def _subscribe(self) -> list[bytes]:
-        out = []
-        for i, t in enumerate((TYPE_CLUSTER, TYPE_LISTENER)):
-            self.subs[t].requested = True
-            out.append(self._delta_req(t, first=i == 0) if self.delta else self._sotw(t, i == 0))
-        return out
-
-    def _resubscribe(self) -> list[bytes]:
-        """Every subscription again, on a new stream: nonces do not survive it; SotW requests carry the
-        versions held, delta ones subscribe to every name again."""
+    def _subscriptions(self) -> list[bytes]:
+        """Every subscription, on a new stream: CDS and LDS first; after a reconnect also the by-name
+        types asked for before. Nonces do not survive a stream; SotW requests carry the versions held,
+        delta ones subscribe to every name again."""
         out: list[bytes] = []
         for t in (TYPE_CLUSTER, TYPE_LISTENER, *BY_NAME):
             st = self.subs[t]
