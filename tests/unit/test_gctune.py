@@ -61,9 +61,25 @@ def _frozen_cycles() -> list[object]:
 
 
 @pytest.mark.usefixtures("restore_gc")
-def test_young_garbage_is_collected_not_frozen() -> None:
-    gc.unfreeze()
-    gc.collect()  # an empty youngest generation: no automatic collection before settled()
-    Cycle()  # already garbage when the snapshot settles
-    GcTuner(rescan_s=600).settled()
-    assert not _frozen_cycles()
+def test_a_snapshot_is_frozen_without_a_collection_until_the_rescan_is_due() -> None:
+    now = [0.0]
+    tuner = GcTuner(rescan_s=600, clock=lambda: now[0])
+    collections: list[int] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(on_gc)
+    try:
+        gc.unfreeze()
+        young = [Cycle() for _ in range(100)]
+        tuner.settled()
+        assert collections == []  # frozen as they are: no generation was scanned
+        assert gc.get_count()[0] < 100  # the young generation is empty again
+        del young
+        now[0] = 601.0
+        tuner.settled()
+        assert collections == [2]  # the rescan: one full collection
+    finally:
+        gc.callbacks.remove(on_gc)
