@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -33,6 +34,7 @@ from osm.envoy.types import (
     ProxyResources,
     Resource,
     SharedSet,
+    changed_names,
 )
 from osm.state.snapshot import MeshState
 
@@ -109,6 +111,32 @@ def test_versions_follow_the_shared_pieces_and_the_groups_own_resources() -> Non
     views = first.version_map(T)
     second = ProxyResources.of(mine, first, shared={T: (shared, INSERT)})
     assert second.get(T) is first.get(T) and second.version_map(T) is views
+
+
+def test_changed_names_agree_with_comparing_every_name() -> None:
+    shared, other = family(b=b"x", d=b"y"), family(b=b"x", d=b"z")
+
+    def vmap(mine: list[Resource], s: SharedSet | None) -> Mapping[str, str]:
+        res = ProxyResources.of(mine, shared={T: (s, INSERT)} if s is not None else None)
+        return res.version_map(T)
+
+    maps: dict[str, Mapping[str, str]] = {
+        "shared only": vmap([], shared),
+        "shared, other tail": vmap([], other),
+        "shared + a": vmap([own("a", b"\x18\x01")], shared),
+        "shared + a changed": vmap([own("a", b"\x18\x02")], shared),
+        "shared + a, c": vmap([own("a", b"\x18\x01"), own("c", b"\x18\x01")], shared),
+        "other tail + a": vmap([own("a", b"\x18\x01")], other),
+        "plain": vmap([own("a", b"\x18\x01"), own("b", b"\x18\x01")], None),
+        "empty": {},
+    }
+    checked = set()
+    for old_name, old in maps.items():
+        for new_name, new in maps.items():
+            expected = {n for n, v in dict(new).items() if dict(old).get(n) != v}
+            assert changed_names(old, new) == expected, (old_name, new_name)
+            checked.add(frozenset(expected))
+    assert {frozenset(), frozenset({"a"}), frozenset({"d"}), frozenset({"a", "c"})} <= checked
 
 
 def test_a_shared_name_wins_over_a_groups_own_resource_of_the_same_name() -> None:

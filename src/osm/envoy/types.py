@@ -238,6 +238,10 @@ class _Union(Mapping[str, str]):
         v = self.a.get(key)
         return self.b[key] if v is None else v
 
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        v = self.a.get(key)
+        return self.b.get(key, default) if v is None else v
+
     def __contains__(self, key: object) -> bool:
         return key in self.a or key in self.b
 
@@ -247,6 +251,23 @@ class _Union(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self.a) + len(self.b)
+
+
+def changed_names(old: Mapping[str, str], new: Mapping[str, str]) -> set[str]:
+    """The names whose version in `new` is not their version in `old` (name -> version maps, as
+    version_map gives them). A shared set's part that both maps hold is not compared name by name."""
+    if new is old:
+        return set()
+    if isinstance(new, _Union):
+        if isinstance(old, _Union) and old.b is new.b:
+            return changed_names(old.a, new.a)  # a name of new.a is not in new.b, so not in old.b
+        if new.b is old:
+            return set(new.a)
+        return changed_names(old, new.a) | changed_names(old, new.b)
+    if isinstance(old, _Union) and old.b is new:
+        return set()
+    get = old.get
+    return {n for n, v in new.items() if get(n) != v}
 
 
 class WholeType(Sequence[Resource]):

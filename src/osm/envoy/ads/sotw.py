@@ -33,6 +33,7 @@ from osm.envoy.types import (
     ProxyResources,
     Resource,
     WholeType,
+    changed_names,
     content_version,
 )
 
@@ -255,11 +256,9 @@ class SotwStream:
                 previous, previous_versions = st.sent_names, st.sent_versions
                 out += _some(self._respond(type_url, st, resources, selected, force=forced_eds))
                 if type_url == TYPE_CLUSTER:
-                    updated_clusters = {
-                        n for n, v in st.sent_versions.items() if previous_versions.get(n) != v
-                    }
+                    updated_clusters = changed_names(previous_versions, st.sent_versions)
                     eds = self.types.get(TYPE_ENDPOINT)
-                    new_eds = (st.sent_names - previous) & set(resources.get(TYPE_ENDPOINT))
+                    new_eds = (st.sent_names - previous) & resources.names(TYPE_ENDPOINT)
                     if eds is not None and new_eds - eds.names:
                         self.hold = frozenset(new_eds - eds.names)
         return out
