@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.simproxy import Markers, SimProxy, channel_credentials
 from bench.workload import Workload, build
 from osm.certificate.tresor import TresorCA
+from osm.cmd.gctune import GcTuner
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,24 @@ RESULTS = ROOT / "bench" / "results"
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+class GcClock:
+    """Time this process spends in the cyclic garbage collector (the load side's share of its CPU)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+
+LOAD_GC = GcClock()  # counts from import: B1 and B5 report the load side's share (load_gc_s)
 
 
 def free_port() -> int:
@@ -179,7 +199,7 @@ async def scenario(
         _, creds = issue_certs(state_dir, w, n)
         markers = Markers()
         target = f"127.0.0.1:{cp.port}"
-        before, load0 = await cp.call(op="stats"), cpu_s()
+        before, load0, gc0 = await cp.call(op="stats"), cpu_s(), LOAD_GC.seconds
         t0 = time.monotonic()
         proxies = [
             SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers)
@@ -187,7 +207,7 @@ async def scenario(
         ]
         fleet = Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)
         done = await wait_until(lambda: all(p.complete_at is not None for p in proxies), 180)
-        after, load1 = await cp.call(op="stats"), cpu_s()
+        after, load1, gc1 = await cp.call(op="stats"), cpu_s(), LOAD_GC.seconds
         errors = [p.error for p in proxies if p.error]
         last = max((p.complete_at or float("inf")) for p in proxies)
         row["b1"] = {
@@ -199,6 +219,7 @@ async def scenario(
             "cp_peak_rss_mb": round(after["hwm_mb"], 1),
             "load_cpu_s": round(load1 - load0, 3),
             "load_util": round((load1 - load0) / max(last - t0, 1e-9), 3),
+            "load_gc_s": round(gc1 - gc0, 3),
             "responses": after["responses"],
             "nacks": after["nacks"],
             "rejected": after["rejected"],
@@ -208,6 +229,7 @@ async def scenario(
             "bytes_per_proxy": round(statistics.mean(p.bytes for p in proxies)),
             "messages_per_proxy": messages_per_proxy(fleet.by_type(), {}, n),
         }
+        gc.freeze()  # the connected fleet's state is long-lived: young collections stop rescanning it
         # B4: memory per connected proxy, idle CPU
         rss_n = (await cp.call(op="gc"))["rss_mb"]
         idle0 = await cp.call(op="stats")
@@ -228,6 +250,9 @@ async def scenario(
             await fleet.close()
         cp.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+        gc.unfreeze()  # the closed fleet's cycles are garbage now
+        gc.collect()
+        gc.freeze()
     row["serialize_s"] = round(generation_cost(w), 3)
     if ceiling and row["b5"].get("bytes_per_proxy"):
         # The same bytes as one message per proxy, and as the same messages the push sent (one per
@@ -449,10 +474,10 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
         fleet.markers.expect(TYPE_LISTENER, b"outbound-egress-filter-chain", cid, absent=k % 2 == 0)
         bytes0 = sum(p.bytes for p in fleet.proxies)
         by_type0 = fleet.by_type()
-        before, load0, wall0 = await cp.call(op="stats"), cpu_s(), time.monotonic()
+        before, load0, wall0, gc0 = await cp.call(op="stats"), cpu_s(), time.monotonic(), LOAD_GC.seconds
         t0 = (await cp.call(op="egress"))["t0"]
         ok = await wait_until(lambda cid=cid: len(fleet.markers.seen[cid]) == n, 60)
-        load_cpu, wall = cpu_s() - load0, time.monotonic() - wall0
+        load_cpu, wall, load_gc = cpu_s() - load0, time.monotonic() - wall0, LOAD_GC.seconds - gc0
         after = await cp.call(op="stats")
         seen = fleet.markers.seen[cid]
         await asyncio.sleep(0.5)
@@ -466,6 +491,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
                 "messages_per_proxy": messages,
                 "cp_cpu_s": round(after["cpu_s"] - before["cpu_s"], 3),
                 "load_util": round(load_cpu / wall, 3),  # ~1: the simulated proxies set the time
+                "load_gc_s": round(load_gc, 3),
             }
         )
         if not ok:
@@ -492,6 +518,7 @@ async def full_push(cp: CP, fleet: Fleet, n: int, repeats: int = 3) -> dict[str,
         "messages_per_proxy": first["messages_per_proxy"],
         "cp_cpu_s": statistics.median(r["cp_cpu_s"] for r in runs),
         "load_util": statistics.median(r["load_util"] for r in runs),
+        "load_gc_s": statistics.median(r["load_gc_s"] for r in runs),
     }
 
 
@@ -515,6 +542,9 @@ def machine() -> dict[str, Any]:
 
 async def main_async(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {1})
+    # The load side collects as the control plane does (osm/cmd/gctune.py); B5's transport ceiling runs
+    # its load in this process too, so both pushes are read by clients with the same collector.
+    GcTuner().install()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rows = []
