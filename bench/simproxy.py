@@ -329,7 +329,7 @@ class SimProxy:
 
     # ---- the stream
 
-    async def run(self, connect_timeout: float = 120.0) -> None:
+    async def run(self) -> None:
         """Stream until stopped. A stream that fails is opened again after a jittered backoff, as Envoy
         does, and every subscription is asked for anew on it (`reconnects`, `lost` record why)."""
         backoff = RECONNECT_BASE_S
