@@ -26,7 +26,18 @@ def _row(rows: list[dict[str, Any]], mode: str, xds: str = "sotw") -> dict[str, 
 
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline figures of harness rows, by summary id."""
+    return _figures(rows)[0]
+
+
+def measured_n(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The number of proxies each of `figures(rows)` was measured at (its row's N)."""
+    return _figures(rows)[1]
+
+
+def _figures(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
     out: dict[str, Any] = {}
+    ns: dict[str, int] = {}
     smi, perm = _row(rows, "smi"), _row(rows, "permissive")
     if smi is not None:
         out["b1_smi_2000_s"] = smi["b1"]["seconds"] if smi["n"] >= 2000 else None
@@ -46,12 +57,14 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out["b5_ratio_ceiling_one_message"] = round(smi["b5"]["seconds"] / smi["ceiling"]["push_s"], 2)
         if smi.get("serialize_s") and smi["b5"].get("seconds"):
             out["b5_ratio_serialize"] = round(smi["b5"]["seconds"] / smi["serialize_s"], 2)
+        ns = dict.fromkeys(out, smi["n"])
     if perm is not None and perm["n"] >= 2000:
         out["b1_permissive_2000_s"] = perm["b1"]["seconds"]
         out["b1_permissive_2000_cp_cpu_s"] = perm["b1"]["cp_cpu_s"]
         out["b1_permissive_2000_load_util"] = perm["b1"]["load_util"]
         out["b1_permissive_2000_reference_s"] = (perm.get("b1_reference") or {}).get("seconds")
-    return out
+        ns.update((k, perm["n"]) for k in out if k not in ns)
+    return out, ns
 
 
 def b6_figures(data: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +105,7 @@ def main() -> None:
     found = figures(rows)
     if args.b6 is not None:
         found.update(b6_figures(json.loads(args.b6.read_text())))
-    entries = summary_entries(found)
+    entries = summary_entries(found, n=measured_n(rows))
     first = args.results[0]
     write_summary(entries, first.parent / "summary.json")
     write_summary(entries, first.parent / "summary.md")

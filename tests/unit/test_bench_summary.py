@@ -121,7 +121,7 @@ def test_write_summary_json_and_markdown(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "s.json").read_text()) == entries
     summary.write_summary(entries, tmp_path / "out" / "s.md")
     md = (tmp_path / "out" / "s.md").read_text()
-    assert "| B1 cold start SMI 2000 proxies (s) | 4.2 | <= 10 | yes |" in md
+    assert "| B1 cold start SMI 2000 proxies (s) | — | 4.2 | <= 10 | yes |" in md
     assert md.count("\n") == len(entries) + 2
 
 
@@ -174,6 +174,30 @@ def test_b6_figures_feed_the_summary() -> None:
     assert entries["b6_failed_requests"]["met"] is False and entries["b6_failed_requests"]["value"] == 2
     assert entries["b6_apply_RDS_s"]["value"] == 0.08 and entries["b6_apply_RDS_s"]["met"] is None
     assert entries["b6_apply_CDS_s"]["value"] is None
+
+
+def test_each_figure_says_how_many_proxies_it_was_measured_at(tmp_path: Path) -> None:
+    # A quick run stops at 1,000 SMI proxies: its B3/B4 figures are labelled so, and B1 (a 2,000 target)
+    # has no value.
+    rows = [
+        {
+            "mode": "smi",
+            "xds": "sotw",
+            "n": n,
+            "b1": {"seconds": n / 250},
+            "b3": {"p99_s": n / 10000, "order_violations": 0},
+            "b4": {"mb_per_proxy": 0.12, "idle_cores": 0.005},
+            "b5": {},
+        }
+        for n in (250, 1000)
+    ]
+    entries = _by_id(summary.summary_entries(report.figures(rows), n=report.measured_n(rows)))
+    assert entries["b3_p99_s"]["n"] == 1000 and entries["b3_p99_s"]["value"] == 0.1
+    assert entries["b4_mb_per_proxy"]["n"] == 1000
+    assert entries["b1_smi_2000_s"]["value"] is None
+    assert entries["b6_update_rejected"]["n"] is None
+    summary.write_summary(list(entries.values()), tmp_path / "s.md")
+    assert "| B3 policy convergence p99 (s) | 1000 | 0.1 | <= 0.5 | yes |" in (tmp_path / "s.md").read_text()
 
 
 def test_b5_is_judged_against_the_same_messages_when_the_push_sent_several() -> None:
