@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.gcclock import GcClock
 from bench.workload import build
 from osm.apis.meshconfig import MeshConfig
 from osm.certificate.manager import CertificateManager
@@ -69,15 +70,7 @@ class ControlPlane:
         )
         self.store.subscribe(lambda ev: self.debouncer.notify(ev.key))
         self.gc_tuner = None if args.no_gc_tuning else GcTuner()
-        self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection
-        self._gc_start = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._gc_start = time.perf_counter()
-        else:
-            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_start))
+        self.gc_clock = GcClock()
 
     def _flush(self, keys: set[ObjectKey]) -> None:
         woken = self.ads.update(self.store.snapshot(), keys)
@@ -99,10 +92,10 @@ class ControlPlane:
             "pushes": s.pushes,
             "flushes": len(self.flushes),
             "builds": self.cache.generator.builds,
-            "gc_collections": len(self.gc_pauses),
-            "gc_s": sum(p for _, p in self.gc_pauses),
-            "gc_max_s": max((p for _, p in self.gc_pauses), default=0.0),
-            "gc2_max_s": max((p for g, p in self.gc_pauses if g == 2), default=0.0),
+            "gc_collections": len(self.gc_clock.pauses),
+            "gc_s": self.gc_clock.seconds,
+            "gc_max_s": max((p for _, p in self.gc_clock.pauses), default=0.0),
+            "gc2_max_s": max((p for g, p in self.gc_clock.pauses if g == 2), default=0.0),
             "gc_collected": [g["collected"] for g in gc.get_stats()],
             "time": time.monotonic(),
         }

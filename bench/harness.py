@@ -35,6 +35,7 @@ from typing import Any
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs every closed connection at INFO otherwise
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.gcclock import GcClock
 from bench.simproxy import Markers, SimProxy, channel_credentials
 from bench.workload import Workload, build
 from osm.certificate.tresor import TresorCA
@@ -48,21 +49,6 @@ RESULTS = ROOT / "bench" / "results"
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-class GcClock:
-    """Time this process spends in the cyclic garbage collector (the load side's share of its CPU)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._start = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._start
 
 
 LOAD_GC = GcClock()  # counts from import: B1 and B5 report the load side's share (load_gc_s)
