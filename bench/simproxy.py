@@ -102,13 +102,14 @@ class Refs:
 
 
 # The SDS secret and RDS route configuration names a cluster or listener refers to, found in the
-# response's bytes: an SdsSecretConfig's name (OSM's secret name prefixes, then `<ns>/<name>`) and an Rds
-# message's route_config_name (field 2, length-prefixed). Each pattern starts with a literal, which the
+# response's bytes: an SdsSecretConfig's name (OSM's secret name prefixes, mostly then `<ns>/<name>`) and
+# an Rds message's route_config_name (field 2, length-prefixed). Each pattern starts with a literal, which the
 # regex engine finds fast (a response may hold megabytes). `fast_refs` must agree with `parsed_refs` (a
 # full protobuf walk) on every generated configuration; a unit test checks it.
 SDS_REFS = (
     re.compile(rb"service-cert:[a-z0-9.\-]+/[a-z0-9.\-]+"),
     re.compile(rb"root-cert-(?:for-mtls-outbound|for-mtls-inbound|https):[a-z0-9.\-]+/[a-z0-9.\-]+"),
+    re.compile(rb"root-cert-for-mtls-outbound(?![:a-z0-9.\-/])"),  # the mesh-wide outbound root
 )
 RDS_NAME = re.compile(rb"rds-[a-z]+\.[0-9]+")
 EDS_TYPE = b"\x10\x03"  # Cluster.type (field 2) = EDS, serialized right after the name (field 1)

@@ -507,8 +507,7 @@ async def test_push_of_every_type_arrives_in_cds_eds_lds_rds_sds_order() -> None
     v1, v2 = "bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001"
     secrets = (
         "root-cert-for-mtls-inbound:bookbuyer/bookbuyer",
-        "root-cert-for-mtls-outbound:bookstore/bookstore-v1",
-        "root-cert-for-mtls-outbound:bookstore/bookstore-v2",
+        "root-cert-for-mtls-outbound",
         "service-cert:bookbuyer/bookbuyer",
     )
     subscriptions = [
@@ -533,7 +532,7 @@ async def test_push_of_every_type_arrives_in_cds_eds_lds_rds_sds_order() -> None
         assert all(k is not None and mesh.store.delete(k) for k in keys)
         assert await mesh.push() == 1
 
-        # Clusters and listeners go out whole. The bookstore endpoints, routes and outbound roots are
+        # Clusters and listeners go out whole. The bookstore endpoints, routes and outbound root are
         # gone, and a SotW response of those by-name types would only repeat what the proxy holds: a
         # name left out is not removed. Nothing is sent for them; the proxy stops asking.
         pushed = [await buyer.next() for _ in range(2)]
@@ -553,7 +552,7 @@ async def test_push_of_every_type_arrives_in_cds_eds_lds_rds_sds_order() -> None
         by_type = {p.type_url: p for p in again}
         assert len(by_type[TYPE_ENDPOINT].resources) == 2
         assert len(by_type[TYPE_ROUTE].resources) == 1
-        assert len(by_type[TYPE_SECRET].resources) == 2  # the outbound roots for bookstore
+        assert len(by_type[TYPE_SECRET].resources) == 1  # the outbound root, back with the clusters
         assert await buyer.quiet()
 
 

@@ -42,3 +42,32 @@ def test_composed_cluster_equals_the_built_one() -> None:
         )
         assert as_json(other) != as_json(composed)  # the proxy's own certificate is in the composed bytes
         assert "service-cert:front/client" in str(as_json(composed))
+
+
+def _validation(c: UpstreamCluster) -> dict[str, Any]:
+    tls = TLSSettings("TLSv1_2", "TLSv1_3")
+    built = as_json(clusters.upstream_cluster(c, ServiceIdentity("front", "client"), tls, "cluster.local"))
+    combined: dict[str, Any] = built["transport_socket"]["typed_config"]["common_tls_context"][
+        "combined_validation_context"
+    ]
+    return combined
+
+
+def test_a_cluster_accepts_only_the_identities_backing_its_service_and_trusts_the_shared_root() -> None:
+    svc = MeshService("shop", "web", 80, 8080, "http")
+    web, v2 = ServiceIdentity("shop", "web"), ServiceIdentity("shop", "web-v2")
+    peers = (v2, web, web)
+    combined = _validation(UpstreamCluster(svc, peers, ()))
+    sans = combined["default_validation_context"]["match_typed_subject_alt_names"]
+    assert [(m["san_type"], m["matcher"]["exact"]) for m in sans] == [
+        ("DNS", "web-v2.shop.cluster.local"),
+        ("DNS", "web.shop.cluster.local"),
+    ]
+    assert combined["validation_context_sds_secret_config"]["name"] == "root-cert-for-mtls-outbound"
+
+
+def test_a_cluster_without_backing_identities_accepts_no_certificate() -> None:
+    # An empty list would accept any certificate the mesh CA signed.
+    combined = _validation(UpstreamCluster(MeshService("shop", "web", 80, 8080, "http"), (), ()))
+    [only] = combined["default_validation_context"]["match_typed_subject_alt_names"]
+    assert only["matcher"]["exact"] == clusters.NO_PEER

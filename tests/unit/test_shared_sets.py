@@ -159,7 +159,7 @@ def permissive_groups() -> tuple[MeshState, dict[int, list[ProxyResources]]]:
     return state, by_len
 
 
-def test_identities_share_their_upstream_clusters_endpoints_and_root_secrets() -> None:
+def test_identities_share_their_upstream_clusters_endpoints_and_outbound_root() -> None:
     _, by_len = permissive_groups()
     groups = max(by_len.values(), key=len)
     assert len(groups) >= 2
@@ -174,10 +174,13 @@ def test_identities_share_their_upstream_clusters_endpoints_and_root_secrets() -
         c = cluster_pb2.Cluster.FromString(any_pb2.Any.FromString(m[name].any_bytes).value)
         certs.add(c.transport_socket.typed_config.value)
     assert len(certs) == 2
-    for t in (TYPE_ENDPOINT, TYPE_SECRET):
-        ea, eb = groups[0].get(t), groups[1].get(t)
-        assert isinstance(ea, Composed) and isinstance(eb, Composed) and ea.shared is eb.shared
-        assert all(ea[n] is eb[n] for n in ea.shared.order)  # the very same objects
+    ea, eb = groups[0].get(TYPE_ENDPOINT), groups[1].get(TYPE_ENDPOINT)
+    assert isinstance(ea, Composed) and isinstance(eb, Composed) and ea.shared is eb.shared
+    assert all(ea[n] is eb[n] for n in ea.shared.order)  # the very same objects
+    # The CA goes out once per proxy, the same object for all: each cluster names its allowed peers.
+    sa, sb = groups[0].get(TYPE_SECRET), groups[1].get(TYPE_SECRET)
+    assert sa[names.OUTBOUND_ROOT] is sb[names.OUTBOUND_ROOT]
+    assert [n for n in sa if n.startswith(names.PREFIX_OUTBOUND_ROOT)] == [names.OUTBOUND_ROOT]
 
 
 def rebuilt(res: ProxyResources) -> ProxyResources:

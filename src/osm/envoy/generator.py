@@ -30,6 +30,7 @@ from osm.envoy.types import (
     Resource,
     SharedSet,
 )
+from osm.models.identity import ServiceIdentity
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
     HashedTuple,
@@ -119,28 +120,21 @@ class ConfigGenerator:
         out: list[Resource | None] = []
         ob, ib = policy.outbound, policy.inbound
         get = self._get
-        # CDS + EDS + the upstreams' root secrets: shared sets of every identity with the same upstream
-        # clusters (in permissive mode, every identity). A cluster differs between identities only in
-        # the name of the client certificate, which each group inserts (see types.Composed).
+        # CDS + EDS: shared sets of every identity with the same upstream clusters (in permissive mode,
+        # every identity). A cluster differs between identities only in the name of the client
+        # certificate, which each group inserts (see types.Composed).
         own_cert = self._part(("own-cert", ident), partial(clusters.own_certificate_field, ident))
         upstream = self._part(
-            ("upstream", ob.clusters, tls, td, cert.trust_bundle_pem),
-            partial(self._upstream_parts, ob.clusters, tls, td, cert.trust_bundle_pem),
+            ("upstream", ob.clusters, tls, td), partial(self._upstream_parts, ob.clusters, tls, td)
         )
-        # A cluster's framing depends only on the cluster parts (per service, not on endpoints or
-        # peers) and the length of own_cert.
-        services = self._part(
-            ("services-of", ob.clusters), partial(_services_of, ob.clusters), serialized=False
-        )
+        # A cluster's framing depends only on the cluster parts (per service and its peers, not on
+        # endpoints) and the length of own_cert.
+        peers = self._part(("peers-of", ob.clusters), partial(_peers_of, ob.clusters), serialized=False)
         family = self._part(
-            ("cds-family", services, tls, td, len(own_cert)),
+            ("cds-family", peers, tls, td, len(own_cert)),
             partial(_cluster_family, upstream.clusters, len(own_cert)),
         )
-        shared = {
-            TYPE_CLUSTER: (family, own_cert),
-            TYPE_ENDPOINT: (upstream.endpoints, b""),
-            TYPE_SECRET: (upstream.secrets, b""),
-        }
+        shared = {TYPE_CLUSTER: (family, own_cert), TYPE_ENDPOINT: (upstream.endpoints, b"")}
         for s in ib.services:
             out.append(
                 get(
@@ -205,6 +199,15 @@ class ConfigGenerator:
                 partial(secrets.service_cert_secret, ident, cert),
             )
         )
+        if ob.clusters:
+            out.append(
+                get(
+                    ("sds-out", cert.trust_bundle_pem),
+                    TYPE_SECRET,
+                    names.OUTBOUND_ROOT,
+                    partial(secrets.outbound_root_secret, cert.trust_bundle_pem),
+                )
+            )
         out.append(
             get(
                 ("sds-in", ident, cert.trust_bundle_pem),
@@ -239,17 +242,17 @@ class ConfigGenerator:
         return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, b"".join(body))
 
     def _upstream_parts(
-        self, upstream: tuple[UpstreamCluster, ...], tls: TLSSettings, td: str, trust_bundle: bytes
+        self, upstream: tuple[UpstreamCluster, ...], tls: TLSSettings, td: str
     ) -> UpstreamParts:
-        """Per upstream cluster its name and cluster parts; their endpoints and outbound root secrets."""
-        parts, eds, sds = [], [], []
+        """Per upstream cluster its name and cluster parts, and their endpoints."""
+        parts, eds = [], []
         for c in upstream:
             name = c.service.cluster_name
             parts.append(
                 (
                     name,
                     self._part(
-                        ("cds-parts", c.service, tls, td),
+                        ("cds-parts", c.service, c.peer_identities, tls, td),
                         partial(clusters.upstream_cluster_parts, c, tls, td),
                     ),
                 )
@@ -262,19 +265,8 @@ class ConfigGenerator:
                     partial(cla.cluster_load_assignment, c),
                 )
             )
-            principals = tuple(p.principal(td) for p in c.peer_identities)
-            sds.append(
-                self._get(
-                    ("sds-out", c.service, principals, trust_bundle),
-                    TYPE_SECRET,
-                    names.outbound_root(c.service),
-                    partial(secrets.outbound_root_secret, c.service, principals, trust_bundle),
-                )
-            )
         return UpstreamParts(
-            tuple(parts),
-            SharedSet.of_resources(TYPE_ENDPOINT, (r for r in eds if r is not None)),
-            SharedSet.of_resources(TYPE_SECRET, (r for r in sds if r is not None)),
+            tuple(parts), SharedSet.of_resources(TYPE_ENDPOINT, (r for r in eds if r is not None))
         )
 
 
@@ -282,7 +274,6 @@ class ConfigGenerator:
 class UpstreamParts:
     clusters: tuple[tuple[str, tuple[bytes, bytes, bytes]], ...]  # name, clusters.upstream_cluster_parts
     endpoints: SharedSet
-    secrets: SharedSet
 
 
 _MISSING = object()
@@ -308,8 +299,10 @@ def _cluster_family(
     return SharedSet.of_pieces(TYPE_CLUSTER, out)
 
 
-def _services_of(upstream: tuple[UpstreamCluster, ...]) -> HashedTuple[MeshService]:
-    return HashedTuple(c.service for c in upstream)
+def _peers_of(
+    upstream: tuple[UpstreamCluster, ...],
+) -> HashedTuple[tuple[MeshService, tuple[ServiceIdentity, ...]]]:
+    return HashedTuple((c.service, c.peer_identities) for c in upstream)
 
 
 def _http_by_port(upstreams: tuple[Upstream, ...]) -> tuple[tuple[int, HashedTuple[Upstream]], ...]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from osm.envoy import wire
@@ -23,6 +25,7 @@ PASSTHROUGH_CLUSTER = "passthrough-outbound"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MAX = 4294967295
 _CONNECT_TIMEOUT = duration_pb2.Duration(seconds=1)
+NO_PEER = "no-allowed-peer.invalid"
 
 
 def _http2_options() -> Any:
@@ -49,20 +52,41 @@ def _circuit_breakers() -> Any:
     )
 
 
+def peer_validation(principals: Iterable[str]) -> Any:
+    """Trust the mesh CA (the shared outbound root secret), and only peers whose certificate names one
+    of `principals`: the identities backing the upstream service. Envoy merges the secret into the
+    default context, so the CA goes out once per proxy instead of once per upstream."""
+    # With no allowed peer, match a name no certificate carries: an empty list would accept any mesh cert.
+    allowed = sorted(set(principals)) or [NO_PEER]
+    san = common_pb2.SubjectAltNameMatcher
+    return common_pb2.CertificateValidationContext(
+        match_typed_subject_alt_names=[
+            san(san_type=san.DNS, matcher=string_pb2.StringMatcher(exact=p)) for p in allowed
+        ]
+    )
+
+
+def _common_tls(cluster: UpstreamCluster, tls: TLSSettings, trust_domain: str) -> Any:
+    """The cluster's CommonTlsContext without the proxy's own certificate."""
+    peers = (p.principal(trust_domain) for p in cluster.peer_identities)
+    combined = tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+        default_validation_context=peer_validation(peers),
+        validation_context_sds_secret_config=sds_ref(names.OUTBOUND_ROOT),
+    )
+    return tls_pb2.CommonTlsContext(
+        tls_params=tls_params(tls), alpn_protocols=[ALPN_MESH], combined_validation_context=combined
+    )
+
+
 def upstream_cluster(
     cluster: UpstreamCluster, downstream: ServiceIdentity, tls: TLSSettings, trust_domain: str
 ) -> Any:
-    """`<ns>/<svc>|<targetPort>`: EDS over ADS, mTLS with the downstream's service cert, SNI = FQDN."""
+    """`<ns>/<svc>|<targetPort>`: EDS over ADS, mTLS with the downstream's service cert, SNI = FQDN, and
+    the peer's certificate checked against the identities backing the service."""
     svc = cluster.service
-    upstream_tls = tls_pb2.UpstreamTlsContext(
-        common_tls_context=tls_pb2.CommonTlsContext(
-            tls_params=tls_params(tls),
-            alpn_protocols=[ALPN_MESH],
-            tls_certificate_sds_secret_configs=[sds_ref(names.service_cert(downstream))],
-            validation_context_sds_secret_config=sds_ref(names.outbound_root(svc)),
-        ),
-        sni=svc.fqdn(trust_domain),
-    )
+    common = _common_tls(cluster, tls, trust_domain)
+    common.tls_certificate_sds_secret_configs.append(sds_ref(names.service_cert(downstream)))
+    upstream_tls = tls_pb2.UpstreamTlsContext(common_tls_context=common, sni=svc.fqdn(trust_domain))
     c = cluster_pb2.Cluster(
         name=svc.cluster_name,
         type=cluster_pb2.Cluster.EDS,
@@ -137,14 +161,9 @@ def upstream_cluster_parts(
     svc = cluster.service
     full = upstream_cluster(cluster, ServiceIdentity("", ""), tls, trust_domain)
     full.ClearField("transport_socket")
-    common = tls_pb2.CommonTlsContext(
-        tls_params=tls_params(tls),
-        alpn_protocols=[ALPN_MESH],
-        validation_context_sds_secret_config=sds_ref(names.outbound_root(svc)),
-    )
     return (
         full.SerializeToString(deterministic=True),
-        common.SerializeToString(deterministic=True),
+        _common_tls(cluster, tls, trust_domain).SerializeToString(deterministic=True),
         wire.field_str(2, svc.fqdn(trust_domain)),
     )
 

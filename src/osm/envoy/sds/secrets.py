@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
-from envoy.type.matcher.v3 import string_pb2
 
 from osm.envoy.common import data_source
 from osm.envoy.sds import names
 from osm.models.identity import ServiceIdentity
-from osm.models.service import MeshService
-
-NO_PEER = "no-allowed-peer.invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +38,9 @@ def inbound_root_secret(identity: ServiceIdentity, trust_bundle_pem: bytes) -> A
     )
 
 
-def outbound_root_secret(
-    service: MeshService, peer_principals: Iterable[str], trust_bundle_pem: bytes
-) -> Any:
-    """Trust the mesh CA, and only peers whose certificate names an identity backing the service."""
-    # With no allowed peer, match a name no certificate carries: an empty list would accept any mesh cert.
-    allowed = sorted(set(peer_principals)) or [NO_PEER]
-    matchers = [
-        common_pb2.SubjectAltNameMatcher(
-            san_type=common_pb2.SubjectAltNameMatcher.DNS, matcher=string_pb2.StringMatcher(exact=p)
-        )
-        for p in allowed
-    ]
+def outbound_root_secret(trust_bundle_pem: bytes) -> Any:
+    """Trust the mesh CA on the client side. Which peers a cluster accepts is in the cluster itself."""
     return secret_pb2.Secret(
-        name=names.outbound_root(service),
-        validation_context=common_pb2.CertificateValidationContext(
-            trusted_ca=data_source(trust_bundle_pem), match_typed_subject_alt_names=matchers
-        ),
+        name=names.OUTBOUND_ROOT,
+        validation_context=common_pb2.CertificateValidationContext(trusted_ca=data_source(trust_bundle_pem)),
     )
