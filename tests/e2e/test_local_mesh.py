@@ -260,6 +260,9 @@ def test_policy_edits_take_effect_without_restart(mesh: LocalMesh) -> None:
     assert mesh.status()["pid"] == pid  # the same control plane and runtime throughout
 
 
+IN_PLACE_UPDATES = "listener_manager.listener_in_place_updated"
+
+
 def test_scaling_a_deployment_and_adding_a_service_are_live(mesh: LocalMesh) -> None:
     deploy = "20-bookstore.yaml"
     old = "metadata: {name: bookstore-v2, namespace: bookstore}\nspec:\n  replicas: 1"
@@ -287,8 +290,23 @@ def test_scaling_a_deployment_and_adding_a_service_are_live(mesh: LocalMesh) -> 
         )  # curl exit 6: could not resolve host
         cp = mesh.exec("bookbuyer", "tester", "getent", "hosts", "shop.bookstore")
         assert cp.returncode == 0 and cp.stdout.split()[0].startswith("10.251.")
+        mesh.wait(
+            lambda: mesh.curl("bookbuyer", "tester", "http://shop.bookstore:14001/books-bought") == 200,
+            20,
+            "the new service reachable through the sidecars",
+        )
+        updates = mesh.envoy_stat("bookbuyer", "tester", IN_PLACE_UPDATES)
     finally:
         extra.unlink()
+    # The service leaves the outbound listener's filter chain matcher only: the HTTP chain it shared with
+    # the other services on its port stays, so Envoy updates the listener in place and drains nothing.
+    mesh.wait(
+        lambda: mesh.envoy_stat("bookbuyer", "tester", IN_PLACE_UPDATES) > updates,
+        20,
+        "the outbound listener updated in place",
+    )
+    assert mesh.envoy_stat("bookbuyer", "tester", "listener_manager.total_filter_chains_draining") == 0
+    assert mesh.envoy_stat("bookbuyer", "tester", "listener_manager.total_listeners_draining") == 0
 
 
 def test_permissive_mode_lets_every_meshed_pair_talk(mesh: LocalMesh) -> None:

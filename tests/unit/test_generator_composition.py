@@ -1,8 +1,9 @@
 """Resources composed from shared serialized parts equal the messages the builders make directly.
 
 Checked on every proxy of the golden scenarios and of standard meshes (SMI and permissive): the outbound
-listener (a shared shell plus per-upstream filter chains) and the upstream clusters (shared parts plus
-the proxy's own certificate). Then, after a change to one upstream, only that upstream's parts rebuild.
+listener (a shared shell, filter chains and per-address matcher entries) and the upstream clusters
+(shared parts plus the proxy's own certificate). Then, after a change to one upstream, only that
+upstream's parts rebuild.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
@@ -27,6 +29,7 @@ from osm.envoy.cds import clusters
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.lds import outbound
 from osm.envoy.types import TYPE_CLUSTER, TYPE_LISTENER
+from osm.models.trafficpolicy import ProxyPolicy
 from osm.state.snapshot import MeshState
 
 
@@ -99,3 +102,28 @@ def test_a_sweep_keeps_what_live_parts_are_made_of_and_drops_the_rest() -> None:
     # Its upstream set (composed from kept parts) and the changed cluster's endpoints were dropped; not
     # the other upstreams' cluster parts, endpoints and secrets, nor the clusters' framing or the listener.
     assert gen.builds - builds == 2
+
+
+def test_an_http_upstream_comes_and_goes_in_the_chain_matcher_alone() -> None:
+    state = MeshState.build(build(12, 2, mode="permissive").objects)
+    catalog, gen = MeshCatalog(state), ConfigGenerator()
+    policy = catalog.proxy_policy(catalog.group_for_pod(next(iter(state.pods.values()))))
+    first, *rest = policy.outbound.upstreams
+    assert first.service.protocol == "http" and any(u.service.port == first.service.port for u in rest)
+    without = replace(policy, outbound=replace(policy.outbound, upstreams=tuple(rest)))
+
+    def listener(p: ProxyPolicy) -> listener_pb2.Listener:
+        got = gen.resources(p, FAKE_CERT).get(TYPE_LISTENER)[outbound.OUTBOUND_LISTENER]
+        return listener_pb2.Listener.FromString(body(got.any_bytes))
+
+    def by_ip(m: listener_pb2.Listener, port: str) -> Any:
+        inner = m.filter_chain_matcher.matcher_tree.exact_match_map.map[port].matcher
+        return inner.matcher_tree.exact_match_map.map
+
+    a, b = listener(policy), listener(without)
+    # The chains Envoy would drain on a change are the same; only the matcher lost the address.
+    assert list(a.filter_chains) == list(b.filter_chains)
+    port = str(first.service.port)
+    ips, left = by_ip(a, port), by_ip(b, port)
+    assert set(ips) - set(left) == set(first.addresses)
+    assert ips[first.addresses[0]].action.typed_config.value.endswith(f"outbound-mesh-http.{port}".encode())

@@ -219,10 +219,11 @@ class ConfigGenerator:
         return [r for r in out if r is not None], shared
 
     def _outbound_listener(self, ob: OutboundPolicy) -> Resource | None:
-        """outbound_listener's bytes, composed from a shared shell and per-upstream filter chains.
+        """outbound_listener's bytes, composed from a shared shell, the filter chains and the matcher's
+        per-address entries.
 
-        A change to one upstream (or to egress) rebuilds one part, not every chain of every proxy's
-        listener. Repeated fields may be concatenated in any order relative to other fields.
+        A change to one upstream (or to egress) rebuilds its own parts, not every chain of every
+        proxy's listener. Repeated fields may be concatenated in any order relative to other fields.
         """
         chains = outbound.chain_addresses(ob.upstreams)
         if not chains and not ob.egress:
@@ -232,13 +233,22 @@ class ConfigGenerator:
             lambda: outbound.listener_shell(ob.egress).SerializeToString(deterministic=True),
         )
         body = [shell]
-        for up, ips in chains:
+        for _, up in outbound.filter_chains(chains):
+            key = ("lds-out-http", up.service.port) if outbound.is_http(up) else None
             body.append(
                 self._part(
-                    ("lds-out-chain", up.service, up.clusters, ips),
-                    partial(_field, outbound.FILTER_CHAINS_FIELD, outbound.filter_chain, up, ips),
+                    key or ("lds-out-tcp", up.service, up.clusters),
+                    partial(_field, outbound.FILTER_CHAINS_FIELD, outbound.build_filter_chain, up),
                 )
             )
+        if chains:
+            by_port: dict[int, list[bytes]] = defaultdict(list)
+            for up, ips in chains:
+                name = outbound.chain_name(up)
+                by_port[up.service.port] += [
+                    self._part(("lds-out-ip", ip, name), partial(outbound.ip_entry, ip, name)) for ip in ips
+                ]
+            body.append(outbound.compose_chain_matcher(by_port.items()))
         return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, b"".join(body))
 
     def _upstream_parts(

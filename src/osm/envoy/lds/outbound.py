@@ -1,4 +1,4 @@
-"""LDS: `outbound-listener` on 15001, one filter chain per upstream service port, egress passthrough."""
+"""LDS: `outbound-listener` on 15001: filter chains to the upstream services, egress passthrough."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
 from google.protobuf import wrappers_pb2
+from xds.core.v3.extension_pb2 import TypedExtensionConfig
+from xds.type.matcher.v3 import matcher_pb2
 
+from osm.envoy import wire
 from osm.envoy.cds.clusters import PASSTHROUGH_CLUSTER
 from osm.envoy.common import PORT_OUTBOUND, pack, socket_address, stdout_access_log
 from osm.envoy.lds.hcm import hcm_filter
@@ -52,11 +56,6 @@ def tcp_proxy_filter(stat_prefix: str, clusters: Iterable[WeightedCluster] | str
     return lc.Filter(name="envoy.filters.network.tcp_proxy", typed_config=pack(proxy))
 
 
-def cidr(ip: str) -> Any:
-    prefix = 32 if ipaddress.ip_address(ip).version == 4 else 128
-    return address_pb2.CidrRange(address_prefix=ip, prefix_len=wrappers_pb2.UInt32Value(value=prefix))
-
-
 def chain_addresses(upstreams: Iterable[Upstream]) -> list[tuple[Upstream, tuple[str, ...]]]:
     """The upstreams that get a filter chain, each with the addresses it matches: those not matched by
     an earlier chain on the same port. Upstreams left with no address or no weight get no chain."""
@@ -71,30 +70,129 @@ def chain_addresses(upstreams: Iterable[Upstream]) -> list[tuple[Upstream, tuple
     return out
 
 
-def filter_chain(up: Upstream, ips: Iterable[str]) -> Any:
-    """The chain for one upstream, matching its port and `ips`."""
+# ---- filter chains
+#
+# Upstream OSM gives every upstream service its own filter chain, matched on port and address. On the
+# chain of an HTTP upstream there is nothing per service: the HTTP connection manager routes by host
+# through `rds-outbound.<port>`, the same for every service on that port. So the HTTP upstreams of a
+# port share one chain here, and the listener's filter chain matcher maps each destination (port, IP)
+# to its chain by name. In permissive mode that makes the listener ~100 bytes per upstream instead of
+# ~1.3 KB (each chain repeated the connection manager and its access log). Adding or removing an
+# upstream changes only the matcher, which Envoy applies without draining connections.
+
+
+def http_chain_name(port: int) -> str:
+    return f"outbound-mesh-http.{port}"
+
+
+def is_http(up: Upstream) -> bool:
+    return up.service.protocol in HTTP_PROTOCOLS
+
+
+def chain_name(up: Upstream) -> str:
+    return http_chain_name(up.service.port) if is_http(up) else up.service.outbound_chain_name
+
+
+def http_filter_chain(port: int) -> Any:
+    """The chain of every HTTP and gRPC upstream on `port`."""
+    return lc.FilterChain(name=http_chain_name(port), filters=[hcm_filter(outbound_name(port), [])])
+
+
+def tcp_filter_chain(up: Upstream) -> Any:
+    """A TCP upstream's own chain: a TCP proxy to its clusters."""
     svc = up.service
-    if svc.protocol in HTTP_PROTOCOLS:
-        network_filter = hcm_filter(outbound_name(svc.port), [])
-    else:
-        network_filter = tcp_proxy_filter(
-            f"outbound-mesh-tcp-proxy.{svc.namespace}/{svc.name}_{svc.port}", up.clusters
-        )
-    return lc.FilterChain(
-        name=svc.outbound_chain_name,
-        filter_chain_match=lc.FilterChainMatch(
-            destination_port=wrappers_pb2.UInt32Value(value=svc.port), prefix_ranges=[cidr(ip) for ip in ips]
-        ),
-        filters=[network_filter],
+    stat_prefix = f"outbound-mesh-tcp-proxy.{svc.namespace}/{svc.name}_{svc.port}"
+    return lc.FilterChain(name=svc.outbound_chain_name, filters=[tcp_proxy_filter(stat_prefix, up.clusters)])
+
+
+def filter_chains(chains: Iterable[tuple[Upstream, tuple[str, ...]]]) -> list[tuple[str, Upstream]]:
+    """Each chain once, by name, in the order of first use, with the first upstream that uses it."""
+    out: dict[str, Upstream] = {}
+    for up, _ in chains:
+        out.setdefault(chain_name(up), up)
+    return list(out.items())
+
+
+def build_filter_chain(up: Upstream) -> Any:
+    return http_filter_chain(up.service.port) if is_http(up) else tcp_filter_chain(up)
+
+
+# ---- the filter chain matcher: destination port, then destination IP (exact), to a chain's name
+
+_PORT_INPUT = TypedExtensionConfig(
+    name="destination-port", typed_config=pack(network_inputs_pb2.DestinationPortInput())
+)
+_IP_INPUT = TypedExtensionConfig(
+    name="destination-ip", typed_config=pack(network_inputs_pb2.DestinationIPInput())
+)
+_ACTION = "filter-chain"
+
+
+def ip_key(ip: str) -> str:
+    """An address as Envoy's destination IP input writes it (IPv6 compressed, lowercase)."""
+    return ipaddress.ip_address(ip).compressed
+
+
+def _on_match_chain(name: str) -> Any:
+    return matcher_pb2.Matcher.OnMatch(
+        action=TypedExtensionConfig(name=_ACTION, typed_config=pack(wrappers_pb2.StringValue(value=name)))
     )
 
 
+def chain_matcher(chains: Iterable[tuple[Upstream, tuple[str, ...]]]) -> Any:
+    """Listener.filter_chain_matcher for `chains` (see chain_addresses), built as a message."""
+    m = matcher_pb2.Matcher()
+    tree = m.matcher_tree
+    tree.input.CopyFrom(_PORT_INPUT)
+    for up, ips in chains:
+        inner = tree.exact_match_map.map[str(up.service.port)].matcher.matcher_tree
+        inner.input.CopyFrom(_IP_INPUT)
+        for ip in ips:
+            inner.exact_match_map.map[ip_key(ip)].CopyFrom(_on_match_chain(chain_name(up)))
+    return m
+
+
+def ip_entry(ip: str, chain: str) -> bytes:
+    """One IP's entry in a port's map (MatchMap.map, field 1), serialized: composable by concatenation."""
+    mm = matcher_pb2.Matcher.MatcherTree.MatchMap()
+    mm.map[ip_key(ip)].CopyFrom(_on_match_chain(chain))
+    return bytes(mm.SerializeToString(deterministic=True))
+
+
+_FIELD_TREE = 2  # Matcher.matcher_tree
+_FIELD_EXACT = 2  # MatcherTree.exact_match_map
+_FIELD_MAP = 1  # MatchMap.map (entries: key 1, value 2)
+_FIELD_ON_MATCH_MATCHER = 1  # OnMatch.matcher
+# MatcherTree.input (field 1)
+_PORT_INPUT_FIELD = wire.field_bytes(1, _PORT_INPUT.SerializeToString(deterministic=True))
+_IP_INPUT_FIELD = wire.field_bytes(1, _IP_INPUT.SerializeToString(deterministic=True))
+FILTER_CHAIN_MATCHER_FIELD = 32  # Listener.filter_chain_matcher
+
+
+def _tree(input_field: bytes, entries: Iterable[bytes]) -> bytes:
+    """A Matcher{matcher_tree{input, exact_match_map{entries}}}, serialized."""
+    return wire.field_bytes(_FIELD_TREE, input_field + wire.field_bytes(_FIELD_EXACT, b"".join(entries)))
+
+
+def compose_chain_matcher(ports: Iterable[tuple[int, Iterable[bytes]]]) -> bytes:
+    """The listener's filter_chain_matcher field from each port's ip_entry results."""
+    port_entries = []
+    for port, entries in ports:
+        on_match = wire.field_bytes(_FIELD_ON_MATCH_MATCHER, _tree(_IP_INPUT_FIELD, entries))
+        entry = wire.field_str(1, str(port)) + wire.field_bytes(2, on_match)  # map entry: key, value
+        port_entries.append(wire.field_bytes(_FIELD_MAP, entry))
+    return wire.field_bytes(FILTER_CHAIN_MATCHER_FIELD, _tree(_PORT_INPUT_FIELD, port_entries))
+
+
 def outbound_listener(policy: OutboundPolicy) -> Any | None:
+    """The outbound listener built as a message (the generator composes the same bytes from parts)."""
     chains = chain_addresses(policy.upstreams)
     if not chains and not policy.egress:
         return None
     listener = listener_shell(policy.egress)
-    listener.filter_chains.extend(filter_chain(up, ips) for up, ips in chains)
+    listener.filter_chains.extend(build_filter_chain(up) for _, up in filter_chains(chains))
+    if chains:
+        listener.filter_chain_matcher.CopyFrom(chain_matcher(chains))
     return listener
 
 
