@@ -208,3 +208,50 @@ def test_a_delta_stream_compares_versions_without_making_resources() -> None:
     assert isinstance(m, Composed) and m is not res.get(TYPE_CLUSTER)
     assert fresh.versions == res.versions
     assert s.on_update(fresh) == [] and not m._made
+
+
+def test_a_delta_response_of_composed_clusters_makes_none_and_equals_the_made_ones() -> None:
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    _, by_len = permissive_groups()
+    res = max(by_len.values(), key=len)[0]
+    m = res.get(TYPE_CLUSTER)
+    assert isinstance(m, Composed) and m.shared.pieces
+    s = DeltaStream()
+    [resp] = s.on_request(DeltaRequest(TYPE_CLUSTER, subscribe=("*",)), res)
+    raw = resp.encode()
+    assert not m._made  # encoded from the shared pieces and the group's insert
+    made = [p for n in resp.names for p in m[n].delta_parts()]
+    assert raw == wire.delta_discovery_response(resp.system_version, TYPE_CLUSTER, resp.nonce, made, [])
+    got = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+    assert [(r.name, r.version) for r in got.resources] == [(n, m[n].version) for n in resp.names]
+
+
+def test_delta_streams_of_a_group_share_what_they_subscribed_to_and_were_sent() -> None:
+    _, by_len = permissive_groups()
+    res = max(by_len.values(), key=len)[0]
+    everything = tuple(sorted(res.names(TYPE_ENDPOINT)))
+    streams = [DeltaStream(), DeltaStream()]
+    for s in streams:
+        [cds] = s.on_request(DeltaRequest(TYPE_CLUSTER, subscribe=("*",)), res)
+        s.on_request(DeltaRequest(TYPE_CLUSTER, nonce=cds.nonce), res)
+        # each stream's request carries its own copies of the names, as parsed from its own bytes
+        [eds] = s.on_request(
+            DeltaRequest(TYPE_ENDPOINT, subscribe=tuple((n + "x")[:-1] for n in everything)), res
+        )
+        assert sorted(eds.names) == sorted(everything)
+        s.on_request(DeltaRequest(TYPE_ENDPOINT, nonce=eds.nonce), res)
+    a, b = (s.types[TYPE_ENDPOINT] for s in streams)
+    assert a.names is b.names is res.names(TYPE_ENDPOINT)
+    assert a.known is b.known is res.version_map(TYPE_ENDPOINT)
+    assert streams[0].types[TYPE_CLUSTER].known is res.version_map(TYPE_CLUSTER)
+    # Unsubscribing makes the stream's own copy; the other keeps the shared views.
+    gone = everything[0]
+    assert streams[0].on_request(DeltaRequest(TYPE_ENDPOINT, unsubscribe=(gone,)), res) == []
+    a, b = (s.types[TYPE_ENDPOINT] for s in streams)
+    assert gone not in a.names and gone not in a.known and len(a.known) == len(everything) - 1
+    assert b.names is res.names(TYPE_ENDPOINT)
+    # Subscribing to it again sends it again.
+    [again] = streams[0].on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=(gone,)), res)
+    assert again.names == (gone,)
+    assert streams[0].types[TYPE_ENDPOINT].known is res.version_map(TYPE_ENDPOINT)

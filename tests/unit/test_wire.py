@@ -98,9 +98,7 @@ def test_discovery_response_with_no_resources() -> None:
 def test_delta_discovery_response_parses_back() -> None:
     cla_msg = endpoint_pb2.ClusterLoadAssignment(cluster_name="a")
     rs = [Resource.from_message(TYPE_ENDPOINT, "a", cla_msg), cluster("ignored-type-but-valid")]
-    raw = wire.delta_discovery_response(
-        "7", TYPE_ENDPOINT, "n-9", (r.delta_parts() for r in rs[:1]), ["gone-1", "gone-2"]
-    )
+    raw = wire.delta_discovery_response("7", TYPE_ENDPOINT, "n-9", rs[0].delta_parts(), ["gone-1", "gone-2"])
     m = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
     assert m.system_version_info == "7"
     assert m.type_url == TYPE_ENDPOINT
@@ -119,7 +117,7 @@ def test_delta_resource_matches_protobuf_resource() -> None:
     r = cluster("bookstore/bookstore-v2|14001", 4)
     expect = discovery_pb2.Resource(name=r.name, version=r.version)
     expect.resource.Pack(cluster_msg(r.name, 4), deterministic=True)
-    raw = wire.delta_discovery_response("", TYPE_CLUSTER, "", [r.delta_parts()], [])
+    raw = wire.delta_discovery_response("", TYPE_CLUSTER, "", r.delta_parts(), [])
     [got] = discovery_pb2.DeltaDiscoveryResponse.FromString(raw).resources
     assert got == expect
 

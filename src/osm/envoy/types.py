@@ -42,6 +42,8 @@ class Resource:
     type_url: str
     framed: bytes  # packed in google.protobuf.Any, framed as a response field (wire.framed_any)
     version: str  # content hash
+    # wire.delta_envelope of this resource, made when a delta stream first sends it
+    _delta: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def from_message(type_url: str, name: str, msg: Any) -> Resource:
@@ -62,9 +64,14 @@ class Resource:
         """The packed Any (a copy: for inspection, not for serving)."""
         return wire.unframe(self.framed)
 
-    def delta_parts(self) -> list[bytes]:
-        """This resource as a DeltaDiscoveryResponse.resources field, in pieces (see wire)."""
-        return wire.delta_resource_parts(self.name, self.version, self.framed)
+    def delta_parts(self) -> tuple[bytes, bytes, bytes]:
+        """This resource as a DeltaDiscoveryResponse.resources field, in pieces (see wire). The envelope
+        is made once: a resource shared by many proxies is sent to each."""
+        env = self._delta
+        if env is None:
+            env = wire.delta_envelope(self.name, self.version, len(self.framed))
+            object.__setattr__(self, "_delta", env)
+        return env[0], self.framed, env[1]
 
 
 def content_version(resources: Iterable[Resource]) -> str:
@@ -142,6 +149,25 @@ class SharedSet:
     @cached_property
     def names(self) -> frozenset[str]:
         return frozenset(self.order)
+
+    def delta_pieces(self, insert_len: int) -> Mapping[str, tuple[bytes, bytes, bytes]]:
+        """Per name, a pieced resource as a delta Resource field around an insert of this length:
+        (envelope head, piece head) + insert + tail. Made once per length (the groups sharing a set of
+        pieces have inserts of one length), so a delta stream makes no resource to send one."""
+        made = self._delta_pieces.get(insert_len)
+        if made is None:
+            made = {}
+            for n, (head, tail) in self.pieces.items():
+                env_head, env_tail = wire.delta_envelope(
+                    n, self.versions[n], len(head) + insert_len + len(tail)
+                )
+                made[n] = (env_head, head, tail + env_tail)
+            self._delta_pieces[insert_len] = made
+        return made
+
+    @cached_property
+    def _delta_pieces(self) -> dict[int, dict[str, tuple[bytes, bytes, bytes]]]:
+        return {}
 
     @cached_property
     def joined(self) -> bytes:
@@ -225,6 +251,22 @@ class Composed(Mapping[str, Resource]):
         """The resources in framed_whole's order (made: for inspection, not for serving)."""
         return [self[n] for n in self.shared.order] + [self.own[n] for n in sorted(self.own)]
 
+    def delta_parts(self, names: Iterable[str]) -> list[bytes]:
+        """The named resources as delta Resource fields, in pieces, without making a pieced one."""
+        own, sh = self.own, self.shared
+        out: list[bytes] = []
+        pieces = sh.delta_pieces(len(self.insert)) if sh.pieces else None
+        for n in names:
+            r = own.get(n)
+            if r is not None:
+                out += r.delta_parts()
+            elif pieces is not None:
+                env_head, head, tail = pieces[n]
+                out += (env_head, head, self.insert, tail)
+            else:
+                out += sh.resources[n].delta_parts()
+        return out
+
 
 class _Union(Mapping[str, str]):
     """Two mappings with no common keys, read as one."""
@@ -301,6 +343,16 @@ class WholeType(Sequence[Resource]):
 
 
 _T = TypeVar("_T")
+
+
+def delta_parts(m: Mapping[str, Resource], names: Iterable[str]) -> list[bytes]:
+    """The named resources of a type's map as delta Resource fields, in pieces (see wire)."""
+    if isinstance(m, Composed):
+        return m.delta_parts(names)
+    out: list[bytes] = []
+    for n in names:
+        out += m[n].delta_parts()
+    return out
 
 
 def _names(m: Mapping[str, Resource]) -> frozenset[str]:

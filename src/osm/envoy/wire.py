@@ -80,22 +80,25 @@ def discovery_response_framed(version: str, type_url: str, nonce: str, framed: I
 def delta_resource_parts(name: str, version: str, framed: bytes) -> list[bytes]:
     """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3} around a framed_any
     result, as a field 2 of the response, in pieces (joined once by the caller)."""
+    head, tail = delta_envelope(name, version, len(framed))
+    return [head, framed, tail]
+
+
+def delta_envelope(name: str, version: str, framed_len: int) -> tuple[bytes, bytes]:
+    """delta_resource_parts's bytes before and after the framed resource, which is `framed_len` long."""
     head, tail = field_str(1, version), field_str(3, name)
-    return [_TAG2, varint(len(head) + len(framed) + len(tail)), head, framed, tail]
+    return _TAG2 + varint(len(head) + framed_len + len(tail)) + head, tail
 
 
 def delta_discovery_response(
     system_version: str,
     type_url: str,
     nonce: str,
-    resources: Iterable[Iterable[bytes]],
+    resources: Iterable[bytes],
     removed: Iterable[str],
 ) -> bytes:
     """DeltaDiscoveryResponse{system_version_info=1, resources=2, type_url=4, nonce=5, removed=6};
-    `resources` as delta_resource_parts."""
-    parts = [field_str(1, system_version)]
-    for pieces in resources:
-        parts += pieces
-    parts += (field_str(4, type_url), field_str(5, nonce))
+    `resources` as the pieces of delta_resource_parts results, one after the other."""
+    parts = [field_str(1, system_version), *resources, field_str(4, type_url), field_str(5, nonce)]
     parts += [field_str(6, n) for n in removed]
     return b"".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from osm.envoy import wire
@@ -24,6 +25,7 @@ from osm.envoy.types import (
     WILDCARD_TYPES,
     ProxyResources,
     Resource,
+    delta_parts,
 )
 
 WILDCARD = "*"
@@ -43,25 +45,35 @@ class DeltaRequest:
 class DeltaResponse:
     type_url: str
     nonce: str
-    resources: tuple[Resource, ...]
+    names: tuple[str, ...]  # the resources sent, from `source`
     removed: tuple[str, ...]
     system_version: str
+    source: Mapping[str, Resource] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        """The resources sent (made if pieced: for inspection, not for serving)."""
+        return tuple(self.source[n] for n in self.names)
 
     def encode(self) -> bytes:
         return wire.delta_discovery_response(
             self.system_version,
             self.type_url,
             self.nonce,
-            (r.delta_parts() for r in self.resources),
+            delta_parts(self.source, self.names),
             self.removed,
         )
 
 
 @dataclass
 class DeltaTypeState:
+    """What the client subscribed to and was sent. `names` and `known` may be a group's shared views
+    (read-only): a proxy subscribed to, and sent, all of a type (most are) keeps references, not copies
+    of a thousand names. They are replaced, never changed in place."""
+
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # name -> version the client was sent
+    names: AbstractSet[str] = frozenset()
+    known: Mapping[str, str] = field(default_factory=dict)  # name -> version the client was sent
     force: set[str] = field(default_factory=set)  # names to (re)send even at an unchanged version
     nonce: str = ""
     last_error: str = ""
@@ -94,19 +106,23 @@ class DeltaStream:
             self.last_nack = (req.type_url, "", req.error)
         elif req.nonce:
             self.counters.acks += 1
-        for n in req.subscribe:
-            if n == WILDCARD:
-                st.wildcard = True
-            else:
-                st.names.add(n)
-                st.force.add(n)
-        for n in req.unsubscribe:
-            if n == WILDCARD:
+        if req.subscribe or req.unsubscribe:
+            names = set(st.names)
+            for n in req.subscribe:
+                if n == WILDCARD:
+                    st.wildcard = True
+                else:
+                    names.add(n)
+                    st.force.add(n)
+            dropped = {n for n in req.unsubscribe if n != WILDCARD}
+            if WILDCARD in req.unsubscribe:
                 st.wildcard = False
-            else:
-                st.names.discard(n)
-                st.known.pop(n, None)
-                st.force.discard(n)
+            if dropped:
+                names -= dropped
+                st.force -= dropped
+                st.known = {n: v for n, v in st.known.items() if n not in dropped}
+            every = resources.names(req.type_url)
+            st.names = every if names == every else names
         if not first and not req.subscribe and not req.unsubscribe:
             return []  # an ACK or NACK: nothing new was asked for
         resp = self._diff(req.type_url, st, resources, answer_missing=set(req.subscribe))
@@ -115,8 +131,8 @@ class DeltaStream:
         out = [] if resp is None else [resp]
         if self.hold and req.type_url in (TYPE_ENDPOINT, TYPE_CLUSTER):
             eds = self.types.get(TYPE_ENDPOINT)
-            covered = eds is not None and self.hold <= set(eds.known)
-            gone = not (self.hold & set(resources.get(TYPE_ENDPOINT)))
+            covered = eds is not None and all(n in eds.known for n in self.hold)
+            gone = not (self.hold & resources.names(TYPE_ENDPOINT))
             if covered or gone:
                 self.hold = frozenset()
                 out += self._push(resources, (TYPE_LISTENER, TYPE_ROUTE))
@@ -136,9 +152,15 @@ class DeltaStream:
     ) -> DeltaResponse | None:
         available = resources.get(type_url)
         versions = resources.version_map(type_url)  # read without making composed resources
-        wanted = set(available) if st.wildcard else st.names & set(available)
-        changed = sorted(n for n in wanted if st.known.get(n) != versions[n] or n in st.force)
-        removed = sorted(n for n in st.known if n not in wanted)
+        every = resources.names(type_url)
+        wanted = every if st.wildcard or st.names is every else st.names & every
+        known = st.known
+        if known is versions:  # the client holds exactly these resources, as sent
+            changed, removed = sorted(st.force & wanted), []
+        else:
+            get = known.get
+            changed = sorted(n for n in wanted if get(n) != versions[n] or n in st.force)
+            removed = sorted(n for n in known if n not in wanted)
         if answer_missing:
             removed = sorted(
                 set(removed) | {n for n in answer_missing if n != WILDCARD and n not in available}
@@ -146,19 +168,14 @@ class DeltaStream:
         st.force.clear()
         if not changed and not removed:
             return None
-        for n in removed:
-            st.known.pop(n, None)
-        for n in changed:
-            st.known[n] = versions[n]
+        # The client now holds exactly the wanted resources at these versions: when it wants them all,
+        # that is the group's version map itself.
+        st.known = versions if len(wanted) == len(versions) else {n: versions[n] for n in wanted}
         st.nonce = str(next(self._nonces))
         self._system_version += 1
         self.counters.responses += 1
         return DeltaResponse(
-            type_url,
-            st.nonce,
-            tuple(available[n] for n in changed),
-            tuple(removed),
-            str(self._system_version),
+            type_url, st.nonce, tuple(changed), tuple(removed), str(self._system_version), available
         )
 
     def on_update(self, resources: ProxyResources) -> list[DeltaResponse]:
@@ -179,7 +196,7 @@ class DeltaStream:
             if resp is not None:
                 out.append(resp)
                 if type_url == TYPE_CLUSTER:
-                    changed_clusters = {r.name for r in resp.resources}
+                    changed_clusters = set(resp.names)
                     eds = self.types.get(TYPE_ENDPOINT)
                     new_eds = changed_clusters & set(resources.get(TYPE_ENDPOINT))
                     if eds is not None and not eds.wildcard and new_eds - eds.names:
