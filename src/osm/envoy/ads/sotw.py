@@ -259,8 +259,9 @@ class SotwStream:
                     updated_clusters = changed_names(previous_versions, st.sent_versions)
                     eds = self.types.get(TYPE_ENDPOINT)
                     new_eds = (st.sent_names - previous) & resources.names(TYPE_ENDPOINT)
-                    if eds is not None and new_eds - eds.names:
-                        self.hold = frozenset(new_eds - eds.names)
+                    unasked = new_eds - eds.names if eds is not None else frozenset()
+                    if unasked:
+                        self.hold = frozenset(unasked)
         return out
 
 
