@@ -77,15 +77,10 @@ def discovery_response_framed(version: str, type_url: str, nonce: str, framed: I
     return b"".join((field_str(1, version), *framed, field_str(4, type_url), field_str(5, nonce)))
 
 
-def delta_resource_parts(name: str, version: str, framed: bytes) -> list[bytes]:
-    """envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3} around a framed_any
-    result, as a field 2 of the response, in pieces (joined once by the caller)."""
-    head, tail = delta_envelope(name, version, len(framed))
-    return [head, framed, tail]
-
-
 def delta_envelope(name: str, version: str, framed_len: int) -> tuple[bytes, bytes]:
-    """delta_resource_parts's bytes before and after the framed resource, which is `framed_len` long."""
+    """The bytes before and after a framed_any result `framed_len` long that make it an
+    envoy.service.discovery.v3.Resource{version=1, resource=2 (Any), name=3}, as a field 2 of the
+    delta response: head + framed + tail (joined once by the caller)."""
     head, tail = field_str(1, version), field_str(3, name)
     return _TAG2 + varint(len(head) + framed_len + len(tail)) + head, tail
 
@@ -98,7 +93,7 @@ def delta_discovery_response(
     removed: Iterable[str],
 ) -> bytes:
     """DeltaDiscoveryResponse{system_version_info=1, resources=2, type_url=4, nonce=5, removed=6};
-    `resources` as the pieces of delta_resource_parts results, one after the other."""
+    `resources` as each resource's delta_envelope head, framed bytes and tail, one after the other."""
     parts = [field_str(1, system_version), *resources, field_str(4, type_url), field_str(5, nonce)]
     parts += [field_str(6, n) for n in removed]
     return b"".join(parts)
