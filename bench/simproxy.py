@@ -108,8 +108,11 @@ class Refs:
 # full protobuf walk) on every generated configuration; a unit test checks it.
 SDS_REFS = (
     re.compile(rb"service-cert:[a-z0-9.\-]+/[a-z0-9.\-]+"),
-    re.compile(rb"root-cert-(?:for-mtls-outbound|for-mtls-inbound|https):[a-z0-9.\-]+/[a-z0-9.\-]+"),
-    re.compile(rb"root-cert-for-mtls-outbound(?![:a-z0-9.\-/])"),  # the mesh-wide outbound root
+    # `<prefix>:<ns>/<name>`, or the mesh-wide outbound root's bare name
+    re.compile(
+        rb"root-cert-(?:(?:for-mtls-outbound|for-mtls-inbound|https):[a-z0-9.\-]+/[a-z0-9.\-]+"
+        rb"|for-mtls-outbound(?![:a-z0-9.\-/]))"
+    ),
 )
 RDS_NAME = re.compile(rb"rds-[a-z]+\.[0-9]+")
 EDS_TYPE = b"\x10\x03"  # Cluster.type (field 2) = EDS, serialized right after the name (field 1)

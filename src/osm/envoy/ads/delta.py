@@ -198,7 +198,8 @@ class DeltaStream:
                 if type_url == TYPE_CLUSTER:
                     changed_clusters = set(resp.names)
                     eds = self.types.get(TYPE_ENDPOINT)
-                    new_eds = changed_clusters & set(resources.get(TYPE_ENDPOINT))
-                    if eds is not None and not eds.wildcard and new_eds - eds.names:
-                        self.hold = frozenset(new_eds - eds.names)
+                    new_eds = changed_clusters & resources.names(TYPE_ENDPOINT)
+                    unasked = new_eds - eds.names if eds is not None and not eds.wildcard else frozenset()
+                    if unasked:
+                        self.hold = frozenset(unasked)
         return out
