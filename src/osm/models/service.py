@@ -53,20 +53,16 @@ class MeshService:
         return f"inbound_{self.namespace}/{self.name}_{self.target_port}_{self.protocol}"
 
     def hostnames(self, same_namespace: bool, cluster_domain: str = DEFAULT_TRUST_DOMAIN) -> tuple[str, ...]:
-        """Kubernetes host forms for virtual-host domains, each also with `:<port>`."""
-        bases = []
-        if same_namespace:
-            bases.append(self.name)
-        bases += [
+        """Kubernetes host forms for virtual-host domains. They carry no port: the route configurations
+        that use them match the Host header with its port ignored (`ignore_port_in_host_matching`)."""
+        bases = [self.name] if same_namespace else []
+        return (
+            *bases,
             f"{self.name}.{self.namespace}",
             f"{self.name}.{self.namespace}.svc",
             f"{self.name}.{self.namespace}.svc.{cluster_domain.split('.')[0]}",
             f"{self.name}.{self.namespace}.svc.{cluster_domain}",
-        ]
-        out: list[str] = []
-        for b in bases:
-            out += [b, f"{b}:{self.port}"]
-        return tuple(out)
+        )
 
 
 @dataclass(frozen=True, slots=True, order=True)

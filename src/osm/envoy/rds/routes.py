@@ -55,7 +55,9 @@ def _no_timeout() -> Any:
 
 def outbound_route_config(port: int, upstreams: Iterable[Upstream], trust_domain: str) -> Any:
     config = route_pb2.RouteConfiguration(
-        name=outbound_name(port), validate_clusters=wrappers_pb2.BoolValue(value=False)
+        name=outbound_name(port),
+        validate_clusters=wrappers_pb2.BoolValue(value=False),
+        ignore_port_in_host_matching=True,  # domains carry no port; the Host header is forwarded as sent
     )
     for up in upstreams:
         action = rc.RouteAction(
@@ -90,7 +92,9 @@ def _inbound_route(rule: HTTPRouteRule, local: MeshService) -> Any:
 
 def inbound_route_config(port: int, services: Iterable[InboundService], trust_domain: str) -> Any:
     config = route_pb2.RouteConfiguration(
-        name=inbound_name(port), validate_clusters=wrappers_pb2.BoolValue(value=False)
+        name=inbound_name(port),
+        validate_clusters=wrappers_pb2.BoolValue(value=False),
+        ignore_port_in_host_matching=True,
     )
     seen: set[str] = set()
     for svc in services:
