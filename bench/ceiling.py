@@ -460,6 +460,43 @@ class _Load:
             self.errors.append(e)
             raise
 
+    async def stream_h2(self, port: int, ctx: Any, i: int) -> None:
+        """The same stream on bench/h2client.py: each response is ACKed in the connection's callback."""
+        from envoy.config.core.v3 import base_pb2
+        from envoy.service.discovery.v3 import discovery_pb2
+
+        from bench import h2client
+
+        conns: list[h2client.GrpcStream] = []
+
+        def on_message(resp: bytes) -> None:
+            version, type_url, nonce = self.header(resp)
+            if nonce != b"init":
+                self.rx_bytes += len(resp)
+            self.responses[i] += 1
+            conns[0].send(ack_request(version, type_url or self.type_url, nonce))
+
+        node = base_pb2.Node(id=f"{i:08d}-bench.sidecar.sa-{i}.bench", cluster=f"sa-{i}.bench")
+        try:
+            conns.append(
+                await h2client.open_stream(
+                    "127.0.0.1", port, ctx, ADS_METHOD, on_message, server_name=SERVER_CN
+                )
+            )
+            conns[0].send(
+                discovery_pb2.DiscoveryRequest(node=node, type_url=self.type_url.decode()).SerializeToString()
+            )
+            reason = await conns[0].ended
+            if conns[0].status != 0:
+                raise h2client.StreamEnded(reason)
+        except asyncio.CancelledError:
+            if conns:
+                conns[0].close()
+            raise
+        except Exception as e:
+            self.errors.append(e)
+            raise
+
 
 def _issue_certs(n_clients: int, tls: bool, workdir: Path) -> list[tuple[bytes, bytes]]:
     """CA + server cert into `workdir`; one distinct client (key, cert) per connection."""
@@ -524,6 +561,7 @@ async def transport_ceiling(
     repeats: int = 3,
     pin: bool = True,
     client_parse: str = "wire",
+    client: str = "h2",
 ) -> dict[str, Any]:
     """Time `repeats` pushes of `payload` (a serialized DiscoveryResponse, or several sent in turn, each
     ACKed) to `n_streams` ADS streams.
@@ -533,12 +571,18 @@ async def transport_ceiling(
     Per push: trigger -> last ACK (server clock), server CPU-s, load CPU-s and utilisation.
     `client_parse` picks how the load side reads version/nonce: "wire" (a Python field walk, ~70 us per
     100 KB response) or "protobuf" (a full upb parse, ~7 us: the Any bodies are only copied).
+    `client` is the load's gRPC client: "h2" (bench/h2client.py, as the simulated proxies use by default;
+    one stream per connection) or "grpc" (grpc's aio client).
     """
     if n_streams < 1 or repeats < 1:
         raise ValueError("n_streams and repeats must be >= 1")
     if client_parse not in CLIENT_PARSE:
         raise ValueError(f"client_parse must be one of {CLIENT_PARSE}")
     n_conns = min(channels or n_streams, n_streams)
+    if client not in ("h2", "grpc"):
+        raise ValueError(f"client must be h2 or grpc, not {client!r}")
+    if client == "h2" and n_conns != n_streams:
+        raise ValueError("the h2 client opens one stream per connection: shared channels need client='grpc'")
     payloads = [payload] if isinstance(payload, bytes) else list(payload)
     bodies = [split_payload(p) for p in payloads]
     n_resources = sum(n for _, n in bodies)
@@ -581,8 +625,19 @@ async def transport_ceiling(
         load = _Load(n_streams, type_url, client_parse)
         ca_pem = (workdir / "ca.crt").read_bytes() if tls else None
         t_start = time.monotonic()
-        chans = _channels(ready["port"], n_conns, clients, ca_pem)
-        tasks = [asyncio.create_task(load.stream(chans[i % n_conns], i)) for i in range(n_streams)]
+        if client == "h2":
+            from bench.h2client import client_context
+
+            contexts = [client_context(ca_pem, cert, key) if ca_pem else None for key, cert in clients]
+            if not contexts:
+                contexts = [None] * n_streams
+            t_start = time.monotonic()
+            tasks = [
+                asyncio.create_task(load.stream_h2(ready["port"], contexts[i], i)) for i in range(n_streams)
+            ]
+        else:
+            chans = _channels(ready["port"], n_conns, clients, ca_pem)
+            tasks = [asyncio.create_task(load.stream(chans[i % n_conns], i)) for i in range(n_streams)]
         connect_timeout = 30 + 0.05 * n_streams
         waiter = asyncio.create_task(
             ctl.call(connect_timeout + 5, op="wait_connected", n=n_streams, timeout=connect_timeout)
@@ -632,6 +687,7 @@ async def transport_ceiling(
             "tls": tls,
             "repeats": repeats,
             "client_parse": client_parse,
+            "client": client,
             "pinned": {"server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU} if pinned else None,
             "server_affinity": ready["affinity"],
             "type_url": type_url,
@@ -769,6 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         default="wire",
         help="how the load reads version/nonce: the Python wire reader, or a full upb parse",
     )
+    ap.add_argument("--client", choices=("h2", "grpc"), default="h2", help="the load's gRPC client")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -785,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             repeats=args.repeats,
             pin=not args.no_pin,
             client_parse=args.client_parse,
+            client=args.client,
         )
     )
     result["serialization"] = serialization_cost(clusters, build=lambda: mesh_clusters(len(clusters)))

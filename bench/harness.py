@@ -36,7 +36,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs every closed 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.gcclock import GcClock
-from bench.simproxy import Markers, SimProxy, channel_credentials
+from bench.simproxy import CLIENTS, Markers, SimProxy, channel_credentials
 from bench.workload import Workload, build
 from osm.certificate.tresor import TresorCA
 from osm.cmd.gctune import GcTuner
@@ -173,22 +173,26 @@ async def scenario(
     idle_seconds: float,
     ceiling: bool = False,
     cold_reference: bool = False,
+    client: str = "h2",
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
     services = n // 2
     w = build(services, 2, mode=mode)
-    row: dict[str, Any] = {"n": n, "mode": mode, "xds": xds, "services": services}
+    row: dict[str, Any] = {"n": n, "mode": mode, "xds": xds, "services": services, "client": client}
     cp = CP(services, mode, state_dir)
     fleet: Fleet | None = None
     try:
         row["rss0_mb"] = (await cp.call(op="gc"))["rss_mb"]
         _, creds = issue_certs(state_dir, w, n)
+        if client == "h2":  # made before the clock starts, as grpc's credentials are
+            for _, c in creds:
+                c.ssl_context()
         markers = Markers()
         target = f"127.0.0.1:{cp.port}"
         before, load0, gc0 = await cp.call(op="stats"), cpu_s(), LOAD_GC.seconds
         t0 = time.monotonic()
         proxies = [
-            SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers)
+            SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers, client=client)
             for i, (cn, c) in enumerate(creds)
         ]
         fleet = Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)
@@ -243,23 +247,24 @@ async def scenario(
     if ceiling and row["b5"].get("bytes_per_proxy"):
         # The same bytes as one message per proxy, and as the same messages the push sent (one per
         # changed type: xDS cannot send two types in one response).
-        row["ceiling"] = await transport_reference(n, [row["b5"]["bytes_per_proxy"]])
+        row["ceiling"] = await transport_reference(n, [row["b5"]["bytes_per_proxy"]], client=client)
         sizes = row["b5"]["messages_per_proxy"]
         if len(sizes) > 1:
             row["ceiling_same_messages"] = await transport_reference(
-                n, [m["bytes"] for m in sizes], [m["type_url"] for m in sizes]
+                n, [m["bytes"] for m in sizes], [m["type_url"] for m in sizes], client=client
             )
     if cold_reference and row["b1"]["complete"]:
-        row["b1_reference"] = await cold_start_reference(n, row["b1"]["messages_per_proxy"])
+        row["b1_reference"] = await cold_start_reference(n, row["b1"]["messages_per_proxy"], client)
     return row
 
 
-async def cold_start_reference(n: int, messages: list[dict[str, Any]]) -> dict[str, Any]:
+async def cold_start_reference(n: int, messages: list[dict[str, Any]], client: str = "h2") -> dict[str, Any]:
     """B1's reference: n mTLS streams connecting to a bare grpc.aio server, then the cold start's
     messages (per type, as many and as large on average) pushed once to every stream from
     pre-serialized bytes, each ACKed. Connecting and then pushing on the fresh connections, without
     overlap, bounds from above what the transport alone needs for the same cold start."""
-    got = await transport_reference(n, [m["bytes"] for m in messages], [m["type_url"] for m in messages], 1)
+    sizes, types = [m["bytes"] for m in messages], [m["type_url"] for m in messages]
+    got = await transport_reference(n, sizes, types, 1, client=client)
     raw = got["raw"]
     push = got["push_s"]
     return {
@@ -306,7 +311,7 @@ def generation_cost(w: Workload) -> float:
 
 
 async def transport_reference(
-    n: int, sizes: list[int], type_urls: list[str] | None = None, repeats: int = 3
+    n: int, sizes: list[int], type_urls: list[str] | None = None, repeats: int = 3, *, client: str = "h2"
 ) -> dict[str, Any]:
     """Messages of these sizes (and types) pushed to each of n mTLS streams by a bare grpc.aio server
     from pre-serialized bytes, each ACKed (B5's ceiling); the median of `repeats` pushes."""
@@ -319,7 +324,7 @@ async def transport_reference(
     mine = os.sched_getaffinity(0)
     set_all_threads(set(range(os.cpu_count() or 1)))
     try:
-        got = await transport_ceiling(n, payloads, tls=True, repeats=repeats)
+        got = await transport_ceiling(n, payloads, tls=True, repeats=repeats, client=client)
     finally:
         set_all_threads(mine)
     push = got.get("push_s") or got.get("push") or {}
@@ -547,6 +552,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     idle_seconds=args.idle,
                     ceiling=args.ceiling and mode == "smi" and xds == "sotw",
                     cold_reference=args.ceiling and mode == "permissive" and xds == "sotw",
+                    client=args.client,
                 )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -568,6 +574,12 @@ def main() -> None:
     p.add_argument("--policy-changes", type=int, default=20)
     p.add_argument("--idle", type=float, default=10)
     p.add_argument("--name", default="bench")
+    p.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="h2",
+        help="the simulated proxies' gRPC client, also the transport references' (bench/h2client.py or grpc)",
+    )
     p.add_argument(
         "--ceiling",
         action="store_true",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.json_format import MessageToDict
 
 import osm.envoy.generator  # noqa: F401  (registers the message types packed in the resources)
+from bench import h2client
 from osm.envoy import wire
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
 
@@ -118,7 +120,30 @@ RDS_NAME = re.compile(rb"rds-[a-z]+\.[0-9]+")
 EDS_TYPE = b"\x10\x03"  # Cluster.type (field 2) = EDS, serialized right after the name (field 1)
 
 
+SDS_PREFIXES = (b"service-cert:", b"root-cert-")
+
+
 def _sds_refs(raw: bytes) -> frozenset[str]:
+    """The fast path: every cluster of a proxy names the same few secrets, thousands of times over. Each
+    prefix's first occurrence is read as the protobuf string around it (tag of field 1, length); when that
+    exact framed string accounts for every occurrence of the prefix, it is the only name. Otherwise (or
+    when the framing is not there) the regexes read every occurrence."""
+    out = set()
+    for prefix in SDS_PREFIXES:
+        i = raw.find(prefix)
+        if i < 0:
+            continue
+        size = raw[i - 1] if i >= 2 else 0x80
+        if size >= 0x80 or raw[i - 2] != 0x0A:
+            return _sds_scan(raw)
+        framed = raw[i - 2 : i + size]
+        if raw.count(framed) != raw.count(prefix):
+            return _sds_scan(raw)
+        out.add(framed[2:].decode())
+    return frozenset(out)
+
+
+def _sds_scan(raw: bytes) -> frozenset[str]:
     return frozenset(m.decode() for pattern in SDS_REFS for m in set(pattern.findall(raw)))
 
 
@@ -249,6 +274,30 @@ class TypeSub:
     requested: bool = False
     responses: int = 0
     bytes: int = 0
+    names_wire: tuple[frozenset[str] | None, bytes] = (None, b"")  # `names` and their request encoding
+
+
+@dataclass
+class ClientCreds:
+    """A simulated proxy's mTLS material, made into grpc or ssl credentials as its client needs."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    _ssl: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def grpc_creds(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = h2client.client_context(self.ca_pem, self.cert_pem, self.key_pem)
+        return self._ssl
+
+
+CLIENTS = ("h2", "grpc")  # bench/h2client.py (the default: cheap per message), or grpc's aio client
 
 
 class SimProxy:
@@ -256,15 +305,18 @@ class SimProxy:
         self,
         index: int,
         cn: str,
-        creds: grpc.ChannelCredentials,
+        creds: ClientCreds,
         target: str,
         *,
         delta: bool,
         markers: Markers,
         server_name: str = "ads.cluster.local",
+        client: str = "h2",
     ) -> None:
+        if client not in CLIENTS:
+            raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
         self.index, self.cn, self.creds, self.target = index, cn, creds, target
-        self.delta, self.markers, self.server_name = delta, markers, server_name
+        self.delta, self.markers, self.server_name, self.client = delta, markers, server_name, client
         self.subs: dict[str, TypeSub] = {
             t: TypeSub() for t in (TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET)
         }
@@ -281,21 +333,28 @@ class SimProxy:
         self.lost: list[str] = []  # why each stream that was opened again had failed
         self._out: list[bytes] = []  # requests to write once the current response is handled
         self._call: Any = None
+        self._conn: h2client.GrpcStream | None = None
         self.closed = asyncio.Event()
 
     # ---- requests
 
     def _sotw(self, type_url: str, first: bool = False) -> bytes:
+        """DiscoveryRequest{version_info=1, node=2 (first only), resource_names=3, type_url=4,
+        response_nonce=5}, written field by field; the names' encoding is kept while they stay the same."""
         st = self.subs[type_url]
-        req = discovery_pb2.DiscoveryRequest(
-            type_url=type_url,
-            version_info=st.version,
-            response_nonce=st.nonce,
-            resource_names=sorted(st.names),
+        if st.names_wire[0] is not st.names:
+            names = discovery_pb2.DiscoveryRequest(resource_names=sorted(st.names)).SerializeToString()
+            st.names_wire = (st.names, names)
+        node = wire.field_bytes(2, wire.field_str(1, self.cn)) if first else b""
+        return b"".join(
+            (
+                wire.field_str(1, st.version),
+                node,
+                st.names_wire[1],
+                wire.field_str(4, type_url),
+                wire.field_str(5, st.nonce),
+            )
         )
-        if first:
-            req.node.id = self.cn
-        return req.SerializeToString()
 
     def _delta_req(
         self,
@@ -346,6 +405,10 @@ class SimProxy:
                     if e.code() == grpc.StatusCode.CANCELLED or self._stopped:
                         return  # stop()
                     self.lost.append(f"{e.code().name}: {e.details()}")
+                except (h2client.StreamEnded, OSError) as e:  # h2: a stream that ended, or a failed connect
+                    if self._stopped:
+                        return
+                    self.lost.append(str(e) or type(e).__name__)
                 self.reconnects += 1
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
@@ -357,13 +420,16 @@ class SimProxy:
             self.closed.set()
 
     async def _stream(self) -> None:
+        if self.client == "h2":
+            await self._stream_h2()
+            return
         options = [
             ("grpc.ssl_target_name_override", self.server_name),
             ("grpc.use_local_subchannel_pool", 1),
             ("osm.bench.proxy", self.index),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ]
-        async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
+        async with grpc.aio.secure_channel(self.target, self.creds.grpc_creds(), options=options) as channel:
             # Requests are written by the reading task itself, after each response is handled (as
             # Envoy's main thread does, and as bench/ceiling.py's load does: the two load sides cost the
             # same per response).
@@ -375,6 +441,36 @@ class SimProxy:
             while (raw := await call.read()) is not grpc.aio.EOF:
                 self._on_response(raw)
                 await self._flush(call)
+
+    async def _stream_h2(self) -> None:
+        """The same stream on bench/h2client.py: each response is handled, and the requests it queued are
+        written, in the connection's own callback."""
+        host, _, port = self.target.rpartition(":")
+        conn = self._conn = await h2client.open_stream(
+            host,
+            int(port),
+            self.creds.ssl_context(),
+            DELTA if self.delta else SOTW,
+            self._h2_response,
+            server_name=self.server_name,
+        )
+        if self._stopped:
+            conn.close()
+        self._out = self._subscriptions()
+        self._h2_flush(conn)
+        reason = await conn.ended
+        if not self._stopped and conn.status != 0:  # a stream that ended OK is over, as with grpc's client
+            raise h2client.StreamEnded(reason)
+
+    def _h2_response(self, raw: bytes) -> None:
+        self._on_response(raw)
+        if self._conn is not None:
+            self._h2_flush(self._conn)
+
+    def _h2_flush(self, conn: h2client.GrpcStream) -> None:
+        out, self._out = self._out, []
+        for req in out:
+            conn.send(req)
 
     def _subscriptions(self) -> list[bytes]:
         """Every subscription, on a new stream: CDS and LDS first; after a reconnect also the by-name
@@ -401,6 +497,8 @@ class SimProxy:
         self._stopped = True
         if self._call is not None:
             self._call.cancel()
+        if self._conn is not None:
+            self._conn.close()
 
     def _on_response(self, raw: bytes) -> None:
         now = time.monotonic()
@@ -424,12 +522,6 @@ class SimProxy:
         # ACK first, then ask for what the new resources reference (as Envoy does).
         self._out.append(self._delta_req(e.type_url) if self.delta else self._sotw(e.type_url))
         if e.type_url == TYPE_CLUSTER:
-            self._cds_names = (
-                set(refs.names)
-                if not self.delta
-                else ((getattr(self, "_cds_names", set()) | set(refs.names)) - set(e.removed))
-            )
-            self._cds_refs = refs
             self._want(TYPE_ENDPOINT, refs.eds if not self.delta else self._eds_delta(refs, e.removed))
             self._sds_from(TYPE_CLUSTER, refs.sds)
         elif e.type_url == TYPE_LISTENER:
@@ -456,7 +548,5 @@ class SimProxy:
         return all(self.subs[t].names <= self.subs[t].got for t in BY_NAME)
 
 
-def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
-    )
+def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> ClientCreds:
+    return ClientCreds(ca_pem, cert_pem, key_pem)

@@ -92,7 +92,9 @@ def test_shared_channels_and_protobuf_parse() -> None:
     payload, _ = ceiling.cluster_payload(1000)
     result = asyncio.run(
         asyncio.wait_for(
-            ceiling.transport_ceiling(6, payload, tls=True, channels=2, repeats=1, client_parse="protobuf"),
+            ceiling.transport_ceiling(
+                6, payload, tls=True, channels=2, repeats=1, client_parse="protobuf", client="grpc"
+            ),
             timeout=30,
         )
     )
