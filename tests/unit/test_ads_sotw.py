@@ -485,6 +485,33 @@ def test_try_ack_records_only_plain_acks_that_on_request_would_answer_with_nothi
     assert s.types[TYPE_ENDPOINT].acked_version == eds.version
 
 
+def test_a_wildcard_ack_is_recognised_by_its_bytes_as_envoy_serializes_it() -> None:
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    def wire_ack(resp: Response, **extra: object) -> bytes:
+        req = discovery_pb2.DiscoveryRequest(
+            version_info=resp.version, type_url=resp.type_url, response_nonce=resp.nonce, **extra
+        )
+        return req.SerializeToString()
+
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    [cds] = s.on_request(Request(TYPE_CLUSTER), pr)
+    [eds] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    assert not s.try_ack_raw(wire_ack(eds, resource_names=["a", "b"]))  # by name: parsed, as before
+    assert not s.try_ack_raw(wire_ack(cds, node=base_pb2.Node(id="x")))  # not the plain form: parsed
+    assert not s.try_ack_raw(wire_ack(cds, error_detail={"message": "bad"}))  # a NACK is never taken
+    requests, acks = s.counters.requests, s.counters.acks
+    assert s.try_ack_raw(wire_ack(cds))
+    assert (s.counters.requests, s.counters.acks) == (requests + 1, acks + 1)
+    assert s.types[TYPE_CLUSTER].acked_version == cds.version
+    # a newer response replaces the expected bytes: the old ACK is stale now and goes the slow way
+    [cds2] = s.on_update(ProxyResources.of(base(cds_timeout=7)))[:1]
+    assert cds2.type_url == TYPE_CLUSTER
+    assert not s.try_ack_raw(wire_ack(cds)) and s.try_ack_raw(wire_ack(cds2))
+    assert len(s.acks) == 1
+
+
 def test_try_ack_leaves_an_ack_that_releases_held_config_to_on_request() -> None:
     s = SotwStream()
     subscribe_all(s, ProxyResources.of(base()))

@@ -248,15 +248,20 @@ class AdsServer:
         """Queue a request for the stream's task, or record it here if it is a plain ACK with nothing
         before it still to process (an item stays in the queue until the task takes it): waking the
         task for it would cost a task switch per ACK (two per proxy in a full push). False when the
-        request is malformed and the stream ends."""
+        request is malformed and the stream ends. Envoy's ACK of a wildcard type is recognised by its
+        bytes, before any parsing."""
+        machine = (
+            s.machine if isinstance(s.machine, SotwStream) and s.queue.empty() and not s.backlog else None
+        )
+        if machine is not None and machine.try_ack_raw(raw):
+            return True
         try:
             req = parse(raw)
         except DecodeError as e:
             log.warning("proxy %s: malformed request: %s", s.proxy.cn, e)
             s.queue.put_nowait(_Abort(f"malformed request: {e}"))
             return False
-        machine = s.machine
-        if isinstance(machine, SotwStream) and s.queue.empty() and not s.backlog and machine.try_ack(req):
+        if machine is not None and machine.try_ack(req):
             return True
         s.queue.put_nowait(req)
         return True
@@ -285,7 +290,7 @@ class AdsServer:
 
     async def _serve(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, protocol: str
-    ) -> AsyncIterator[bytes]:
+    ) -> None:
         s = await self._admit(context, protocol)
         reader = asyncio.create_task(
             self._read(requests, s, parse_sotw if protocol == "sotw" else parse_delta)
@@ -297,9 +302,10 @@ class AdsServer:
                 res = self._next_items(s, item)
                 pushed = item is _UPDATE
                 del item  # not kept while the stream waits (see _read); the backlog holds it if needed
-                if res is not None:
-                    for r in self._drain(s, res, pushed):
-                        yield r.encode()
+                out = self._drain(s, res, pushed) if res is not None else []
+                out.reverse()
+                while out:  # nothing sent stays referenced while the stream waits
+                    await context.write(out.pop().encode())
         finally:
             reader.cancel()
             self._close(s)
@@ -322,17 +328,14 @@ class AdsServer:
         self.stats.responses += len(out)
         return out
 
-    # Coroutine handlers writing with context.write: a handler that yields its responses leaves grpc
-    # holding each stream's last response until the next one (up to megabytes per proxy).
+    # Coroutine handlers writing with context.write (in _serve, with no generator between): a handler
+    # that yields its responses leaves grpc holding each stream's last response until the next one (up
+    # to megabytes per proxy).
     async def _sotw(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        async for out in self._serve(requests, context, "sotw"):
-            await context.write(out)
-            del out
+        await self._serve(requests, context, "sotw")
 
     async def _delta(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        async for out in self._serve(requests, context, "delta"):
-            await context.write(out)
-            del out
+        await self._serve(requests, context, "delta")
 
 
 def parse_sotw(raw: bytes) -> Request:

@@ -96,6 +96,11 @@ class SotwStream:
         # proxy has asked for (and been sent) those clusters' endpoints, so no route points at a cluster
         # that is still warming.
         self.hold: frozenset[str] = frozenset()
+        # The exact bytes of a plain ACK of each wildcard type's latest response, as Envoy sends it after
+        # its first request (version_info, type_url, response_nonce; no node, no names): such a request
+        # is recognised without parsing it (`try_ack_raw`).
+        self.acks: dict[bytes, str] = {}
+        self._ack_of: dict[str, bytes] = {}
 
     @staticmethod
     def _wants_all(type_url: str, st: TypeState, resources: ProxyResources) -> bool:
@@ -148,9 +153,28 @@ class SotwStream:
             if not chosen:
                 return None
         st.nonce = str(next(self._nonces))
+        if type_url in WILDCARD_TYPES:
+            self.acks.pop(self._ack_of.get(type_url, b""), None)
+            raw = wire.field_str(1, version) + wire.field_str(4, type_url) + wire.field_str(5, st.nonce)
+            self.acks[raw] = type_url
+            self._ack_of[type_url] = raw
         self.counters.responses += 1
         self.counters.resources += len(chosen)
         return Response(type_url, version, st.nonce, chosen)
+
+    def try_ack_raw(self, raw: bytes) -> bool:
+        """`try_ack` for a serialized request that is byte for byte the plain ACK of a wildcard type's
+        latest response (no error, no names, the current nonce): recorded without parsing it."""
+        type_url = self.acks.get(raw)
+        if type_url is None or self.hold:
+            return False
+        st = self.types[type_url]
+        if st.forgotten:
+            return False
+        self.counters.requests += 1
+        self.counters.acks += 1
+        st.acked_version = st.sent_version
+        return True
 
     def try_ack(self, req: Request) -> bool:
         """Record `req` if it is a plain ACK of the latest response of its type that releases nothing;
