@@ -11,13 +11,13 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToDict
+from xds.type.matcher.v3 import ip_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -116,9 +116,20 @@ def test_an_http_upstream_comes_and_goes_in_the_chain_matcher_alone() -> None:
         got = gen.resources(p, FAKE_CERT).get(TYPE_LISTENER)[outbound.OUTBOUND_LISTENER]
         return listener_pb2.Listener.FromString(body(got.any_bytes))
 
-    def by_ip(m: listener_pb2.Listener, port: str) -> Any:
-        inner = m.filter_chain_matcher.matcher_tree.exact_match_map.map[port].matcher
-        return inner.matcher_tree.exact_match_map.map
+    def by_ip(m: listener_pb2.Listener, port: str) -> dict[str, str]:
+        """The port's address -> chain name, read from its IP range matcher."""
+        inner = m.filter_chain_matcher.matcher_tree.exact_match_map.map[port].matcher.matcher_tree
+        assert inner.custom_match.name == outbound.IP_MATCHER
+        ip_matcher = ip_pb2.IPMatcher()
+        assert inner.custom_match.typed_config.Unpack(ip_matcher)
+        out = {}
+        for rm in ip_matcher.range_matchers:
+            chain = wrappers_pb2.StringValue()
+            assert rm.on_match.action.typed_config.Unpack(chain)
+            for r in rm.ranges:
+                assert r.prefix_len.value == 32
+                out[r.address_prefix] = chain.value
+        return out
 
     a, b = listener(policy), listener(without)
     # The chains Envoy would drain on a change are the same; only the matcher lost the address.
@@ -126,4 +137,4 @@ def test_an_http_upstream_comes_and_goes_in_the_chain_matcher_alone() -> None:
     port = str(first.service.port)
     ips, left = by_ip(a, port), by_ip(b, port)
     assert set(ips) - set(left) == set(first.addresses)
-    assert ips[first.addresses[0]].action.typed_config.value.endswith(f"outbound-mesh-http.{port}".encode())
+    assert ips[first.addresses[0]] == f"outbound-mesh-http.{port}"

@@ -242,13 +242,24 @@ class ConfigGenerator:
                 )
             )
         if chains:
-            by_port: dict[int, list[bytes]] = defaultdict(list)
+            # per port, per chain (in order of first appearance): its on_match and its addresses' ranges
+            by_port: dict[int, dict[str, list[bytes]]] = {}
             for up, ips in chains:
                 name = outbound.chain_name(up)
-                by_port[up.service.port] += [
-                    self._part(("lds-out-ip", ip, name), partial(outbound.ip_entry, ip, name)) for ip in ips
-                ]
-            body.append(outbound.compose_chain_matcher(by_port.items()))
+                ranges = by_port.setdefault(up.service.port, {}).setdefault(name, [])
+                ranges += [self._part(("lds-out-ip", ip), partial(outbound.ip_range, ip)) for ip in ips]
+            body.append(
+                outbound.compose_chain_matcher(
+                    (
+                        port,
+                        [
+                            (self._part(("lds-out-chain", name), partial(outbound.chain_on_match, name)), rs)
+                            for name, rs in chains_of.items()
+                        ],
+                    )
+                    for port, chains_of in by_port.items()
+                )
+            )
         return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, b"".join(body))
 
     def _upstream_parts(
