@@ -4,7 +4,8 @@ Each proxy has its own mTLS connection and certificate (CN = its pod's proxy ide
 CDS and LDS (wildcard), then EDS/RDS/SDS by the names the clusters and listeners reference, and ACKs
 every response at once. Only the envelope is parsed into a message; the names the resources carry and
 refer to are read from their bytes (see fast_refs), which keeps a permissive-mode fleet's load side from
-parsing millions of clusters.
+parsing millions of clusters. The stream runs on bench/h2client.py's lean client (each response handled
+and its requests written in the connection's callback), or on grpc's aio client with client="grpc".
 """
 
 from __future__ import annotations

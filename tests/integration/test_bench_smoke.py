@@ -62,8 +62,9 @@ def test_cold_start_reference_at_toy_scale() -> None:
     assert ref["bytes_per_proxy"] >= 4500  # both messages, with their response headers
 
 
+@pytest.mark.parametrize("client", ["h2", "grpc"])
 @pytest.mark.parametrize("xds", ["sotw", "delta"])
-def test_a_dropped_proxy_reconnects_as_envoy_does_and_is_served_again(xds: str) -> None:
+def test_a_dropped_proxy_reconnects_as_envoy_does_and_is_served_again(xds: str, client: str) -> None:
     async def run() -> None:
         state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
         cp = harness.CP(6, "smi", state_dir)
@@ -73,7 +74,7 @@ def test_a_dropped_proxy_reconnects_as_envoy_does_and_is_served_again(xds: str) 
             markers = Markers()
             target = f"127.0.0.1:{cp.port}"
             proxies = [
-                SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers)
+                SimProxy(i, cn, c, target, delta=xds == "delta", markers=markers, client=client)
                 for i, (cn, c) in enumerate(creds)
             ]
             fleet = harness.Fleet(proxies, [asyncio.create_task(p.run()) for p in proxies], markers)
@@ -85,7 +86,7 @@ def test_a_dropped_proxy_reconnects_as_envoy_does_and_is_served_again(xds: str) 
             assert await harness.wait_until(
                 lambda: p.reconnects == 1 and p.subs[TYPE_LISTENER].responses > got, 30
             )
-            assert p.lost == ["UNAVAILABLE: bench: dropped"] and p.error is None
+            assert p.lost == ["UNAVAILABLE: bench: dropped"] and p.error is None  # both clients say why
             assert "error" not in await cp.call(op="stream", cn=p.cn)
             # and it is pushed to like the others
             markers.expect(TYPE_LISTENER, b"outbound-egress-filter-chain", 1, absent=True)
