@@ -13,6 +13,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ceiling import SATURATED
 from bench.plot import plot
 from bench.summary import summary_entries, write_summary
 
@@ -67,6 +68,34 @@ def _figures(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]
     return out, ns
 
 
+def _util(raw: Any) -> float | None:
+    """A load-side CPU share as rows hold it: a number, or a ceiling's {min, median, max}."""
+    if isinstance(raw, dict):
+        raw = raw.get("median")
+    return float(raw) if isinstance(raw, int | float) else None
+
+
+def load_bound(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The target figures whose measurement saturated the load side's core (`load_util` >= 0.95 in the
+    run itself or in the ceiling it is judged against), each with why: such a run measured the load, not
+    the control plane, and does not count."""
+    smi, perm = _row(rows, "smi"), _row(rows, "permissive")
+    checks: list[tuple[str, str, Any]] = []
+    if smi is not None:
+        checks.append(("b1_smi_2000_s", "the cold start", smi["b1"].get("load_util")))
+        checks.append(("b5_ratio_ceiling", "the full push", smi.get("b5", {}).get("load_util")))
+        same = smi.get("ceiling_same_messages") or smi.get("ceiling") or {}
+        checks.append(("b5_ratio_ceiling", "its ceiling", (same.get("raw") or {}).get("load_util")))
+    if perm is not None:
+        checks.append(("b1_permissive_2000_s", "the cold start", perm["b1"].get("load_util")))
+    out: dict[str, str] = {}
+    for figure, what, raw in checks:
+        util = _util(raw)
+        if util is not None and util >= SATURATED and figure not in out:
+            out[figure] = f"load-bound: the simulated fleet used {util:.2f} of its core in {what}"
+    return out
+
+
 def b6_figures(data: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of an envoy_churn.py result."""
     b6 = data["b6"]
@@ -105,7 +134,7 @@ def main() -> None:
     found = figures(rows)
     if args.b6 is not None:
         found.update(b6_figures(json.loads(args.b6.read_text())))
-    entries = summary_entries(found, n=measured_n(rows))
+    entries = summary_entries(found, n=measured_n(rows), load_bound=load_bound(rows))
     first = args.results[0]
     write_summary(entries, first.parent / "summary.json")
     write_summary(entries, first.parent / "summary.md")

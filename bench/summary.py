@@ -209,25 +209,34 @@ def _value(raw: Any) -> float | None:
 
 
 def summary_entries(
-    results: Mapping[str, Any], targets: Iterable[Target] = TARGETS, *, n: Mapping[str, int] | None = None
+    results: Mapping[str, Any],
+    targets: Iterable[Target] = TARGETS,
+    *,
+    n: Mapping[str, int] | None = None,
+    load_bound: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per target: id, name, n, value, unit, target, anchor, met (None only for report-only
-    rows); n is the number of proxies the value was measured at, when known."""
+    rows); n is the number of proxies the value was measured at, when known. A figure in `load_bound`
+    (id -> why) was measured with the load side's core saturated: it does not count, so it is not met
+    whatever its value, and its entry says why in `note`."""
     out = []
     for t in targets:
         value = _value(results.get(t.id))
-        out.append(
-            {
-                "id": t.id,
-                "name": t.name,
-                "n": (n or {}).get(t.id),
-                "value": value,
-                "unit": t.unit,
-                "target": t.text,
-                "anchor": t.anchor,
-                "met": t.met(value),
-            }
-        )
+        entry = {
+            "id": t.id,
+            "name": t.name,
+            "n": (n or {}).get(t.id),
+            "value": value,
+            "unit": t.unit,
+            "target": t.text,
+            "anchor": t.anchor,
+            "met": t.met(value),
+        }
+        why = (load_bound or {}).get(t.id)
+        if why is not None and entry["met"] is not None:
+            entry["met"] = False
+            entry["note"] = f"does not count: {why}"
+        out.append(entry)
     return out
 
 
@@ -244,6 +253,8 @@ def _markdown(entries: list[dict[str, Any]]) -> str:
     lines = ["| benchmark | N | value | target | met | anchor |", "|---|---|---|---|---|---|"]
     for e in entries:
         met = "—" if e["met"] is None else ("yes" if e["met"] else "**no**")
+        if e.get("note"):
+            met += f" ({e['note']})"
         n = "—" if e.get("n") is None else str(e["n"])
         lines.append(f"| {e['name']} | {n} | {_cell(e['value'])} | {e['target']} | {met} | {e['anchor']} |")
     return "\n".join(lines) + "\n"

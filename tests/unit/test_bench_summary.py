@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,42 @@ def test_permissive_cold_start_is_reported_beside_its_transport_reference() -> N
     assert entries["b1_permissive_2000_reference_s"]["met"] is None  # report only
     del row["b1_reference"]  # a run without --ceiling
     assert report.figures([row])["b1_permissive_2000_reference_s"] is None
+
+
+def test_a_figure_measured_with_the_load_saturated_does_not_count() -> None:
+    def rows(util: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "mode": "permissive",
+                "xds": "sotw",
+                "n": 2000,
+                "b1": {"seconds": 12.0, "cp_cpu_s": 10.0, "load_util": util},
+            },
+            {
+                "mode": "smi",
+                "xds": "sotw",
+                "n": 2000,
+                "b1": {"seconds": 6.0, "load_util": 0.6},
+                "b4": {"mb_per_proxy": 0.12, "idle_cores": 0.005},
+                "b5": {"seconds": 0.7, "load_util": 0.7},
+                "ceiling": {"push_s": 0.5, "raw": {"load_util": {"median": util}}},
+            },
+        ]
+
+    for util, counted in ((0.99, False), (0.8, True)):
+        got = rows(util)
+        entries = _by_id(
+            summary.summary_entries(
+                report.figures(got), n=report.measured_n(got), load_bound=report.load_bound(got)
+            )
+        )
+        for figure in ("b1_permissive_2000_s", "b5_ratio_ceiling"):
+            assert entries[figure]["met"] is counted, (figure, util)
+            assert ("note" in entries[figure]) is not counted
+        assert entries["b1_smi_2000_s"]["met"] is True  # its own run kept up
+    assert "0.99 of its core in the cold start" in entries_note(rows(0.99), "b1_permissive_2000_s")
+
+
+def entries_note(rows: list[dict[str, Any]], figure: str) -> str:
+    found = summary.summary_entries(report.figures(rows), load_bound=report.load_bound(rows))
+    return str(_by_id(found)[figure]["note"])
