@@ -40,13 +40,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages for the local mesh and its tests: iproute2, iptables, the demo's database server
-# (Redis), curl (used inside pods by the end-to-end tests). Installed only when root and missing.
+# (Redis), curl (used inside pods by the end-to-end tests); gcc and libssl-dev for the benchmarks' compiled
+# fleet. Installed only when root and missing.
 SYSTEM_TOOLS := ip iptables-restore redis-server curl nsenter setpriv sysctl
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		echo "installing system packages for:$$missing"; \
 		apt-get update -qq && apt-get install -y -qq iproute2 iptables redis-server curl util-linux procps >/dev/null; \
+	fi
+	@# the compiled fleet of the benchmarks (bench/loadgen.c) needs a C compiler and OpenSSL's headers
+	@if { ! command -v cc >/dev/null || [ ! -f /usr/include/openssl/ssl.h ]; } && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages for: bench/loadgen.c"; \
+		apt-get update -qq && apt-get install -y -qq gcc libc6-dev libssl-dev >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -35,6 +35,7 @@ from typing import Any
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # grpc core logs every closed connection at INFO otherwise
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import compiled
 from bench.gcclock import GcClock
 from bench.simproxy import CLIENTS, Markers, SimProxy, channel_credentials
 from bench.workload import Workload, build
@@ -554,6 +555,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     cold_reference=args.ceiling and mode == "permissive" and xds == "sotw",
                     client=args.client,
                 )
+                if args.compiled_b1:
+                    row["b1_compiled"] = await compiled.cold_start(n, mode, xds)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -581,6 +584,11 @@ def main() -> None:
         help="the simulated proxies' gRPC client, also the transport references' (bench/h2client.py or grpc)",
     )
     p.add_argument(
+        "--compiled-b1",
+        action="store_true",
+        help="also measure each cold start with the compiled fleet (bench/loadgen.c), as b1_compiled",
+    )
+    p.add_argument(
         "--ceiling",
         action="store_true",
         help="measure B5's transport ceiling for each N (SMI), and B1's transport reference (permissive)",
@@ -595,7 +603,7 @@ def main() -> None:
             5,
             "quick",
         )
-        args.ceiling = True
+        args.ceiling = args.compiled_b1 = True
     if args.full:
         args.n, args.modes, args.churn_seconds, args.policy_changes, args.idle, args.name = (
             [250, 500, 1000, 2000],
@@ -605,7 +613,7 @@ def main() -> None:
             300,
             "full",
         )
-        args.ceiling = True
+        args.ceiling = args.compiled_b1 = True
     asyncio.run(main_async(args))
 
 
