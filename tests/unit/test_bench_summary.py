@@ -26,6 +26,7 @@ def test_every_documented_id_has_a_target() -> None:
         "b1_permissive_2000_cp_cpu_s",
         "b1_permissive_2000_load_util",
         "b1_permissive_2000_reference_s",
+        "b1_permissive_2000_python_fleet_s",
         "b2_p99_10_s",
         "b2_p99_50_s",
         "b2_push_ratio",
@@ -78,6 +79,7 @@ def test_met_and_unmet() -> None:
         "b1_permissive_2000_cp_cpu_s": None,
         "b1_permissive_2000_load_util": None,
         "b1_permissive_2000_reference_s": None,
+        "b1_permissive_2000_python_fleet_s": None,
         "b6_update_rejected": False,  # missing
         "b6_failed_requests": False,
         **{f"b6_apply_{t}_s": None for t in ("CDS", "EDS", "LDS", "RDS", "SDS")},
@@ -273,3 +275,19 @@ def test_a_figure_measured_with_the_load_saturated_does_not_count() -> None:
 def entries_note(rows: list[dict[str, Any]], figure: str) -> str:
     found = summary.summary_entries(report.figures(rows), load_bound=report.load_bound(rows))
     return str(_by_id(found)[figure]["note"])
+
+
+def test_b1_comes_from_the_compiled_fleet_when_a_row_has_it() -> None:
+    row = {
+        "mode": "permissive",
+        "xds": "sotw",
+        "n": 2000,
+        "b1": {"seconds": 13.0, "cp_cpu_s": 11.0, "load_util": 0.99},
+        "b1_compiled": {"seconds": 10.9, "cp_cpu_s": 10.9, "load_util": 0.69},
+    }
+    got = report.figures([row])
+    assert got["b1_permissive_2000_s"] == 10.9 and got["b1_permissive_2000_load_util"] == 0.69
+    assert got["b1_permissive_2000_python_fleet_s"] == 13.0
+    assert report.load_bound([row]) == {}  # the compiled fleet kept up
+    del row["b1_compiled"]
+    assert set(report.load_bound([row])) == {"b1_permissive_2000_s"}
