@@ -242,22 +242,22 @@ class ConfigGenerator:
                 )
             )
         if chains:
-            # per port, per chain (in order of first appearance): its on_match and its addresses' ranges
-            by_port: dict[int, dict[str, list[bytes]]] = {}
-            for up, ips in chains:
-                name = outbound.chain_name(up)
-                ranges = by_port.setdefault(up.service.port, {}).setdefault(name, [])
-                ranges += [self._part(("lds-out-ip", ip), partial(outbound.ip_range, ip)) for ip in ips]
+            # per port, per chain: its on_match and its addresses' ranges, each a cached part
+            ip_range, on_match = outbound.ip_range, outbound.chain_on_match
+            by_port = outbound.addresses_by_port_and_chain(chains)
             body.append(
                 outbound.compose_chain_matcher(
                     (
                         port,
                         [
-                            (self._part(("lds-out-chain", name), partial(outbound.chain_on_match, name)), rs)
-                            for name, rs in chains_of.items()
+                            (
+                                self._part(("lds-out-chain", name), partial(on_match, name)),
+                                [self._part(("lds-out-ip", ip), partial(ip_range, ip)) for ip in ips],
+                            )
+                            for name, ips in by_chain.items()
                         ],
                     )
-                    for port, chains_of in by_port.items()
+                    for port, by_chain in by_port.items()
                 )
             )
         return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, b"".join(body))

@@ -146,10 +146,10 @@ def _cidr(ip: str) -> Any:
     )
 
 
-def _by_port_and_chain(
+def addresses_by_port_and_chain(
     chains: Iterable[tuple[Upstream, tuple[str, ...]]],
 ) -> dict[int, dict[str, list[str]]]:
-    """Each port's addresses by chain name, in the order of `chains`."""
+    """Each port's addresses by chain name, in the order of `chains` (the matcher's layout)."""
     out: dict[int, dict[str, list[str]]] = {}
     for up, ips in chains:
         out.setdefault(up.service.port, {}).setdefault(chain_name(up), []).extend(ips)
@@ -161,7 +161,7 @@ def chain_matcher(chains: Iterable[tuple[Upstream, tuple[str, ...]]]) -> Any:
     m = matcher_pb2.Matcher()
     tree = m.matcher_tree
     tree.input.CopyFrom(_PORT_INPUT)
-    for port, by_chain in _by_port_and_chain(chains).items():
+    for port, by_chain in addresses_by_port_and_chain(chains).items():
         inner = tree.exact_match_map.map[str(port)].matcher.matcher_tree
         inner.input.CopyFrom(_IP_INPUT)
         ip_matcher = ip_pb2.IPMatcher(
