@@ -96,11 +96,10 @@ class SotwStream:
         # proxy has asked for (and been sent) those clusters' endpoints, so no route points at a cluster
         # that is still warming.
         self.hold: frozenset[str] = frozenset()
-        # The exact bytes of a plain ACK of each wildcard type's latest response, as Envoy sends it after
-        # its first request (version_info, type_url, response_nonce; no node, no names): such a request
-        # is recognised without parsing it (`try_ack_raw`).
-        self.acks: dict[bytes, str] = {}
-        self._ack_of: dict[str, bytes] = {}
+        # Per wildcard type, the exact bytes of a plain ACK of its latest response, as Envoy sends it
+        # after its first request (version_info, type_url, response_nonce; no node, no names): such a
+        # request is recognised without parsing it (`try_ack_raw`).
+        self.acks: dict[str, bytes] = {}
 
     @staticmethod
     def _wants_all(type_url: str, st: TypeState, resources: ProxyResources) -> bool:
@@ -154,10 +153,9 @@ class SotwStream:
                 return None
         st.nonce = str(next(self._nonces))
         if type_url in WILDCARD_TYPES:
-            self.acks.pop(self._ack_of.get(type_url, b""), None)
-            raw = wire.field_str(1, version) + wire.field_str(4, type_url) + wire.field_str(5, st.nonce)
-            self.acks[raw] = type_url
-            self._ack_of[type_url] = raw
+            self.acks[type_url] = (
+                wire.field_str(1, version) + wire.field_str(4, type_url) + wire.field_str(5, st.nonce)
+            )
         self.counters.responses += 1
         self.counters.resources += len(chosen)
         return Response(type_url, version, st.nonce, chosen)
@@ -165,7 +163,7 @@ class SotwStream:
     def try_ack_raw(self, raw: bytes) -> bool:
         """`try_ack` for a serialized request that is byte for byte the plain ACK of a wildcard type's
         latest response (no error, no names, the current nonce): recorded without parsing it."""
-        type_url = self.acks.get(raw)
+        type_url = next((t for t, ack in self.acks.items() if ack == raw), None)  # at most two
         if type_url is None or self.hold:
             return False
         st = self.types[type_url]
