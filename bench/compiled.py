@@ -20,14 +20,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.workload import build as build_workload
-from osm.certificate.tresor import TresorCA
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "bench" / "loadgen.c"
@@ -51,21 +49,20 @@ def build(binary: Path = BINARY) -> Path:
     return binary
 
 
-def _config(state_dir: Path, port: int, pods: list[Any], delta: bool, limit_s: float) -> Path:
-    """The fleet's config: one mesh-CA certificate per pod's proxy, as the Python fleet gets."""
-    now = datetime.now(UTC)
-    ca = TresorCA.load_or_create(state_dir, now=now)
+def _config(
+    state_dir: Path, port: int, ca_pem: bytes, creds: list[tuple[str, Any]], delta: bool, limit_s: float
+) -> Path:
+    """The fleet's config: each proxy's certificate and key (harness.issue_certs) as files."""
     d = state_dir / "fleet"
     d.mkdir(exist_ok=True)
-    (d / "ca.pem").write_bytes(ca.trust_bundle_pem)
+    (d / "ca.pem").write_bytes(ca_pem)
     lines = [f"127.0.0.1 {port} {SERVER_NAME} {d / 'ca.pem'} {int(delta)} {limit_s:g}"]
-    for i, ref in enumerate(pods):
-        c = ca.issue(ref.cn(), timedelta(days=1), now=now)
+    for i, (cn, c) in enumerate(creds):
         (d / f"{i}.crt").write_bytes(c.cert_pem)
         key = d / f"{i}.key"
         key.write_bytes(c.key_pem)
         key.chmod(0o600)
-        lines.append(f"{ref.cn()} {d / f'{i}.crt'} {key}")
+        lines.append(f"{cn} {d / f'{i}.crt'} {key}")
     cfg = d / "fleet.conf"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg
@@ -74,7 +71,7 @@ def _config(state_dir: Path, port: int, pods: list[Any], delta: bool, limit_s: f
 async def cold_start(n: int, mode: str, xds: str, *, limit_s: float = 180) -> dict[str, Any]:
     """All n proxies of the standard mesh connect at once to a fresh control plane: seconds until the
     last is fully configured, the control plane's CPU and peak RSS, and the fleet's CPU share."""
-    from bench.harness import CP  # the harness imports this module: import its CP at call time
+    from bench.harness import CP, issue_certs  # the harness imports this module: import at call time
 
     binary = build()
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-c-"))
@@ -84,7 +81,8 @@ async def cold_start(n: int, mode: str, xds: str, *, limit_s: float = 180) -> di
     proc: asyncio.subprocess.Process | None = None
     try:
         await cp.call(op="gc")
-        cfg = _config(state_dir, cp.port, w.pods[:n], xds == "delta", limit_s)
+        ca_pem, creds = issue_certs(state_dir, w, n)
+        cfg = _config(state_dir, cp.port, ca_pem, creds, xds == "delta", limit_s)
         pin = LOAD_CPU if LOAD_CPU in os.sched_getaffinity(0) else None
         proc = await asyncio.create_subprocess_exec(
             str(binary),

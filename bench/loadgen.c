@@ -260,6 +260,24 @@ static int set_subset(const set_t *a, const set_t *b) { /* a <= b */
 
 static int set_equal(const set_t *a, const set_t *b) { return a->len == b->len && set_subset(a, b); }
 
+static void set_add_all(set_t *dst, const set_t *src) {
+    for (size_t i = 0; i < src->cap; i++)
+        if (src->slots[i]) set_add(dst, src->slots[i]);
+}
+
+static void set_add_except(set_t *dst, const set_t *src, const set_t *except) { /* src - except */
+    for (size_t i = 0; i < src->cap; i++)
+        if (src->slots[i] && !set_has(except, src->slots[i])) set_add(dst, src->slots[i]);
+}
+
+static void set_keep(set_t *s, const set_t *other, int in_other) { /* s & other, or s - other */
+    set_t kept = {0};
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i] && set_has(other, s->slots[i]) == in_other) set_add(&kept, s->slots[i]);
+    set_clear(s);
+    *s = kept;
+}
+
 static int by_name(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
 static size_t set_sorted(const set_t *s, const char ***out) {
@@ -433,10 +451,8 @@ static void want(proxy_t *p, int type, set_t *names) { /* takes `names` */
     }
     if (G.delta) {
         set_t sub = {0}, unsub = {0};
-        for (size_t i = 0; i < names->cap; i++)
-            if (names->slots[i] && !set_has(&st->names, names->slots[i])) set_add(&sub, names->slots[i]);
-        for (size_t i = 0; i < st->names.cap; i++)
-            if (st->names.slots[i] && !set_has(names, st->names.slots[i])) set_add(&unsub, st->names.slots[i]);
+        set_add_except(&sub, names, &st->names);
+        set_add_except(&unsub, &st->names, names);
         int first = !st->requested && names->len == 0;
         set_clear(&st->names);
         st->names = *names;
@@ -446,11 +462,7 @@ static void want(proxy_t *p, int type, set_t *names) { /* takes `names` */
     } else {
         set_clear(&st->names);
         st->names = *names;
-        set_t kept = {0}; /* Envoy forgets a resource with its last watch */
-        for (size_t i = 0; i < st->got.cap; i++)
-            if (st->got.slots[i] && set_has(&st->names, st->got.slots[i])) set_add(&kept, st->got.slots[i]);
-        set_clear(&st->got);
-        st->got = kept;
+        set_keep(&st->got, &st->names, 1); /* Envoy forgets a resource with its last watch */
         request(p, type, 0, NULL, NULL);
     }
     st->requested = 1;
@@ -554,15 +566,9 @@ static int complete(proxy_t *p) {
 
 static void want_sds(proxy_t *p) {
     set_t names = {0};
-    for (size_t i = 0; i < p->sds_from_cds.cap; i++)
-        if (p->sds_from_cds.slots[i]) set_add(&names, p->sds_from_cds.slots[i]);
-    for (size_t i = 0; i < p->sds_from_lds.cap; i++)
-        if (p->sds_from_lds.slots[i]) set_add(&names, p->sds_from_lds.slots[i]);
-    if (G.delta) {
-        set_t *cur = &p->subs[T_SDS].names;
-        for (size_t i = 0; i < cur->cap; i++)
-            if (cur->slots[i]) set_add(&names, cur->slots[i]);
-    }
+    set_add_all(&names, &p->sds_from_cds);
+    set_add_all(&names, &p->sds_from_lds);
+    if (G.delta) set_add_all(&names, &p->subs[T_SDS].names);
     want(p, T_SDS, &names);
 }
 
@@ -583,15 +589,8 @@ static void on_response(proxy_t *p, const uint8_t *m, size_t n) {
     r.nonce = r.version = NULL;
     st->received = 1;
     if (G.delta || r.type == T_EDS || r.type == T_RDS || r.type == T_SDS) {
-        for (size_t i = 0; i < r.names.cap; i++)
-            if (r.names.slots[i]) set_add(&st->got, r.names.slots[i]);
-        if (G.delta && r.removed.len) {
-            set_t kept = {0};
-            for (size_t i = 0; i < st->got.cap; i++)
-                if (st->got.slots[i] && !set_has(&r.removed, st->got.slots[i])) set_add(&kept, st->got.slots[i]);
-            set_clear(&st->got);
-            st->got = kept;
-        }
+        set_add_all(&st->got, &r.names);
+        if (G.delta && r.removed.len) set_keep(&st->got, &r.removed, 0);
     } else {
         set_clear(&st->got);
         st->got = r.names;
@@ -607,18 +606,9 @@ static void on_response(proxy_t *p, const uint8_t *m, size_t n) {
     }
     if (r.type == T_CDS) {
         set_t eds = {0};
-        if (G.delta)
-            for (size_t i = 0; i < p->subs[T_EDS].names.cap; i++)
-                if (p->subs[T_EDS].names.slots[i]) set_add(&eds, p->subs[T_EDS].names.slots[i]);
-        for (size_t i = 0; i < r.eds.cap; i++)
-            if (r.eds.slots[i]) set_add(&eds, r.eds.slots[i]);
-        if (G.delta && r.removed.len) {
-            set_t kept = {0};
-            for (size_t i = 0; i < eds.cap; i++)
-                if (eds.slots[i] && !set_has(&r.removed, eds.slots[i])) set_add(&kept, eds.slots[i]);
-            set_clear(&eds);
-            eds = kept;
-        }
+        if (G.delta) set_add_all(&eds, &p->subs[T_EDS].names);
+        set_add_all(&eds, &r.eds);
+        if (G.delta && r.removed.len) set_keep(&eds, &r.removed, 0);
         want(p, T_EDS, &eds);
         set_clear(&p->sds_from_cds);
         framed_refs(m, n, "service-cert:", 0x0a, &p->sds_from_cds, 0);
@@ -626,9 +616,7 @@ static void on_response(proxy_t *p, const uint8_t *m, size_t n) {
         want_sds(p);
     } else if (r.type == T_LDS) {
         set_t rds = {0};
-        if (G.delta)
-            for (size_t i = 0; i < p->subs[T_RDS].names.cap; i++)
-                if (p->subs[T_RDS].names.slots[i]) set_add(&rds, p->subs[T_RDS].names.slots[i]);
+        if (G.delta) set_add_all(&rds, &p->subs[T_RDS].names);
         framed_refs(m, n, "rds-", 0x12, &rds, 1);
         want(p, T_RDS, &rds);
         set_clear(&p->sds_from_lds);
