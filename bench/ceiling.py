@@ -628,9 +628,9 @@ async def transport_ceiling(
         if client == "h2":
             from bench.h2client import client_context
 
-            contexts = [client_context(ca_pem, cert, key) if ca_pem else None for key, cert in clients]
-            if not contexts:
-                contexts = [None] * n_streams
+            contexts: list[Any] = (
+                [client_context(ca_pem, cert, key) for key, cert in clients] if ca_pem else [None] * n_streams
+            )
             t_start = time.monotonic()
             tasks = [
                 asyncio.create_task(load.stream_h2(ready["port"], contexts[i], i)) for i in range(n_streams)
