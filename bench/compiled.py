@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.workload import build as build_workload
+from osm.testing.mesh import build as build_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "bench" / "loadgen.c"

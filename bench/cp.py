@@ -24,7 +24,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.gcclock import GcClock
-from bench.workload import build
 from osm.apis.meshconfig import MeshConfig
 from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
@@ -36,6 +35,7 @@ from osm.models.k8s import Pod
 from osm.smi.models import IdentityRef, TrafficTarget
 from osm.state.decode import ObjectKey
 from osm.state.store import Store
+from osm.testing.mesh import build
 
 
 def rss_mb(field: str = "VmRSS") -> float:

@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import compiled
 from bench.gcclock import GcClock
 from bench.simproxy import CLIENTS, Markers, SimProxy, channel_credentials
-from bench.workload import Workload, build
 from osm.certificate.tresor import TresorCA
 from osm.cmd.gctune import GcTuner
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
+from osm.testing.mesh import Workload, build
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -1,4 +1,8 @@
-"""Structured log lines (one JSON object per line), as OSM's zerolog output."""
+"""Structured log lines (one JSON object per line), as OSM's zerolog output.
+
+A record's `err_code` (see osm.errcode) becomes a field of its line. A message longer than
+MAX_MESSAGE characters is cut, so that no input can make one log line arbitrarily long.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,12 @@ import json
 import logging
 import sys
 import time
+
+MAX_MESSAGE = 8192
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more)"
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,10 +25,13 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "component": record.name,
-            "message": record.getMessage(),
+            "message": _bounded(record.getMessage()),
         }
+        code = getattr(record, "err_code", None)
+        if code:
+            out["err_code"] = code
         if record.exc_info:
-            out["error"] = self.formatException(record.exc_info)
+            out["error"] = _bounded(self.formatException(record.exc_info))
         return json.dumps(out)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.workload import build
-
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.sds.secrets import CertMaterial
@@ -13,6 +11,7 @@ from osm.envoy.types import ProxyResources
 from osm.local.source import ManifestSource
 from osm.state.snapshot import MeshState
 from osm.state.store import Store
+from osm.testing.mesh import build
 
 ROOT = Path(__file__).parent
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").iterdir() if p.is_dir())

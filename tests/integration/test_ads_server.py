@@ -29,7 +29,8 @@ from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, server_credentials
 from osm.envoy.ads.sotw import SotwStream
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
-from osm.local.source import ManifestSource, stable_proxy_uuid
+from osm.local.source import ManifestSource
+from osm.local.uuids import ProxyUuids
 from osm.state.decode import ObjectKey, decode
 from osm.state.store import Store
 
@@ -49,10 +50,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# The example's pods get their proxy UUIDs from this registry (as the controller's source assigns them).
+UUIDS = ProxyUuids()
+
+
 def proxy_cn(
     ns: str, pod: str, sa: str | None = None, *, kind: str = "sidecar", td: str = "cluster.local"
 ) -> str:
-    return f"{stable_proxy_uuid(ns, pod)}.{kind}.{sa or pod}.{ns}.{td}"
+    return f"{UUIDS.assign(ns, pod)}.{kind}.{sa or pod}.{ns}.{td}"
 
 
 @dataclass
@@ -75,7 +80,7 @@ async def running_mesh() -> AsyncIterator[Mesh]:
     ca = TresorCA.create(now=now())
     certs = CertificateManager(ca, clock=now)
     store = Store()
-    source = ManifestSource(EXAMPLE, store)
+    source = ManifestSource(EXAMPLE, store, uuids=UUIDS)
     source.load()
     assert not any(source.errors.values()), source.errors
     server_cert = ca.issue(SERVER_CN, timedelta(hours=1), now=now())
@@ -306,7 +311,7 @@ REFUSED = {
     "unknown uuid": "00000000-0000-4000-8000-000000000000.sidecar.bookbuyer.bookbuyer.cluster.local",
     "other service account": proxy_cn("bookbuyer", "bookbuyer", sa="bookthief"),
     "other namespace and sa": (
-        f"{stable_proxy_uuid('bookbuyer', 'bookbuyer')}.sidecar.bookthief.bookthief.cluster.local"
+        f"{UUIDS.assign('bookbuyer', 'bookbuyer')}.sidecar.bookthief.bookthief.cluster.local"
     ),
     "malformed": "bookbuyer.cluster.local",
     "other trust domain": proxy_cn("bookbuyer", "bookbuyer", td="example.org"),
@@ -647,9 +652,16 @@ async def test_the_reader_keeps_no_request_while_the_stream_waits_for_the_next()
         await more.wait()
 
     s: Any = SimpleNamespace(
-        machine=object(), queue=asyncio.Queue(), backlog=[], proxy=SimpleNamespace(cn="proxy")
+        machine=object(),
+        queue=asyncio.Queue(),
+        backlog=[],
+        proxy=SimpleNamespace(cn="proxy"),
+        slots=asyncio.Semaphore(4),
     )
-    reader = asyncio.create_task(AdsServer._read(requests(), s, parse))
+    server = AdsServer(
+        XdsCache(CertificateManager(TresorCA.create(now=now()), clock=now)), address="", credentials=None
+    )
+    reader = asyncio.create_task(server._read(requests(), s, parse))
     try:
         queued = await asyncio.wait_for(s.queue.get(), TIMEOUT)
         assert made[0]() is queued

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import compiled, harness
 from bench.simproxy import Markers, SimProxy
-from bench.workload import build
+
+from osm.testing.mesh import build
 
 
 async def python_cold_start(n: int, mode: str, xds: str) -> dict[str, Any]:

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import harness
 from bench.simproxy import Markers, SimProxy
-from bench.workload import build
 
 from osm.envoy.types import TYPE_LISTENER
+from osm.testing.mesh import build
 
 
 @pytest.mark.parametrize("xds", ["sotw", "delta"])

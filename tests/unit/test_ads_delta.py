@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -9,6 +10,7 @@ from envoy.config.listener.v3 import listener_pb2
 from google.protobuf import duration_pb2
 
 from osm.envoy.ads.delta import DeltaRequest, DeltaResponse, DeltaStream
+from osm.envoy.ads.sotw import LimitExceeded
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, ProxyResources, Resource
 
 
@@ -313,7 +315,63 @@ def test_delta_routes_to_a_new_cluster_wait_for_its_endpoints() -> None:
         ]
     )
     pushed = s.on_update(grown)
-    assert [r.type_url for r in pushed] == [TYPE_CLUSTER] and s.hold == {"c"}
+    assert [r.type_url for r in pushed] == [TYPE_CLUSTER] and s.order.hold == {"c"}
     out = s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("c",), nonce=pushed[0].nonce), grown)
     assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
-    assert [r.name for r in out[0].resources] == ["c"] and not s.hold
+    assert [r.name for r in out[0].resources] == ["c"] and not s.order.hold
+
+
+# ---- the NACK rule, reconnects and limits
+
+
+def test_a_nack_of_the_cds_push_that_added_clusters_ends_the_hold() -> None:
+    pr = mesh()
+    s = DeltaStream()
+    s.on_request(ack(s.on_request(DeltaRequest(TYPE_CLUSTER), pr)[0]), pr)
+    [eds] = s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("a", "b", "c")), pr)
+    s.on_request(ack(eds), pr)
+    s.on_request(ack(s.on_request(DeltaRequest(TYPE_LISTENER), pr)[0]), pr)
+    grown = mesh(cluster("d"), cla("d", "10.0.0.4"), listener("extra", 15002))
+    [cds] = s.on_update(grown)
+    assert s.order.hold == {"d"}
+    out = s.on_request(DeltaRequest(TYPE_CLUSTER, nonce=cds.nonce, error="bad cluster d"), grown)
+    assert [(r.type_url, names(r)) for r in out] == [(TYPE_LISTENER, ["extra"])]
+    assert not s.order.hold
+
+
+def test_after_a_nack_each_rejected_resource_is_resent_once_it_changes() -> None:
+    pr = mesh()
+    s = DeltaStream()
+    [resp] = s.on_request(DeltaRequest(TYPE_CLUSTER), pr)
+    s.on_request(DeltaRequest(TYPE_CLUSTER, nonce=resp.nonce, error="bad clusters"), pr)
+    assert s.on_update(mesh(a_timeout=1)) == []  # nothing rejected changed
+    [fix] = s.on_update(mesh(a_timeout=2))
+    assert names(fix) == ["a"]
+    s.on_request(ack(fix), pr)
+    b_changed = ProxyResources.of(
+        [r for r in mesh(a_timeout=2).get(TYPE_CLUSTER).values() if r.name != "b"] + [cluster("b", 7)]
+    )
+    [another] = s.on_update(b_changed)
+    assert names(another) == ["b"]
+
+
+def test_reconnect_of_a_by_name_type_with_initial_versions_sends_only_what_the_client_lacks() -> None:
+    pr = mesh(a_ip="10.1.1.1")
+    have = {"a": "stale-version", "b": pr.get(TYPE_ENDPOINT)["b"].version}
+    s = DeltaStream()
+    [resp] = s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("a", "b", "c"), initial_versions=have), pr)
+    assert names(resp) == ["a", "c"]
+
+
+def test_unknown_type_urls_are_counted() -> None:
+    s = DeltaStream()
+    assert s.on_request(DeltaRequest("type.googleapis.com/some.Other"), mesh()) == []
+    assert (s.counters.unknown, s.last_unknown) == (1, "type.googleapis.com/some.Other")
+
+
+def test_a_subscription_growing_beyond_the_limit_is_refused() -> None:
+    s = DeltaStream(max_names=2)
+    pr = mesh()
+    s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("a", "b")), pr)
+    with pytest.raises(LimitExceeded, match="would hold 3 names; the limit is 2"):
+        s.on_request(DeltaRequest(TYPE_ENDPOINT, subscribe=("c",)), pr)

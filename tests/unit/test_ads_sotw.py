@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -12,7 +13,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import duration_pb2
 
-from osm.envoy.ads.sotw import Request, Response, SotwStream
+from osm.envoy.ads.sotw import LimitExceeded, Request, Response, SotwStream
 from osm.envoy.types import (
     ORDER,
     TYPE_CLUSTER,
@@ -426,19 +427,19 @@ def test_routes_to_a_new_cluster_wait_until_its_endpoints_went_out() -> None:
     pushed = s.on_update(grown)
     assert [r.type_url for r in pushed] == [TYPE_CLUSTER]  # listeners and routes are held; a, b unchanged
     assert "c" in names(pushed[0])
-    assert s.hold == {"c"}
+    assert s.order.hold == {"c"}
     # Envoy asks for the new cluster's endpoints: they go out, then the held listener and routes.
     eds_nonce = s.types[TYPE_ENDPOINT].nonce
     out = s.on_request(Request(TYPE_ENDPOINT, nonce=eds_nonce, names=("a", "b", "c")), grown)
     assert [r.type_url for r in out] == [TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE]
-    assert names(out[0]) == ["c"] and not s.hold
+    assert names(out[0]) == ["c"] and not s.order.hold
 
 
 def test_a_push_without_new_clusters_is_not_held() -> None:
     s = SotwStream()
     subscribe_all(s, ProxyResources.of(base()))
     out = s.on_update(ProxyResources.of(base(cds_timeout=5, lds_port=15002)))
-    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER] and not s.hold
+    assert [r.type_url for r in out] == [TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER] and not s.order.hold
 
 
 def test_the_hold_ends_when_the_new_cluster_disappears_again() -> None:
@@ -449,7 +450,7 @@ def test_the_hold_ends_when_the_new_cluster_disappears_again() -> None:
     cds = s.on_update(back)  # c is gone: its endpoints will never be asked for
     [ack_resp] = [r for r in cds if r.type_url == TYPE_CLUSTER]
     out = s.on_request(ack(ack_resp), back)
-    assert [r.type_url for r in out] == [TYPE_LISTENER] and not s.hold
+    assert [r.type_url for r in out] == [TYPE_LISTENER] and not s.order.hold
 
 
 def test_endpoints_are_resent_only_for_clusters_whose_definition_changed() -> None:
@@ -517,6 +518,51 @@ def test_try_ack_leaves_an_ack_that_releases_held_config_to_on_request() -> None
     subscribe_all(s, ProxyResources.of(base()))
     grown = ProxyResources.of([*base(lds_port=15002), cluster("c"), cla("c", "10.0.0.3")])
     [cds] = s.on_update(grown)
-    assert s.hold == {"c"}
+    assert s.order.hold == {"c"}
     assert not s.try_ack(ack(cds))  # this CDS ACK may release the held listener: the slow path decides
     assert s.types[TYPE_CLUSTER].acked_version != cds.version
+
+
+# ---- the NACK rule and limits (order.py)
+
+
+def test_a_nack_of_the_cds_push_that_added_clusters_ends_the_hold() -> None:
+    s = SotwStream()
+    subscribe_all(s, ProxyResources.of(base()))
+    grown = ProxyResources.of([*base(lds_port=15002), cluster("c"), cla("c", "10.0.0.3")])
+    [cds] = s.on_update(grown)
+    assert s.order.hold == {"c"}
+    # Envoy rejects the clusters: cluster c never warms, so its endpoints are never asked for.
+    out = s.on_request(Request(TYPE_CLUSTER, nonce=cds.nonce, error="bad cluster c"), grown)
+    assert [r.type_url for r in out] == [TYPE_LISTENER]  # the held listener goes out now
+    assert not s.order.hold
+    # and a later listener change is not withheld
+    later = ProxyResources.of([*base(lds_port=15003), cluster("c"), cla("c", "10.0.0.3")])
+    assert [r.type_url for r in s.on_update(later)] == [TYPE_LISTENER]
+
+
+def test_a_nack_that_asks_for_more_names_is_answered_with_those_names_only() -> None:
+    pr = ProxyResources.of([*base(), cla("c", "10.0.0.3")])
+    s = SotwStream()
+    [eds] = s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    out = s.on_request(Request(TYPE_ENDPOINT, nonce=eds.nonce, names=("a", "b", "c"), error="bad a"), pr)
+    assert [names(r) for r in out] == [["c"]]
+    assert s.types[TYPE_ENDPOINT].names == {"a", "b", "c"}
+    assert s.counters.nacks == 1
+    # what the rejected response carried (a, b) is not held: a change resends it; c, answered since, is
+    [push] = s.on_update(ProxyResources.of([*base(eds_ip="10.9.9.9"), cla("c", "10.0.0.3")]))
+    assert names(push) == ["a", "b"]
+
+
+def test_unknown_type_urls_are_counted() -> None:
+    s = SotwStream()
+    assert s.on_request(Request("type.googleapis.com/some.Other"), ProxyResources.of(base())) == []
+    assert (s.counters.unknown, s.last_unknown) == (1, "type.googleapis.com/some.Other")
+
+
+def test_a_request_naming_more_resources_than_the_limit_is_refused() -> None:
+    s = SotwStream(max_names=2)
+    pr = ProxyResources.of(base())
+    s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
+    with pytest.raises(LimitExceeded, match="names 3 resources; the limit is 2"):
+        s.on_request(Request(TYPE_ENDPOINT, names=("a", "b", "c")), pr)

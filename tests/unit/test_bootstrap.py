@@ -12,7 +12,9 @@ from cryptography import x509
 
 from osm.cli.main import cli
 from osm.envoy.bootstrap.bootstrap import BootstrapParams, ProbeRoute, bootstrap_config, bootstrap_files
-from osm.local.source import stable_proxy_uuid
+from osm.local.source import ManifestSource
+from osm.local.uuids import ProxyUuids
+from osm.state.store import Store
 from osm.testing.envoy import envoy_binary
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "bookstore"
@@ -101,8 +103,18 @@ def test_envoy_validates_the_written_bootstrap(tmp_path: Path) -> None:
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
+def test_osm_local_bootstrap_refuses_a_pod_the_controller_has_not_seen(tmp_path: Path) -> None:
+    args = ["local", "bootstrap", "--local", str(EXAMPLE), "--state-dir", str(tmp_path / "state")]
+    args += ["--pod", "bookbuyer/bookbuyer", "--ads-address", "127.0.0.1:15128", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "has not seen Pod bookbuyer/bookbuyer yet" in result.output
+
+
 def test_osm_local_bootstrap_writes_files_for_the_pods_identity(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    uuids = ProxyUuids.in_dir(tmp_path / "state")  # what the controller on this state dir assigned
+    ManifestSource(EXAMPLE, Store(), uuids=uuids).load()
     result = CliRunner().invoke(
         cli,
         [
@@ -125,7 +137,7 @@ def test_osm_local_bootstrap_writes_files_for_the_pods_identity(tmp_path: Path) 
         ],
     )
     assert result.exit_code == 0, result.output
-    uuid = stable_proxy_uuid("bookbuyer", "bookbuyer")
+    uuid = uuids.get("bookbuyer", "bookbuyer")
     assert f"node {uuid}.sidecar.bookbuyer.bookbuyer.cluster.local" in result.output
     cfg = yaml.safe_load((out / "bootstrap.yaml").read_text())
     assert cfg["admin"]["address"]["socket_address"]["port_value"] == 15555

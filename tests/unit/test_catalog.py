@@ -66,6 +66,13 @@ metadata: {name: hidden, namespace: outside}
 spec: {clusterIP: 10.96.9.9, selector: {app: hidden}, ports: [{port: 80}]}
 """
 
+PERMISSIVE = """
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config, namespace: osm-system}
+spec: {traffic: {enablePermissiveTrafficPolicyMode: true, enableEgress: true}}
+"""
+
 SMI = """
 apiVersion: config.openservicemesh.io/v1alpha2
 kind: MeshConfig
@@ -125,7 +132,7 @@ def group(cat: MeshCatalog, ns: str, name: str) -> Any:
 
 
 def test_permissive_reaches_every_mesh_service_with_wildcard_routes_and_no_network_rbac() -> None:
-    cat = MeshCatalog(state(BASE))
+    cat = MeshCatalog(state(BASE, PERMISSIVE))
     out = cat.outbound_policy(ServiceIdentity("a", "client"))
     assert [u.service.name for u in out.upstreams] == ["srv", "srv"]  # both ports; nothing from `outside`
     assert {c.service.cluster_name for c in out.clusters} == {"b/srv|8080", "b/srv|9000"}
@@ -140,7 +147,7 @@ def test_permissive_reaches_every_mesh_service_with_wildcard_routes_and_no_netwo
 
 
 def test_permissive_identities_of_every_namespace_share_one_tuple_of_upstream_clusters() -> None:
-    cat = MeshCatalog(state(BASE))
+    cat = MeshCatalog(state(BASE, PERMISSIVE))
     a = cat.outbound_policy(ServiceIdentity("a", "client"))
     b = cat.outbound_policy(ServiceIdentity("b", "srv"))
     assert a.clusters is b.clusters  # memo keys made of it compare by identity
@@ -226,7 +233,7 @@ status: {podIP: 10.0.1.9}
     )
     assert http.endpoints == (Endpoint("10.0.1.1", 8080),)
     assert http.peer_identities == (ServiceIdentity("b", "srv"),)
-    permissive = MeshCatalog(state(BASE, ROUTES, extra))
+    permissive = MeshCatalog(state(BASE, PERMISSIVE, ROUTES, extra))
     http = next(
         c for c in permissive.outbound_policy(ServiceIdentity("a", "client")).clusters if c.service.port == 80
     )
@@ -278,7 +285,7 @@ spec:
 
 
 def test_split_weights_the_apex_over_backend_clusters_and_only_the_first_split_counts() -> None:
-    cat = MeshCatalog(state(BASE, SPLIT))
+    cat = MeshCatalog(state(BASE, PERMISSIVE, SPLIT))
     out = cat.outbound_policy(ServiceIdentity("a", "client"))
     apex = next(u for u in out.upstreams if u.service.name == "web")
     assert apex.addresses == ("10.96.0.20",)
@@ -293,7 +300,7 @@ def test_split_weights_the_apex_over_backend_clusters_and_only_the_first_split_c
 
 
 def test_split_backends_answer_the_apex_hostnames() -> None:
-    cat = MeshCatalog(state(BASE, SPLIT))
+    cat = MeshCatalog(state(BASE, PERMISSIVE, SPLIT))
     inbound = cat.inbound_policy(group(cat, "b", "web-v1-0"))
     vhosts = {vh.service.name for s in inbound.services for vh in s.virtual_hosts}
     assert vhosts == {"web", "web-v1"}
@@ -341,7 +348,7 @@ kind: Service
 metadata: {name: lost, namespace: b}
 spec: {clusterIP: 10.96.0.32, selector: {app: none}, ports: [{name: web, port: 80, targetPort: web}]}
 """
-    cat = MeshCatalog(state(BASE, docs))
+    cat = MeshCatalog(state(BASE, PERMISSIVE, docs))
     ix = cat.index
     (named,) = ix.mesh_services[("b", "named")]
     assert named.target_port == 7070 and ix.endpoints[named][0].endpoint == Endpoint("10.0.3.1", 7070)
@@ -362,7 +369,7 @@ kind: Service
 metadata: {name: db, namespace: b}
 spec: {clusterIP: None, selector: {app: srv}, ports: [{name: tcp, port: 5432}]}
 """
-    cat = MeshCatalog(state(BASE, docs))
+    cat = MeshCatalog(state(BASE, PERMISSIVE, docs))
     db = next(
         u for u in cat.outbound_policy(ServiceIdentity("a", "client")).upstreams if u.service.name == "db"
     )
@@ -377,7 +384,7 @@ metadata: {name: srv-2, namespace: b, labels: {app: srv, pod-template-hash: abc}
 spec: {serviceAccountName: srv}
 status: {podIP: 10.0.1.3}
 """
-    cat = MeshCatalog(state(BASE, extra))
+    cat = MeshCatalog(state(BASE, PERMISSIVE, extra))
     assert group(cat, "b", "srv-0") == group(cat, "b", "srv-2")
     assert group(cat, "b", "srv-0") != group(cat, "a", "client")
     assert cat.proxy_policy(group(cat, "b", "srv-0")) == cat.proxy_policy(group(cat, "b", "srv-2"))
@@ -395,7 +402,7 @@ def test_an_incremental_index_equals_a_full_rebuild_after_endpoint_changes() -> 
     from osm.catalog.index import MeshIndex
     from osm.state.decode import ObjectKey
 
-    before = state(BASE, SPLIT)
+    before = state(BASE, PERMISSIVE, SPLIT)
     pods = dict(before.pods)
     moved = dc_replace(pods[("b", "srv-0")], pod_ip="10.0.9.9")
     relabelled = dc_replace(
@@ -430,7 +437,7 @@ def test_the_index_is_carried_over_whole_when_nothing_it_indexes_changed() -> No
     from osm.catalog.index import MeshIndex
     from osm.state.decode import ObjectKey
 
-    before, after = state(BASE, SPLIT), state(BASE, SPLIT, SMI)
+    before, after = state(BASE, PERMISSIVE, SPLIT), state(BASE, SPLIT, SMI)
     previous = MeshIndex.build(before)
     policy_only = [
         ObjectKey("MeshConfig", "osm-system", "osm-mesh-config"),
@@ -473,11 +480,11 @@ def test_a_mesh_config_change_carries_policies_over_unless_it_switches_the_traff
     assert after.inbound_policy(server) is old_in
     assert after.proxy_policy(server) == fresh.proxy_policy(group(fresh, "b", "srv-0"))
     # Switching to permissive mode recomputes: every service becomes an upstream.
-    permissive = MeshCatalog(state(BASE, SPLIT, tt), after, mesh_config)
+    permissive = MeshCatalog(state(BASE, PERMISSIVE, SPLIT, tt), after, mesh_config)
     assert permissive.outbound_policy(client.identity).upstreams != old_out.upstreams
-    assert permissive.outbound_policy(client.identity) == MeshCatalog(state(BASE, SPLIT, tt)).outbound_policy(
-        client.identity
-    )
+    assert permissive.outbound_policy(client.identity) == MeshCatalog(
+        state(BASE, PERMISSIVE, SPLIT, tt)
+    ).outbound_policy(client.identity)
     # Anything else changed with it: nothing is carried.
     other = MeshCatalog(
         state(BASE, SPLIT, SMI, tt), after, [*mesh_config, ObjectKey("TrafficTarget", "b", "t")]

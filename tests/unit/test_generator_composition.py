@@ -8,21 +8,15 @@ upstream's parts rebuild.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToDict
-from xds.type.matcher.v3 import ip_pb2
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.workload import build
 from tests.golden.scenarios import FAKE_CERT, scenario_and_standard_meshes
+from xds.type.matcher.v3 import ip_pb2
 
 from osm.catalog import MeshCatalog
 from osm.envoy.cds import clusters
@@ -31,6 +25,7 @@ from osm.envoy.lds import outbound
 from osm.envoy.types import TYPE_CLUSTER, TYPE_LISTENER
 from osm.models.trafficpolicy import ProxyPolicy
 from osm.state.snapshot import MeshState
+from osm.testing.mesh import build
 
 
 def body(any_bytes: bytes) -> bytes:

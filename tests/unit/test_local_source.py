@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from osm.local.source import DocumentError, ManifestSource
+from osm.local.source import DocumentError, ManifestSource, SourceLimits
+from osm.local.uuids import ProxyUuids
 from osm.models.k8s import Pod, Service
 from osm.state.decode import ObjectKey
 from osm.state.store import Event, EventType, Store
@@ -162,20 +163,40 @@ def test_deleting_a_file_deletes_its_objects_but_not_those_defined_elsewhere(src
     assert src.load() == set()
 
 
-def test_pods_without_a_proxy_uuid_get_a_stable_one(tmp_path):
-    write(tmp_path / "pods.yaml", docs(pod("a"), pod("b"), pod("c", uuid_label="given")))
+def test_pods_without_a_proxy_uuid_get_a_random_one_per_creation_kept_across_restarts(tmp_path):
+    manifests = tmp_path / "m"
+    path = write(manifests / "pods.yaml", docs(pod("a"), pod("b"), pod("c", uuid_label="given")))
 
     def uuids() -> dict[str, str]:
-        s = Source(tmp_path)
-        s.load()
-        pods = [s.store.get(ObjectKey("Pod", "shop", n)) for n in "abc"]
+        store = Store()
+        ManifestSource(manifests, store, uuids=ProxyUuids.in_dir(tmp_path / "state")).load()
+        pods = [store.get(ObjectKey("Pod", "shop", n)) for n in "abc"]
         return {p.meta.name: p.proxy_uuid for p in pods if isinstance(p, Pod)}
 
-    first, second = uuids(), uuids()
-    assert first == second
+    first = uuids()
     assert first["c"] == "given"
     assert first["a"] != first["b"]
-    assert uuid.UUID(first["a"]) and uuid.UUID(first["b"])
+    assert uuid.UUID(first["a"]).version == 4
+    assert uuids() == first  # a restarted control plane keeps them (its sidecars keep working)
+    # b is deleted while the control plane is down, then created again: a new pod, a new proxy
+    write(path, docs(pod("a"), pod("c", uuid_label="given")))
+    assert uuids()["a"] == first["a"]
+    write(path, docs(pod("a"), pod("b"), pod("c", uuid_label="given")))
+    assert uuids()["b"] != first["b"]
+
+
+def test_a_pod_deleted_and_created_again_gets_a_new_proxy_uuid(src):
+    path = write(src.root / "pods.yaml", pod("a"))
+    src.load()
+    key = ObjectKey("Pod", "shop", "a")
+    before = src.store.get(key)
+    write(path, svc("web"))
+    src.load()
+    write(path, pod("a"))
+    src.load()
+    after = src.store.get(key)
+    assert isinstance(before, Pod) and isinstance(after, Pod)
+    assert before.proxy_uuid and after.proxy_uuid and before.proxy_uuid != after.proxy_uuid
 
 
 def test_a_list_without_items_does_not_break_loading(src):
@@ -194,13 +215,13 @@ def test_an_unsupported_api_version_keeps_the_last_accepted_object_without_names
 
 
 def test_removing_a_file_falls_back_to_the_other_definition(src):
-    write(src.root / "a.yaml", svc("web", 80))
-    b = write(src.root / "b.yaml", svc("web", 81))
+    a = write(src.root / "a.yaml", svc("web", 80))
+    write(src.root / "b.yaml", svc("web", 81))
     src.load()
-    assert port_of(src.store, WEB) == 81
-    b.unlink()
-    src.source.load_file(b)  # what watch() does for a deleted file
     assert port_of(src.store, WEB) == 80
+    a.unlink()
+    src.source.load_file(a)  # what watch() does for a deleted file
+    assert port_of(src.store, WEB) == 81
 
 
 # --- watching --------------------------------------------------------------------------------------
@@ -271,3 +292,176 @@ async def test_watch_with_a_relative_root_deletes_objects_of_a_deleted_file(tmp_
         assert await write_until([(path, svc("web", 81))], lambda: port_of(src.store, WEB) == 81)
         path.unlink()
         assert await eventually(lambda: src.store.get(WEB) is None, within=2)
+
+
+# --- broken and hostile input: the last accepted state is kept, every rejection is reported ---------
+
+SPLIT = """apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: web-split, namespace: shop}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 50}, {service: web-v2, weight: 50}]
+"""
+SPLIT_KEY = ObjectKey("TrafficSplit", "shop", "web-split")
+
+
+def test_a_kind_typo_in_an_existing_document_keeps_the_object_and_suggests_the_kind(src):
+    path = write(src.root / "split.yaml", SPLIT)
+    src.load()
+    write(path, SPLIT.replace("kind: TrafficSplit", "kind: TrafficSplitt"))
+    assert SPLIT_KEY in src.load()
+    (err,) = src.reported
+    assert (err.kind, err.name, err.field) == ("TrafficSplitt", "shop/web-split", "kind")
+    assert "unknown kind 'TrafficSplitt'" in err.reason and "did you mean 'TrafficSplit'?" in err.reason
+
+
+def test_a_kind_typo_of_a_core_kind_is_reported_but_other_kinds_of_the_group_are_not(src):
+    write(src.root / "a.yaml", svc("web").replace("kind: Service", "kind: Servce"))
+    write(src.root / "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n")
+    write(src.root / "x.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
+    assert src.load() == set()
+    assert [(e.file, e.field) for e in src.reported] == [("a.yaml", "kind")]
+    assert "did you mean 'Service'?" in src.reported[0].reason
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "metadata:\n  name: 12\n  namespace: shop\n",
+        "metadata:\n  name: web\n  namespace: 12\n",
+        "metadata: [web]\n",
+    ],
+    ids=["name-12", "namespace-12", "metadata-list"],
+)
+def test_invalid_metadata_in_an_existing_document_keeps_the_object(src, broken):
+    path = write(src.root / "m.yaml", docs(svc("api"), svc("web")))
+    src.load()
+    bad = svc("web").replace("metadata:\n  name: web\n  namespace: shop\n", broken)
+    assert bad != svc("web")
+    write(path, docs(svc("api"), bad))
+    assert src.load() == {API, WEB}
+    assert [e.index for e in src.reported] == [1]
+
+
+def test_an_object_defined_in_two_files_keeps_the_first_and_reports_the_second(src):
+    write(src.root / "a.yaml", svc("web", 80))
+    write(src.root / "b.yaml", svc("web", 81))
+    src.load()
+    assert port_of(src.store, WEB) == 80
+    (err,) = src.reported
+    assert (err.file, err.kind, err.name) == ("b.yaml", "Service", "shop/web")
+    assert "already defined by a.yaml (document 0)" in err.reason
+    # an edit of the second definition does not reach the store while the first exists
+    write(src.root / "b.yaml", svc("web", 82))
+    src.load()
+    assert port_of(src.store, WEB) == 80
+
+
+def test_an_object_defined_twice_in_one_file_keeps_the_first(src):
+    write(src.root / "a.yaml", docs(svc("web", 80), svc("web", 81)))
+    src.load()
+    assert port_of(src.store, WEB) == 80
+    assert [(e.index, e.name) for e in src.reported] == [(1, "shop/web")]
+
+
+def test_a_second_pod_of_the_same_name_with_another_service_account_does_not_replace_the_first(src):
+    other = pod("a").replace("spec:\n", "spec:\n  serviceAccountName: thief\n")
+    write(src.root / "a.yaml", pod("a"))
+    src.load()
+    key = ObjectKey("Pod", "shop", "a")
+    first = src.store.get(key)
+    write(src.root / "b.yaml", other)
+    src.load()
+    assert src.store.get(key) == first
+    assert isinstance(first, Pod) and first.service_account == "default"
+    assert [e.file for e in src.reported] == ["b.yaml"]
+
+
+def _load_within(src: Source, seconds: float = 10.0) -> set[ObjectKey]:
+    """load(), failing (instead of hanging the test) if it does not return in time."""
+    import threading
+
+    out: list[set[ObjectKey]] = []
+    t = threading.Thread(target=lambda: out.append(src.load()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert out, "load() did not return"
+    return out[0]
+
+
+def test_an_owned_file_replaced_by_a_fifo_is_reported_and_its_objects_kept(src):
+    import os
+
+    path = write(src.root / "m.yaml", svc("web"))
+    src.load()
+    path.unlink()
+    os.mkfifo(path)
+    assert _load_within(src) == {WEB}
+    (err,) = src.reported
+    assert err.file == "m.yaml" and "not a regular file (a FIFO)" in err.reason
+
+
+def test_an_oversized_file_is_not_read_and_its_objects_are_kept(tmp_path):
+    s = Source(tmp_path)
+    s.source = ManifestSource(
+        tmp_path, s.store, on_error=s.reported.append, limits=SourceLimits(max_file_bytes=4096)
+    )
+    path = write(tmp_path / "m.yaml", svc("web"))
+    s.load()
+    write(path, svc("web") + "#" + "x" * 5000 + "\n")
+    assert s.load() == {WEB}
+    (err,) = s.reported
+    assert "manifest files are limited to 4096 bytes" in err.reason
+
+
+def test_too_many_objects_in_one_file_are_refused_as_a_whole(tmp_path):
+    s = Source(tmp_path)
+    s.source = ManifestSource(
+        tmp_path, s.store, on_error=s.reported.append, limits=SourceLimits(max_documents=3)
+    )
+    write(tmp_path / "m.yaml", docs(*(svc(f"s{i}") for i in range(4))))
+    assert s.load() == set()
+    assert "holds more than 3 objects" in s.reported[0].reason
+
+
+def test_files_beyond_the_file_limit_are_reported_not_read(tmp_path):
+    s = Source(tmp_path)
+    s.source = ManifestSource(tmp_path, s.store, on_error=s.reported.append, limits=SourceLimits(max_files=2))
+    for name in ("a", "b", "c"):
+        write(tmp_path / f"{name}.yaml", svc(name))
+    assert {k.name for k in s.load()} == {"a", "b"}
+    assert [(e.file, "more than 2 manifest files" in e.reason) for e in s.reported] == [("c.yaml", True)]
+
+
+def test_a_symlink_is_followed_only_inside_the_directory(tmp_path):
+    outside = write(tmp_path / "secret.yaml", svc("leak"))
+    root = tmp_path / "m"
+    write(root / "real" / "web.yaml", svc("web"))
+    (root / "inside.yaml").symlink_to(root / "real" / "web.yaml")
+    (root / "outside.yaml").symlink_to(outside)
+    s = Source(root)
+    assert s.load() == {WEB}
+    (err,) = [e for e in s.reported if e.file == "outside.yaml"]
+    assert "outside the manifest directory; it is not followed" in err.reason
+
+
+@pytest.mark.asyncio
+async def test_files_are_read_and_parsed_off_the_event_loop(src, monkeypatch):
+    import threading
+
+    import osm.local.source as source_mod
+
+    threads: list[str] = []
+    real = source_mod.parse_manifest
+
+    def parse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(source_mod, "parse_manifest", parse)
+    write(src.root / "m.yaml", svc("web"))
+    await src.source.reload()
+    await src.source.reload_file(src.root / "m.yaml")
+    assert src.store.get(WEB) is not None
+    assert len(threads) == 2 and threading.main_thread().name not in threads

@@ -15,8 +15,9 @@ def mesh_config(**spec: dict) -> dict:
 )
 def test_defaults_when_spec_is_empty(data):
     mc = MeshConfig.from_k8s(data)
-    assert mc.permissive is True
-    assert mc.traffic.enable_egress is True
+    assert mc == MeshConfig(meta=mc.meta)  # a MeshConfig left empty is the closed default
+    assert mc.permissive is False  # booleans left out are false, as upstream's: closed, no egress
+    assert mc.traffic.enable_egress is False
     assert mc.certificate.service_cert_validity_duration == 24 * 3600
     assert mc.certificate.cert_key_bit_size == 2048
     assert mc.sidecar.log_level == "error"
@@ -27,7 +28,7 @@ def test_defaults_when_spec_is_empty(data):
     )
     assert mc.sidecar.local_proxy_mode == "Localhost"
     assert mc.traffic.outbound_port_exclusion_list == ()
-    assert mc.feature_flags.enable_egress_policy is True
+    assert mc.feature_flags.enable_egress_policy is False
     assert mc.feature_flags.enable_retry_policy is False
     assert mc.observability.osm_log_level == "info"
 
@@ -132,3 +133,39 @@ def test_rejections(spec, field, reason):
     assert (e.kind, e.namespace, e.name, e.field) == ("MeshConfig", "osm-system", "osm-mesh-config", field)
     assert reason in e.reason
     assert f"MeshConfig osm-system/osm-mesh-config: field {field}" in str(e)
+
+
+def test_a_misspelt_traffic_mode_is_rejected_naming_the_field_and_the_closest_known_one():
+    with pytest.raises(ValidationError) as e:
+        MeshConfig.from_k8s(mesh_config(traffic={"enablePermisiveTrafficPolicyMode": True}))
+    assert e.value.field == "spec.traffic.enablePermisiveTrafficPolicyMode"
+    assert "unknown field; did you mean 'enablePermissiveTrafficPolicyMode'?" in e.value.reason
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"trafic": {}}, "spec.trafic"),
+        ({"sidecar": {"logLevl": "debug"}}, "spec.sidecar.logLevl"),
+        ({"observability": {"tracing": {"adress": "x"}}}, "spec.observability.tracing.adress"),
+        (
+            {"certificate": {"ingressGateway": {"secret": {"nmae": "x"}}}},
+            "spec.certificate.ingressGateway.secret.nmae",
+        ),
+    ],
+)
+def test_unknown_fields_anywhere_in_the_spec_are_rejected(spec, field):
+    with pytest.raises(ValidationError) as e:
+        MeshConfig.from_k8s(mesh_config(**spec))
+    assert e.value.field == field
+
+
+def test_upstream_fields_the_mesh_does_not_act_on_are_accepted():
+    mc = MeshConfig.from_k8s(
+        mesh_config(
+            sidecar={"resources": {"limits": {"cpu": "1"}, "anything": {"free": "form"}}, "cipherSuites": []},
+            traffic={"inboundExternalAuthorization": {"enable": False, "timeout": "1s"}},
+            featureFlags={"enableSnapshotCacheMode": False, "enableAsyncProxyServiceMapping": False},
+        )
+    )
+    assert mc.permissive is False

@@ -7,17 +7,11 @@ per group.
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Mapping
-from pathlib import Path
 
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.workload import build
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.catalog import MeshCatalog
@@ -37,6 +31,7 @@ from osm.envoy.types import (
     changed_names,
 )
 from osm.state.snapshot import MeshState
+from osm.testing.mesh import build
 
 T = TYPE_CLUSTER
 

@@ -36,7 +36,7 @@ def mesh_config(name: str = "osm-mesh-config", ns: str = "osm-system") -> MeshCo
     return MeshConfig.from_k8s(
         {
             "metadata": {"name": name, "namespace": ns},
-            "spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}},
+            "spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}},
         }
     )
 
@@ -168,23 +168,33 @@ def test_is_monitored_follows_the_store_mesh_name():
 
 
 @pytest.mark.parametrize(
-    ("config", "permissive"),
+    ("config", "permissive", "problem"),
     [
-        (mesh_config(), False),
-        (mesh_config(name="my-config"), True),
-        (mesh_config(ns="default"), True),
+        (mesh_config(), True, ""),
+        (mesh_config(name="my-config"), False, "MeshConfig osm-system/my-config is ignored"),
+        (mesh_config(ns="default"), False, "MeshConfig default/osm-mesh-config is ignored"),
     ],
 )
-def test_mesh_config_is_honoured_only_by_name_in_the_osm_namespace(config, permissive):
-    assert MeshState.build([config]).permissive is permissive
+def test_mesh_config_is_honoured_only_by_name_in_the_osm_namespace(config, permissive, problem):
+    state = MeshState.build([config])
+    assert state.permissive is permissive
+    assert problem in state.mesh_config_problem and bool(problem) == bool(state.mesh_config_problem)
+
+
+def test_without_its_mesh_config_the_mesh_runs_closed_and_says_why():
+    state = MeshState.build([])
+    assert state.permissive is False
+    assert state.mesh_config.traffic.enable_egress is False
+    assert state.mesh_config_problem.startswith("MeshConfig osm-system/osm-mesh-config does not exist")
+    assert "runs closed" in state.mesh_config_problem
 
 
 def test_mesh_config_follows_the_store_osm_namespace():
     store = Store(osm_namespace="mesh")
     store.apply(mesh_config(ns="osm-system"))
-    assert store.snapshot().permissive is True
-    store.apply(mesh_config(ns="mesh"))
     assert store.snapshot().permissive is False
+    store.apply(mesh_config(ns="mesh"))
+    assert store.snapshot().permissive is True
 
 
 def test_endpoint_slices_are_grouped_by_service_and_sorted_by_name():

@@ -1,7 +1,15 @@
-"""MeshConfig (config.openservicemesh.io/v1alpha2) with OSM's defaults."""
+"""MeshConfig (config.openservicemesh.io/v1alpha2).
+
+Fail closed: a boolean the MeshConfig leaves out is false, as in upstream (Go's zero value), so a
+MeshConfig without `enablePermissiveTrafficPolicyMode` (or with it misspelt) runs the mesh in SMI mode
+with egress off; so does a mesh without a MeshConfig (`MeshConfig()`). Other fields left out take
+upstream's defaults. A field upstream's schema does not have is rejected, naming the field and the
+closest known one, rather than silently ignored.
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,8 +38,8 @@ class SidecarSpec:
 
 @dataclass(frozen=True, slots=True)
 class TrafficSpec:
-    enable_egress: bool = True
-    enable_permissive_traffic_policy_mode: bool = True
+    enable_egress: bool = False
+    enable_permissive_traffic_policy_mode: bool = False
     outbound_ip_range_exclusion_list: tuple[str, ...] = ()
     outbound_ip_range_inclusion_list: tuple[str, ...] = ()
     outbound_port_exclusion_list: tuple[int, ...] = ()
@@ -53,8 +61,8 @@ class ObservabilitySpec:
 
 @dataclass(frozen=True, slots=True)
 class FeatureFlags:
-    enable_wasm_stats: bool = True
-    enable_egress_policy: bool = True
+    enable_wasm_stats: bool = False
+    enable_egress_policy: bool = False
     enable_envoy_active_health_checks: bool = False
     enable_retry_policy: bool = False
 
@@ -79,10 +87,11 @@ class MeshConfig:
     def from_k8s(data: Mapping[str, Any]) -> MeshConfig:
         meta = ObjectMeta.parse("MeshConfig", data)
         spec = Doc(data, "MeshConfig", meta.namespace, meta.name).obj("spec")
+        _check_fields(spec, SPEC_FIELDS)
         s, t, c, o, f = (
             spec.obj(k) for k in ("sidecar", "traffic", "certificate", "observability", "featureFlags")
         )
-        d_side, d_traffic, d_cert = SidecarSpec(), TrafficSpec(), CertificateSpec()
+        d_side, d_cert = SidecarSpec(), CertificateSpec()
 
         def enum(d: Doc, key: str, default: str, allowed: tuple[str, ...]) -> str:
             v = d.str(key, default)
@@ -141,10 +150,8 @@ class MeshConfig:
                 local_proxy_mode=enum(s, "localProxyMode", d_side.local_proxy_mode, LOCAL_PROXY_MODES),
             ),
             traffic=TrafficSpec(
-                enable_egress=t.bool("enableEgress", d_traffic.enable_egress),
-                enable_permissive_traffic_policy_mode=t.bool(
-                    "enablePermissiveTrafficPolicyMode", d_traffic.enable_permissive_traffic_policy_mode
-                ),
+                enable_egress=t.bool("enableEgress"),
+                enable_permissive_traffic_policy_mode=t.bool("enablePermissiveTrafficPolicyMode"),
                 outbound_ip_range_exclusion_list=cidrs(t, "outboundIPRangeExclusionList"),
                 outbound_ip_range_inclusion_list=cidrs(t, "outboundIPRangeInclusionList"),
                 outbound_port_exclusion_list=ports(t, "outboundPortExclusionList"),
@@ -159,9 +166,83 @@ class MeshConfig:
                 osm_log_level=o.str("osmLogLevel", "info"), enable_debug_server=o.bool("enableDebugServer")
             ),
             feature_flags=FeatureFlags(
-                enable_wasm_stats=f.bool("enableWASMStats", True),
-                enable_egress_policy=f.bool("enableEgressPolicy", True),
-                enable_envoy_active_health_checks=f.bool("enableEnvoyActiveHealthChecks", False),
-                enable_retry_policy=f.bool("enableRetryPolicy", False),
+                enable_wasm_stats=f.bool("enableWASMStats"),
+                enable_egress_policy=f.bool("enableEgressPolicy"),
+                enable_envoy_active_health_checks=f.bool("enableEnvoyActiveHealthChecks"),
+                enable_retry_policy=f.bool("enableRetryPolicy"),
             ),
         )
+
+
+# The fields of upstream's MeshConfig v1alpha2 spec, by section: None marks a free-form value (e.g. a
+# Kubernetes ResourceRequirements) or a leaf, a dict a section whose own fields are checked.
+Fields = Mapping[str, "Fields | None"]
+SPEC_FIELDS: Fields = {
+    "sidecar": {
+        "enablePrivilegedInitContainer": None,
+        "logLevel": None,
+        "envoyImage": None,
+        "envoyWindowsImage": None,
+        "initContainerImage": None,
+        "maxDataPlaneConnections": None,
+        "configResyncInterval": None,
+        "resources": None,
+        "tlsMinProtocolVersion": None,
+        "tlsMaxProtocolVersion": None,
+        "cipherSuites": None,
+        "ecdhCurves": None,
+        "localProxyMode": None,
+    },
+    "traffic": {
+        "enableEgress": None,
+        "enablePermissiveTrafficPolicyMode": None,
+        "outboundIPRangeExclusionList": None,
+        "outboundIPRangeInclusionList": None,
+        "outboundPortExclusionList": None,
+        "inboundPortExclusionList": None,
+        "networkInterfaceExclusionList": None,
+        "inboundExternalAuthorization": {
+            "enable": None,
+            "address": None,
+            "port": None,
+            "statPrefix": None,
+            "timeout": None,
+            "failureModeAllow": None,
+        },
+    },
+    "observability": {
+        "osmLogLevel": None,
+        "enableDebugServer": None,
+        "tracing": {"enable": None, "address": None, "port": None, "endpoint": None},
+    },
+    "certificate": {
+        "serviceCertValidityDuration": None,
+        "certKeyBitSize": None,
+        "ingressGateway": {
+            "subjectAltNames": None,
+            "validityDuration": None,
+            "secret": {"name": None, "namespace": None},
+        },
+    },
+    "featureFlags": {
+        "enableWASMStats": None,
+        "enableEgressPolicy": None,
+        "enableSnapshotCacheMode": None,
+        "enableAsyncProxyServiceMapping": None,
+        "enableIngressBackendPolicy": None,
+        "enableEnvoyActiveHealthChecks": None,
+        "enableRetryPolicy": None,
+    },
+}
+
+
+def _check_fields(d: Doc, known: Fields) -> None:
+    """Reject a field `known` does not list (a misspelt one would otherwise be silently ignored)."""
+    for key in d.fields():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
+            raise d.error(str(key), f"unknown field{hint}")
+        inner = known[key]
+        if inner is not None and d.has(key):
+            _check_fields(d.obj(key), inner)

@@ -239,6 +239,11 @@ class MeshIndex:
                     f"TrafficSplit {ns}/{first}; only the first is honoured"
                 )
                 continue
+            if not any(b.weight for b in split.backends):
+                self.split_warnings.append(
+                    f"TrafficSplit {ns}/{name}: every backend has weight 0; requests to the apex "
+                    f"{split.service!r} have nowhere to go and fail"
+                )
             self.splits[apex] = split
             for b in split.backends:
                 apexes[(ns, b.service)].append(apex)

@@ -64,7 +64,7 @@ def bootstrap_cmd(
     host, port = _host_port(ads_address)
     try:
         written = write_bootstrap(
-            find_pod(local_dir, ns, name),
+            find_pod(local_dir, ns, name, state_dir),
             state_dir=state_dir,
             out=out,
             ads_host=host,

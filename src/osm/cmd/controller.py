@@ -19,6 +19,7 @@ from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, server_credentials
 from osm.local.source import ManifestSource
+from osm.local.uuids import ProxyUuids
 from osm.messaging.debounce import Debouncer
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState
@@ -59,7 +60,9 @@ class Controller:
         self.ca = TresorCA.load_or_create(settings.state_dir, now=_now())
         self.certs = CertificateManager(self.ca, clock=_now)
         self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
-        self.source = ManifestSource(settings.local_dir, self.store)
+        self.source = ManifestSource(
+            settings.local_dir, self.store, uuids=ProxyUuids.in_dir(settings.state_dir)
+        )
         self.ads: AdsServer | None = None
         self.state: MeshState | None = None
         self.ready = asyncio.Event()

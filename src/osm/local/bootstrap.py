@@ -21,6 +21,8 @@ from osm.state.decode import ObjectKey
 from osm.state.store import Store
 
 from .source import ManifestSource
+from .uuids import FILE_NAME as UUIDS_FILE
+from .uuids import ProxyUuids
 
 XDS_CERT_VALIDITY = timedelta(days=3650)
 
@@ -36,12 +38,20 @@ class WrittenBootstrap:
     pod: Pod
 
 
-def find_pod(local_dir: Path, namespace: str, name: str) -> Pod:
+def find_pod(local_dir: Path, namespace: str, name: str, state_dir: Path) -> Pod:
+    """The pod as the controller on `local_dir` and `state_dir` knows it: with the proxy UUID the
+    manifest gives it, or that the controller assigned when it first saw the pod."""
     store = Store()
-    ManifestSource(local_dir, store, on_error=lambda e: None).load()
+    uuids = ProxyUuids(state_dir / UUIDS_FILE, readonly=True)
+    ManifestSource(local_dir, store, on_error=lambda e: None, uuids=uuids).load()
     obj = store.get(ObjectKey("Pod", namespace, name))
     if not isinstance(obj, Pod):
         raise BootstrapError(f"no Pod {namespace}/{name} in {local_dir}")
+    if not obj.proxy_uuid:
+        raise BootstrapError(
+            f"the control plane on {state_dir} has not seen Pod {namespace}/{name} yet (it has no proxy "
+            "UUID): start the controller first"
+        )
     return obj
 
 

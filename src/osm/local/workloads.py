@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import uuid
 from dataclasses import dataclass, replace
 
 from osm.injector.decision import InjectionError, must_inject
 from osm.local.netplan import ServiceEntry, ServicePortNAT
-from osm.local.source import stable_proxy_uuid
 from osm.models.k8s import LABEL_PROXY_UUID, Deployment, ObjectMeta, Pod, PodSpec, match_labels
 from osm.state.snapshot import MeshState
 
@@ -44,7 +44,7 @@ def pod_for_deployment(d: Deployment, name: str, thash: str) -> Pod:
     labels = {
         **d.template.labels,
         TEMPLATE_HASH_LABEL: thash,
-        LABEL_PROXY_UUID: stable_proxy_uuid(d.meta.namespace, name),
+        LABEL_PROXY_UUID: str(uuid.uuid4()),  # a new pod, a new proxy (as the injector does)
     }
     annotations = {**d.template.annotations, OWNER_ANNOTATION: f"Deployment/{d.meta.name}"}
     return Pod(
@@ -126,7 +126,4 @@ def service_nat(state: MeshState) -> list[ServicePortNAT]:
 
 
 def with_status(pod: Pod, ip: str, ready: bool) -> Pod:
-    labels = pod.meta.labels
-    if LABEL_PROXY_UUID not in labels:
-        labels = {**labels, LABEL_PROXY_UUID: stable_proxy_uuid(pod.meta.namespace, pod.meta.name)}
-    return replace(pod, meta=replace(pod.meta, labels=labels), pod_ip=ip, ready=ready)
+    return replace(pod, pod_ip=ip, ready=ready)

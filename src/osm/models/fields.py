@@ -47,6 +47,9 @@ class Doc:
     def raw(self, key: builtins.str) -> Any:
         return self._data.get(key)
 
+    def fields(self) -> list[Any]:
+        return list(self._data)
+
     def str(
         self, key: builtins.str, default: builtins.str | None = None, *, required: builtins.bool = False
     ) -> builtins.str:

@@ -19,6 +19,8 @@ HTTP_METHODS = frozenset(
 )
 WILDCARD_PATH = ".*"
 WILDCARD_METHOD = "*"
+# Envoy's weighted clusters carry each weight, and their sum, as a uint32.
+MAX_TOTAL_WEIGHT = 2**32 - 1
 
 
 def _regex(d: Doc, key: str, value: str) -> str:
@@ -195,7 +197,13 @@ class TrafficSplit:
             if svc in seen:
                 raise b.error("service", f"duplicate backend {svc!r}")
             seen.add(svc)
-            backends.append(TrafficSplitBackend(service=svc, weight=b.int("weight", required=True, lo=0)))
+            weight = b.int("weight", required=True, lo=0, hi=MAX_TOTAL_WEIGHT)
+            backends.append(TrafficSplitBackend(service=svc, weight=weight))
         if not backends:
             raise spec.error("backends", "needs at least one backend")
+        total = sum(b.weight for b in backends)
+        if total > MAX_TOTAL_WEIGHT:
+            raise spec.error(
+                "backends", f"the weights add up to {total}; their sum must not exceed {MAX_TOTAL_WEIGHT}"
+            )
         return TrafficSplit(meta=meta, service=apex, backends=tuple(backends))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,60 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
 CLUSTER_SCOPED = frozenset({"Namespace"})
 
+# The kinds of the API groups the mesh reads from, including those it does not watch: a document of
+# one of these groups with any other kind is a typo (e.g. `TrafficSplitt`), reported rather than
+# ignored, so that it cannot silently delete the object its document used to define.
+_GROUP_KINDS: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {
+            "Binding",
+            "ComponentStatus",
+            "ConfigMap",
+            "Endpoints",
+            "Event",
+            "LimitRange",
+            "List",
+            "Namespace",
+            "Node",
+            "PersistentVolume",
+            "PersistentVolumeClaim",
+            "Pod",
+            "PodTemplate",
+            "ReplicationController",
+            "ResourceQuota",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+        }
+    ),
+    "apps": frozenset({"ControllerRevision", "DaemonSet", "Deployment", "ReplicaSet", "StatefulSet"}),
+    "discovery.k8s.io": frozenset({"EndpointSlice"}),
+    "access.smi-spec.io": frozenset({"TrafficTarget"}),
+    "specs.smi-spec.io": frozenset({"HTTPRouteGroup", "TCPRoute", "UDPRoute"}),
+    "split.smi-spec.io": frozenset({"TrafficSplit"}),
+    "config.openservicemesh.io": frozenset({"MeshConfig", "MeshRootCertificate"}),
+    "policy.openservicemesh.io": frozenset({"Egress", "IngressBackend", "Retry", "UpstreamTrafficSetting"}),
+}
+
+
+def _group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
+def document_ref(doc: Any) -> tuple[str, str] | None:
+    """The (namespace, name) a document names, when its metadata is well-formed enough to tell."""
+    if not isinstance(doc, Mapping):
+        return None
+    meta = doc.get("metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    name, ns = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not name or not isinstance(ns, str | None):
+        return None
+    if not ns:
+        ns = "" if doc.get("kind") in CLUSTER_SCOPED else "default"
+    return ns, name
+
 
 def key_of(obj: MeshObject) -> ObjectKey:
     return ObjectKey(obj.KIND, obj.meta.namespace, obj.meta.name)
@@ -93,6 +148,11 @@ def decode(doc: Mapping[str, Any]) -> MeshObject | None:
         raise ValidationError(kind, ns, name, "apiVersion", "is required")
     parser = _PARSERS.get((api, kind))
     if parser is None:
+        group_kinds = _GROUP_KINDS.get(_group(api))
+        if group_kinds is not None and kind not in group_kinds:
+            close = difflib.get_close_matches(kind, sorted(group_kinds), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValidationError(kind, ns, name, "kind", f"unknown kind {kind!r} in {api}{hint}")
         if kind in KNOWN_KINDS:
             served = sorted(a for a, k in _PARSERS if k == kind)
             raise ValidationError(

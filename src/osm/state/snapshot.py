@@ -51,6 +51,8 @@ class MeshState:
     tcp_routes: Mapping[NsName, TCPRoute]
     traffic_splits: Mapping[NsName, TrafficSplit]
     pods_by_uuid: Mapping[str, tuple[Pod, ...]] = field(repr=False)
+    # Why the mesh runs on defaults or ignores a MeshConfig ("" when the MeshConfig is in place).
+    mesh_config_problem: str = ""
 
     @staticmethod
     def build(
@@ -63,13 +65,16 @@ class MeshState:
         namespaces: dict[str, Namespace] = {}
         by_kind: dict[str, dict[NsName, MeshObject]] = {}
         slices: dict[NsName, list[EndpointSlice]] = {}
-        mesh_config = MeshConfig()
+        mesh_config: MeshConfig | None = None
+        ignored: list[str] = []
         for obj in objects:
             if isinstance(obj, Namespace):
                 namespaces[obj.meta.name] = obj
             elif isinstance(obj, MeshConfig):
                 if obj.meta.name == MESH_CONFIG_NAME and obj.meta.namespace == osm_namespace:
                     mesh_config = obj
+                else:
+                    ignored.append(f"{obj.meta.namespace}/{obj.meta.name}")
             elif isinstance(obj, EndpointSlice):
                 slices.setdefault((obj.meta.namespace, obj.service), []).append(obj)
             else:
@@ -78,6 +83,18 @@ class MeshState:
         def kind(name: str, _t: type[T]) -> Mapping[NsName, T]:
             return _frozen(by_kind.get(name, {}))  # type: ignore[arg-type]
 
+        problem = ""
+        if mesh_config is None:
+            problem = (
+                f"MeshConfig {osm_namespace}/{MESH_CONFIG_NAME} does not exist: the mesh runs closed "
+                "(SMI mode: no traffic without a TrafficTarget; egress off) until it does"
+            )
+        if ignored:
+            problem += "; " if problem else ""
+            problem += (
+                f"MeshConfig {', '.join(sorted(ignored))} is ignored: the mesh reads only "
+                f"{osm_namespace}/{MESH_CONFIG_NAME}"
+            )
         pods = kind("Pod", Pod)
         uuids: dict[str, list[Pod]] = {}
         for p in pods.values():
@@ -87,7 +104,7 @@ class MeshState:
             version=version,
             mesh_name=mesh_name,
             osm_namespace=osm_namespace,
-            mesh_config=mesh_config,
+            mesh_config=mesh_config if mesh_config is not None else MeshConfig(),
             namespaces=MappingProxyType(namespaces),
             service_accounts=kind("ServiceAccount", ServiceAccount),
             services=kind("Service", Service),
@@ -102,6 +119,7 @@ class MeshState:
             tcp_routes=kind("TCPRoute", TCPRoute),
             traffic_splits=kind("TrafficSplit", TrafficSplit),
             pods_by_uuid=MappingProxyType({k: tuple(v) for k, v in uuids.items()}),
+            mesh_config_problem=problem,
         )
 
     def is_monitored(self, namespace: str) -> bool:

@@ -74,7 +74,7 @@ def start_sidecar(
     """Write the pod's bootstrap and start Envoy on loopback (no interception). The caller stops it."""
     out = workdir / f"{namespace}.{name}.{xds}"
     admin = free_port()
-    pod = find_pod(ctrl.settings.local_dir, namespace, name)
+    pod = find_pod(ctrl.settings.local_dir, namespace, name, ctrl.settings.state_dir)
     written = write_bootstrap(
         pod,
         state_dir=ctrl.settings.state_dir,

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 
+from osm import errcode
 from osm.catalog import MeshCatalog, ProxyGroup
 from osm.catalog.index import ENDPOINT_KINDS
 from osm.certificate.manager import CertificateManager
@@ -66,6 +67,7 @@ class XdsCache:
         self._changes = 0
         self._cn_identity: dict[str, ServiceIdentity] = {}
         self._warned: set[str] = set()
+        self._config_problem = ""
 
     def identity_for_cn(self, cn: str) -> ServiceIdentity | None:
         """The identity whose service certificate has this CN (known once it was issued through here)."""
@@ -84,8 +86,15 @@ class XdsCache:
         self._deps_of = {}
         warnings = set(self.catalog.warnings)
         for w in sorted(warnings - self._warned):  # each problem once, not on every snapshot
-            log.warning("%s", w)
+            log.warning("%s", w, extra={"err_code": errcode.POLICY_WARNING})
         self._warned = warnings
+        problem = state.mesh_config_problem
+        if problem != self._config_problem:
+            if problem:  # the mesh runs on closed defaults: loudly
+                log.error("%s", problem, extra={"err_code": errcode.MESH_CONFIG_MISSING})
+            else:
+                log.info("MeshConfig %s/osm-mesh-config is in place", state.osm_namespace)
+            self._config_problem = problem
 
     def adopt(self, group: ProxyGroup, resources: ProxyResources, deps: frozenset[NsName]) -> None:
         """Carry a group's resources over to this snapshot (the caller knows nothing they used changed)."""

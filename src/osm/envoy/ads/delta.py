@@ -3,8 +3,9 @@
 Each resource carries its own version (a content hash). The server tracks, per type, what the client
 subscribed to (explicit names, or wildcard) and which version of each resource it has been sent; it
 sends only resources whose version differs and names resources that went away in removed_resources.
-Subscription changes are honoured even on a stale nonce; a NACK is logged and counted and the same
-versions are not sent again (the fix goes out when the config changes).
+Subscription changes are honoured even on a stale nonce. A NACK follows the rule in order.py: the
+resources of the rejected response count as not held, and each is sent again once its version
+changes. On a reconnect, `initial_resource_versions` tell what the client holds, for every type.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from osm.envoy import wire
-from osm.envoy.ads.sotw import Counters
+from osm.envoy.ads.order import HELD_TYPES, MakeBeforeBreak
+from osm.envoy.ads.sotw import Counters, LimitExceeded
 from osm.envoy.types import (
     ORDER,
     TYPE_CLUSTER,
     TYPE_ENDPOINT,
-    TYPE_LISTENER,
-    TYPE_ROUTE,
     WILDCARD_TYPES,
     ProxyResources,
     Resource,
@@ -76,34 +76,55 @@ class DeltaTypeState:
     known: Mapping[str, str] = field(default_factory=dict)  # name -> version the client was sent
     force: set[str] = field(default_factory=set)  # names to (re)send even at an unchanged version
     nonce: str = ""
+    sent: Mapping[str, str] = field(default_factory=dict)  # what the response of `nonce` carried
+    rejected: dict[str, str] = field(default_factory=dict)  # name -> version the client NACKed
     last_error: str = ""
 
 
 class DeltaStream:
-    def __init__(self, nonces: Iterator[int] | None = None) -> None:
+    def __init__(self, nonces: Iterator[int] | None = None, *, max_names: int = 0) -> None:
         self.types: dict[str, DeltaTypeState] = {}
         self.counters = Counters()
         self._nonces = nonces if nonces is not None else itertools.count(1)
         self.last_nack: tuple[str, str, str] | None = None  # (type_url, version (none in delta), message)
+        self.last_unknown = ""
+        self.max_names = max_names  # names a type's subscription may hold (0: no limit)
         self._system_version = 0
-        self.hold: frozenset[str] = frozenset()  # new EDS clusters whose endpoints must go out before routes
+        self.order = MakeBeforeBreak()
 
     def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
         if req.type_url not in ORDER:
+            self.counters.unknown += 1
+            self.last_unknown = req.type_url
             return []
+        if self.max_names and len(req.subscribe) + len(req.initial_versions) > self.max_names:
+            raise LimitExceeded(
+                f"a {req.type_url} request names {len(req.subscribe) + len(req.initial_versions)} "
+                f"resources; the limit is {self.max_names}"
+            )
         self.counters.requests += 1
         st = self.types.get(req.type_url)
         first = st is None
+        stale = False
         if st is None:
             st = self.types[req.type_url] = DeltaTypeState(known=dict(req.initial_versions))
             if not req.subscribe and req.type_url in WILDCARD_TYPES:
                 st.wildcard = True  # legacy wildcard: the first request names nothing
         elif req.nonce and req.nonce != st.nonce:
             self.counters.stale += 1  # subscription changes below are still honoured
+            stale = True
+        out: list[DeltaResponse] = []
         if req.error is not None:
             self.counters.nacks += 1
             st.last_error = req.error
             self.last_nack = (req.type_url, "", req.error)
+            if not stale and not first:
+                # What the rejected response carried is not held: each is resent once it changes.
+                st.rejected.update(st.sent)
+                st.known = {n: v for n, v in st.known.items() if n not in st.sent}
+                st.sent = {}
+            if self.order.nacked(req.type_url):
+                out += self._push(resources, HELD_TYPES)
         elif req.nonce:
             self.counters.acks += 1
         if req.subscribe or req.unsubscribe:
@@ -113,7 +134,15 @@ class DeltaStream:
                     st.wildcard = True
                 else:
                     names.add(n)
-                    st.force.add(n)
+                    # A resubscription asks for the resource again, whatever version the client was sent;
+                    # on a reconnect the initial versions tell what it holds.
+                    if not (first and n in req.initial_versions):
+                        st.force.add(n)
+            if self.max_names and len(names) > self.max_names:
+                raise LimitExceeded(
+                    f"the {req.type_url} subscription would hold {len(names)} names; "
+                    f"the limit is {self.max_names}"
+                )
             dropped = {n for n in req.unsubscribe if n != WILDCARD}
             if WILDCARD in req.unsubscribe:
                 st.wildcard = False
@@ -121,24 +150,27 @@ class DeltaStream:
                 names -= dropped
                 st.force -= dropped
                 st.known = {n: v for n, v in st.known.items() if n not in dropped}
+                for n in dropped:
+                    st.rejected.pop(n, None)
             every = resources.names(req.type_url)
             st.names = every if names == every else names
         if not first and not req.subscribe and not req.unsubscribe:
-            return []  # an ACK or NACK: nothing new was asked for
+            return out  # an ACK or NACK: nothing new was asked for
         resp = self._diff(req.type_url, st, resources, answer_missing=set(req.subscribe))
         if resp is None and first:
             resp = self._empty(req.type_url, st)  # the client waits for a first answer to finish warming
-        out = [] if resp is None else [resp]
-        if self.hold and req.type_url in (TYPE_ENDPOINT, TYPE_CLUSTER):
+        if resp is not None:
+            out.append(resp)
+        if self.order.hold and req.type_url in (TYPE_ENDPOINT, TYPE_CLUSTER):
             eds = self.types.get(TYPE_ENDPOINT)
-            covered = eds is not None and all(n in eds.known for n in self.hold)
-            gone = not (self.hold & resources.names(TYPE_ENDPOINT))
-            if covered or gone:
-                self.hold = frozenset()
-                out += self._push(resources, (TYPE_LISTENER, TYPE_ROUTE))
+            if self.order.release(
+                sent=eds.known.keys() if eds is not None else None, available=resources.names(TYPE_ENDPOINT)
+            ):
+                out += self._push(resources, HELD_TYPES)
         return out
 
     def _empty(self, type_url: str, st: DeltaTypeState) -> DeltaResponse:
+        st.sent = {}
         st.nonce = str(next(self._nonces))
         self.counters.responses += 1
         return DeltaResponse(type_url, st.nonce, (), (), str(self._system_version))
@@ -158,8 +190,10 @@ class DeltaStream:
         if known is versions:  # the client holds exactly these resources, as sent
             changed, removed = sorted(st.force & wanted), []
         else:
-            get = known.get
-            changed = sorted(n for n in wanted if get(n) != versions[n] or n in st.force)
+            get, rejected = known.get, st.rejected.get
+            changed = sorted(
+                n for n in wanted if (get(n) != versions[n] and rejected(n) != versions[n]) or n in st.force
+            )
             removed = sorted(n for n in known if n not in wanted)
         if answer_missing:
             removed = sorted(
@@ -168,9 +202,16 @@ class DeltaStream:
         st.force.clear()
         if not changed and not removed:
             return None
-        # The client now holds exactly the wanted resources at these versions: when it wants them all,
-        # that is the group's version map itself.
-        st.known = versions if len(wanted) == len(versions) else {n: versions[n] for n in wanted}
+        # The client now holds exactly the wanted resources at these versions (but for those it
+        # rejected): when it wants them all, that is the group's version map itself.
+        if st.rejected:
+            for n in changed:
+                st.rejected.pop(n, None)
+            held = {n: versions[n] for n in wanted if n not in st.rejected}
+            st.known = versions if len(held) == len(versions) else held
+        else:
+            st.known = versions if len(wanted) == len(versions) else {n: versions[n] for n in wanted}
+        st.sent = {n: versions[n] for n in changed}
         st.nonce = str(next(self._nonces))
         self._system_version += 1
         self.counters.responses += 1
@@ -188,7 +229,7 @@ class DeltaStream:
             st = self.types.get(type_url)
             if st is None:
                 continue
-            if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
+            if self.order.blocks(type_url):
                 continue  # held until the new clusters' endpoints went out
             if type_url == TYPE_ENDPOINT and changed_clusters:
                 st.force |= changed_clusters & st.names  # an updated cluster warms until it gets its CLA
@@ -199,7 +240,6 @@ class DeltaStream:
                     changed_clusters = set(resp.names)
                     eds = self.types.get(TYPE_ENDPOINT)
                     new_eds = changed_clusters & resources.names(TYPE_ENDPOINT)
-                    unasked = new_eds - eds.names if eds is not None and not eds.wildcard else frozenset()
-                    if unasked:
-                        self.hold = frozenset(unasked)
+                    watched = eds.names if eds is not None and not eds.wildcard else None
+                    self.order.clusters_pushed(new_eds, watched)
         return out

@@ -2,10 +2,8 @@
 
 Rules (xDS protocol): a request whose nonce is not the last one sent is stale and not answered (but
 the by-name resources it leaves out stop counting as held, see _forget_dropped); a request
-with error_detail is a NACK (logged and counted, never answered with the same version again); an ACK
-is answered only when the requested names changed. Pushes go out in CDS -> EDS -> LDS -> RDS -> SDS
-order, only for types whose content changed, and a CDS push carries a fresh EDS push with it (Envoy
-warms an updated cluster until it receives a ClusterLoadAssignment for it).
+with error_detail is a NACK, handled by the rule in order.py; an ACK is answered only when the
+requested names changed. Push order and make before break are order.py's.
 
 Listeners and clusters are sent whole (a SotW response is their complete state). Endpoints, routes
 and secrets are requested by name, and a SotW response of those types need not repeat what the proxy
@@ -23,12 +21,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from osm.envoy import wire
+from osm.envoy.ads.order import HELD_TYPES, MakeBeforeBreak
 from osm.envoy.types import (
     ORDER,
     TYPE_CLUSTER,
     TYPE_ENDPOINT,
-    TYPE_LISTENER,
-    TYPE_ROUTE,
     WILDCARD_TYPES,
     ProxyResources,
     Resource,
@@ -36,6 +33,10 @@ from osm.envoy.types import (
     changed_names,
     content_version,
 )
+
+
+class LimitExceeded(Exception):
+    """A request that would make the stream hold more than its limits allow; the stream ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +83,20 @@ class Counters:
     acks: int = 0
     nacks: int = 0
     stale: int = 0
+    unknown: int = 0  # requests of a type URL the server does not serve
     responses: int = 0
     resources: int = 0  # resources sent, over all responses
 
 
 class SotwStream:
-    def __init__(self, nonces: Iterator[int] | None = None) -> None:
+    def __init__(self, nonces: Iterator[int] | None = None, *, max_names: int = 0) -> None:
         self.types: dict[str, TypeState] = {}
         self.counters = Counters()
         self._nonces = nonces if nonces is not None else itertools.count(1)
         self.last_nack: tuple[str, str, str] | None = None  # (type_url, version, message)
-        # Make before break: after a CDS push that adds EDS clusters, listeners and routes wait until the
-        # proxy has asked for (and been sent) those clusters' endpoints, so no route points at a cluster
-        # that is still warming.
-        self.hold: frozenset[str] = frozenset()
+        self.last_unknown = ""  # the type URL of the last request of a type the server does not serve
+        self.max_names = max_names  # resource names a request may name (0: no limit)
+        self.order = MakeBeforeBreak()
         # Per wildcard type, the exact bytes of a plain ACK of its latest response, as Envoy sends it
         # after its first request (version_info, type_url, response_nonce; no node, no names): such a
         # request is recognised without parsing it (`try_ack_raw`).
@@ -164,7 +165,7 @@ class SotwStream:
         """`try_ack` for a serialized request that is byte for byte the plain ACK of a wildcard type's
         latest response (no error, no names, the current nonce): recorded without parsing it."""
         type_url = next((t for t, ack in self.acks.items() if ack == raw), None)  # at most two
-        if type_url is None or self.hold:
+        if type_url is None or self.order.hold:
             return False
         st = self.types[type_url]
         if st.forgotten:
@@ -181,7 +182,7 @@ class SotwStream:
         st = self.types.get(req.type_url)
         if (
             st is None
-            or self.hold
+            or self.order.hold
             or not req.nonce
             or req.nonce != st.nonce
             or req.error is not None
@@ -196,7 +197,13 @@ class SotwStream:
 
     def on_request(self, req: Request, resources: ProxyResources) -> list[Response]:
         if req.type_url not in ORDER:
+            self.counters.unknown += 1
+            self.last_unknown = req.type_url
             return []
+        if self.max_names and len(req.names) > self.max_names:
+            raise LimitExceeded(
+                f"a {req.type_url} request names {len(req.names)} resources; the limit is {self.max_names}"
+            )
         self.counters.requests += 1
         st = self.types.get(req.type_url)
         if st is None:
@@ -209,13 +216,7 @@ class SotwStream:
             self._forget_dropped(req, st)
             return []
         if req.error is not None:
-            self.counters.nacks += 1
-            st.nacked_version = st.sent_version
-            if req.type_url not in WILDCARD_TYPES:
-                st.sent_versions = {}  # what it holds is unknown now: the next response carries all of it
-            st.last_error = req.error
-            self.last_nack = (req.type_url, st.sent_version, req.error)
-            return []
+            return self._nack(req, st, resources)
         names = frozenset(req.names)
         if names == st.names:
             names = st.names  # keep the shared set (see _respond)
@@ -229,6 +230,43 @@ class SotwStream:
         if req.type_url == TYPE_ENDPOINT:
             out += self._release(resources)
         return out
+
+    def _nack(self, req: Request, st: TypeState, resources: ProxyResources) -> list[Response]:
+        """The NACK rule of order.py: count it, answer nothing of what was rejected, count what the
+        rejected response carried as not held, honour the request's subscription."""
+        assert req.error is not None
+        self.counters.nacks += 1
+        st.nacked_version = st.sent_version
+        st.last_error = req.error
+        self.last_nack = (req.type_url, st.sent_version, req.error)
+        out: list[Response] = []
+        if req.type_url not in WILDCARD_TYPES:
+            names = frozenset(req.names)
+            added = names - st.names
+            st.names = names
+            st.sent_versions = {}  # what it holds is unknown now: the next response carries all of it
+            available = resources.get(req.type_url)
+            fresh = tuple(available[n] for n in sorted(added) if n in available)
+            if fresh:  # a subscription to more names: those are answered (nothing rejected among them)
+                out.append(self._send(req.type_url, st, fresh, resources))
+        if self.order.nacked(req.type_url):
+            out += self._push(resources, HELD_TYPES)
+        return out
+
+    def _send(
+        self, type_url: str, st: TypeState, chosen: tuple[Resource, ...], resources: ProxyResources
+    ) -> Response:
+        """A response of some by-name resources, recorded as the only ones the proxy is known to hold."""
+        version = content_version(chosen)
+        st.sent_names = frozenset(r.name for r in chosen)
+        st.sent_versions = {r.name: r.version for r in chosen}
+        st.seen_type_version = resources.versions.get(type_url, "")
+        st.sent_version = version
+        st.forgotten = frozenset()
+        st.nonce = str(next(self._nonces))
+        self.counters.responses += 1
+        self.counters.resources += len(chosen)
+        return Response(type_url, version, st.nonce, chosen)
 
     @staticmethod
     def _forget_dropped(req: Request, st: TypeState) -> None:
@@ -244,16 +282,16 @@ class SotwStream:
             st.forgotten |= dropped
 
     def _release(self, resources: ProxyResources, ack_of: str = "") -> list[Response]:
-        """Send the held listeners and routes once the new clusters' endpoints went out (or are gone)."""
-        if not self.hold:
+        """Send the held listeners and routes once the hold ends (order.MakeBeforeBreak)."""
+        if not self.order.hold:
             return []
         eds = self.types.get(TYPE_ENDPOINT)
-        covered = eds is not None and self.hold <= eds.sent_names
-        gone = not (self.hold & set(resources.get(TYPE_ENDPOINT)))
-        if not (covered or gone or (ack_of == TYPE_CLUSTER and eds is None)):
-            return []
-        self.hold = frozenset()
-        return self._push(resources, (TYPE_LISTENER, TYPE_ROUTE))
+        released = self.order.release(
+            sent=eds.sent_names if eds is not None else None,
+            available=resources.names(TYPE_ENDPOINT),
+            cds_acked_unwatched=ack_of == TYPE_CLUSTER and eds is None,
+        )
+        return self._push(resources, HELD_TYPES) if released else []
 
     def on_update(self, resources: ProxyResources) -> list[Response]:
         return self._push(resources, ORDER)
@@ -265,7 +303,7 @@ class SotwStream:
             st = self.types.get(type_url)
             if st is None:
                 continue  # never requested: pushes wait for the proxy's first request of the type
-            if self.hold and type_url in (TYPE_LISTENER, TYPE_ROUTE):
+            if self.order.blocks(type_url):
                 continue  # held until the new clusters' endpoints went out
             # An updated cluster warms until it gets a ClusterLoadAssignment: resend its endpoints.
             forced_eds = frozenset(updated_clusters & st.names) if type_url == TYPE_ENDPOINT else frozenset()
@@ -281,9 +319,7 @@ class SotwStream:
                     updated_clusters = changed_names(previous_versions, st.sent_versions)
                     eds = self.types.get(TYPE_ENDPOINT)
                     new_eds = (st.sent_names - previous) & resources.names(TYPE_ENDPOINT)
-                    unasked = new_eds - eds.names if eds is not None else frozenset()
-                    if unasked:
-                        self.hold = frozenset(unasked)
+                    self.order.clusters_pushed(new_eds, eds.names if eds is not None else None)
         return out
 
 

@@ -1,4 +1,5 @@
-"""The "standard mesh" for benchmarks, built directly as typed objects (as a state source would feed them).
+"""The "standard mesh" of the benchmarks and tests, built directly as typed objects (as a state source
+would feed them).
 
 services x pods: one ServiceAccount per service, `pods` pods per service, spread over namespaces.
 SMI mode adds TrafficTargets (each destination allows a handful of sources, with an HTTPRouteGroup)
@@ -8,10 +9,10 @@ and TrafficSplits (an apex over two backend services); permissive mode needs no 
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass, field
 
 from osm.apis.meshconfig import MeshConfig, TrafficSpec
-from osm.local.source import stable_proxy_uuid
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import (
     LABEL_MONITORED_BY,
@@ -37,6 +38,12 @@ from osm.state.decode import MeshObject
 
 PORT = 8080
 NAMESPACES = 10
+_UUIDS = uuid.UUID("6f1d3c1e-7b0e-4d59-9a43-2f1b7c0c9e21")
+
+
+def proxy_uuid(namespace: str, name: str) -> str:
+    """The pod's proxy UUID, fixed by its name so that runs are repeatable (set as the injector would)."""
+    return str(uuid.uuid5(_UUIDS, f"{namespace}/{name}"))
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,9 @@ def build(
     sources_per_target = min(sources_per_target, max(1, services // 4))  # small meshes keep some non-callers
     w = Workload(mode, services, pods_per_service)
     permissive = mode == "permissive"
-    w.objects.append(MeshConfig(traffic=TrafficSpec(enable_permissive_traffic_policy_mode=permissive)))
+    w.objects.append(
+        MeshConfig(traffic=TrafficSpec(enable_egress=True, enable_permissive_traffic_policy_mode=permissive))
+    )
     for n in range(NAMESPACES):
         w.objects.append(Namespace(ObjectMeta(name=f"ns-{n}", labels={LABEL_MONITORED_BY: "osm"})))
     k = 0
@@ -114,17 +123,17 @@ def build(
         )
         for j in range(pods_per_service):
             pod_name = f"{name}-{j}"
-            uuid = stable_proxy_uuid(ns, pod_name)
+            pod_uuid = proxy_uuid(ns, pod_name)
             ip = pod_ip(k)
             k += 1
             w.objects.append(
                 Pod(
-                    ObjectMeta(name=pod_name, namespace=ns, labels={"app": name, LABEL_PROXY_UUID: uuid}),
+                    ObjectMeta(name=pod_name, namespace=ns, labels={"app": name, LABEL_PROXY_UUID: pod_uuid}),
                     PodSpec(service_account=name, containers=(Container(name="app"),)),
                     pod_ip=ip,
                 )
             )
-            w.pods.append(PodRef(ns, pod_name, name, uuid, ip))
+            w.pods.append(PodRef(ns, pod_name, name, pod_uuid, ip))
     if permissive:
         return w
     for t in range(min(targets, services)):
