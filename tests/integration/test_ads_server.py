@@ -1,16 +1,14 @@
 """The grpc.aio ADS server over mTLS on 127.0.0.1, with Python gRPC clients as proxies.
 
-The mesh is the bookstore example; a client certificate's CN names a pod by its stable proxy UUID.
+The mesh is the bookstore example (osm.testing.xds); a client certificate's CN names a pod by its proxy UUID.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -21,198 +19,33 @@ from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
-import osm
 import osm.envoy.ads.server as ads_server
 from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
 from osm.envoy.ads.cache import XdsCache
-from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.envoy.ads.server import AdsServer
 from osm.envoy.ads.sotw import SotwStream
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, TYPE_SECRET
-from osm.local.source import ManifestSource
-from osm.local.uuids import ProxyUuids
 from osm.state.decode import ObjectKey, decode
-from osm.state.store import Store
+from osm.testing.xds import (
+    SERVER_CN,
+    SOTW,
+    TIMEOUT,
+    UUIDS,
+    ack,
+    client,
+    cluster_names,
+    eventually,
+    now,
+    proxy_cn,
+    running_mesh,
+    subscribe,
+    total_acks,
+)
 
 pytestmark = pytest.mark.asyncio
 
-EXAMPLE = Path(osm.__file__).resolve().parents[2] / "examples" / "bookstore"
-SERVER_CN = "ads.cluster.local"
-SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-TIMEOUT = 5.0
-QUIET = 0.5  # how long "nothing arrives" is watched
-
 BOOKBUYER_CLUSTERS = {"bookstore/bookstore-v1|14001", "bookstore/bookstore-v2|14001", "passthrough-outbound"}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-# The example's pods get their proxy UUIDs from this registry (as the controller's source assigns them).
-UUIDS = ProxyUuids()
-
-
-def proxy_cn(
-    ns: str, pod: str, sa: str | None = None, *, kind: str = "sidecar", td: str = "cluster.local"
-) -> str:
-    return f"{UUIDS.assign(ns, pod)}.{kind}.{sa or pod}.{ns}.{td}"
-
-
-@dataclass
-class Mesh:
-    ca: TresorCA
-    store: Store
-    server: AdsServer
-    port: int
-
-    async def push(self) -> int:
-        """Adopt the store's snapshot; returns how many proxies were then sent something."""
-        before = self.server.stats.pushes
-        self.server.update(self.store.snapshot())
-        await eventually(lambda: not any(s.dirty or s.update_pending for s in self.server.streams.values()))
-        return self.server.stats.pushes - before
-
-
-@contextlib.asynccontextmanager
-async def running_mesh() -> AsyncIterator[Mesh]:
-    ca = TresorCA.create(now=now())
-    certs = CertificateManager(ca, clock=now)
-    store = Store()
-    source = ManifestSource(EXAMPLE, store, uuids=UUIDS)
-    source.load()
-    assert not any(source.errors.values()), source.errors
-    server_cert = ca.issue(SERVER_CN, timedelta(hours=1), now=now())
-    creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, ca.trust_bundle_pem)
-    server = AdsServer(XdsCache(certs), address="127.0.0.1:0", credentials=creds)
-    server.update(store.snapshot())
-    port = await server.start()
-    try:
-        assert port > 0
-        yield Mesh(ca, store, server, port)
-    finally:
-        await server.stop(0)
-
-
-class Client:
-    """One xDS client stream; responses are pumped into a queue so every wait can be bounded."""
-
-    def __init__(
-        self,
-        mesh: Mesh,
-        cn: str | None,
-        *,
-        delta: bool = False,
-        issuer: TresorCA | None = None,
-    ) -> None:
-        if cn is None:  # no client certificate at all
-            creds = grpc.ssl_channel_credentials(root_certificates=mesh.ca.root_cert_pem)
-        else:
-            cert = (issuer or mesh.ca).issue(cn, timedelta(hours=1), now=now())
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=mesh.ca.root_cert_pem,
-                private_key=cert.key_pem,
-                certificate_chain=cert.cert_pem,
-            )
-        self.channel = grpc.aio.secure_channel(
-            f"127.0.0.1:{mesh.port}", creds, options=[("grpc.ssl_target_name_override", SERVER_CN)]
-        )
-        req: Any = discovery_pb2.DeltaDiscoveryRequest if delta else discovery_pb2.DiscoveryRequest
-        resp: Any = discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
-        self.call = self.channel.stream_stream(
-            DELTA if delta else SOTW,
-            request_serializer=req.SerializeToString,
-            response_deserializer=resp.FromString,
-        )()
-        self.responses: asyncio.Queue[Any] = asyncio.Queue()
-        self.received: list[Any] = []
-        self.error: grpc.aio.AioRpcError | None = None
-        self._pump = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for r in self.call:
-                self.received.append(r)
-                self.responses.put_nowait(r)
-        except grpc.aio.AioRpcError as e:
-            self.error = e
-        finally:
-            self.responses.put_nowait(None)  # end of stream
-
-    async def send(self, msg: Any) -> None:
-        await asyncio.wait_for(self.call.write(msg), TIMEOUT)
-
-    async def next(self, within: float = TIMEOUT) -> Any:
-        """The next response; None if the stream ended."""
-        return await asyncio.wait_for(self.responses.get(), within)
-
-    async def quiet(self, seconds: float = QUIET) -> bool:
-        """True when nothing arrives for `seconds`."""
-        try:
-            await asyncio.wait_for(self.responses.get(), seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    async def code(self) -> grpc.StatusCode:
-        return await asyncio.wait_for(self.call.code(), TIMEOUT)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await asyncio.wait_for(self._pump, TIMEOUT)
-        await self.channel.close()
-
-
-@contextlib.asynccontextmanager
-async def client(mesh: Mesh, cn: str | None, **kw: Any) -> AsyncIterator[Client]:
-    c = Client(mesh, cn, **kw)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-async def eventually(cond: Callable[[], bool], within: float = TIMEOUT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.01)
-
-
-def cluster_names(resp: discovery_pb2.DiscoveryResponse) -> set[str]:
-    out = set()
-    for a in resp.resources:
-        c = cluster_pb2.Cluster()
-        assert a.Unpack(c)
-        out.add(c.name)
-    return out
-
-
-def ack(resp: discovery_pb2.DiscoveryResponse, names: tuple[str, ...] = ()) -> discovery_pb2.DiscoveryRequest:
-    return discovery_pb2.DiscoveryRequest(
-        type_url=resp.type_url,
-        version_info=resp.version_info,
-        response_nonce=resp.nonce,
-        resource_names=names,
-    )
-
-
-async def subscribe(c: Client, type_url: str, names: tuple[str, ...] = ()) -> discovery_pb2.DiscoveryResponse:
-    """SotW request + ACK of its answer."""
-    await c.send(discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names))
-    resp = await c.next()
-    assert resp is not None, c.error
-    assert resp.type_url == type_url
-    await c.send(ack(resp, names))
-    return resp
-
-
-def total_acks(mesh: Mesh) -> int:
-    return sum(s.machine.counters.acks for s in mesh.server.streams.values())
 
 
 # ---- admitted proxies
