@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from osm.cli.main import cli
 from osm.envoy.bootstrap.bootstrap import BootstrapParams, ProbeRoute, bootstrap_config, bootstrap_files
+from osm.local.bootstrap import BootstrapError, find_pod, renew_certificate, write_bootstrap
 from osm.local.source import ManifestSource
 from osm.local.uuids import ProxyUuids
 from osm.state.store import Store
@@ -175,3 +179,65 @@ def test_osm_local_bootstrap_errors(tmp_path: Path, args: list[str], message: st
 def test_osm_version() -> None:
     result = CliRunner().invoke(cli, ["version"])
     assert result.exit_code == 0 and result.output.startswith("osm version ")
+
+
+def test_the_sidecar_verifies_the_control_planes_identity_and_resumes_no_tls_session() -> None:
+    params = BootstrapParams(
+        node_id="n", service_cluster="c", ads_host="10.0.0.1", control_plane_san="ads.example.org"
+    )
+    files = bootstrap_files(params, b"cert", b"key", b"ca")
+    validation = yaml.safe_load(files["validation_context_sds_secret.yaml"])["resources"][0][
+        "validation_context"
+    ]
+    assert validation["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "ads.example.org"}}
+    ]
+    (cluster,) = bootstrap_config(params)["static_resources"]["clusters"]
+    assert cluster["transport_socket"]["typed_config"]["max_session_keys"] == 0
+
+
+def _written_pod(tmp_path: Path) -> tuple[Any, Path]:
+    uuids = ProxyUuids.in_dir(tmp_path / "state")
+    ManifestSource(EXAMPLE, Store(), uuids=uuids).load()
+    return find_pod(EXAMPLE, "bookbuyer", "bookbuyer", tmp_path / "state"), tmp_path / "state"
+
+
+def test_writing_a_bootstrap_never_follows_a_planted_symlink(tmp_path: Path) -> None:
+    pod, state = _written_pod(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sds_key.pem").symlink_to(victim)  # the final name
+    (out / ".sds_key.pem.tmp").symlink_to(victim)  # the temporary name an earlier version used
+    write_bootstrap(pod, state_dir=state, out=out, ads_host="127.0.0.1", ads_port=15128)
+    assert victim.read_text() == "untouched"
+    key = out / "sds_key.pem"
+    assert not key.is_symlink() and b"PRIVATE KEY" in key.read_bytes()
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_a_bootstrap_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    pod, state = _written_pod(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere)
+    with pytest.raises(BootstrapError, match="is a symlink"):
+        write_bootstrap(pod, state_dir=state, out=tmp_path / "out", ads_host="127.0.0.1", ads_port=15128)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_sidecar_certificate_is_short_lived_and_renewed_in_place(tmp_path: Path) -> None:
+    pod, state = _written_pod(tmp_path)
+    out = tmp_path / "out"
+    written = write_bootstrap(pod, state_dir=state, out=out, ads_host="127.0.0.1", ads_port=15128)
+    first = x509.load_pem_x509_certificate((out / "sds_cert.pem").read_bytes())
+    lifetime = first.not_valid_after_utc - first.not_valid_before_utc
+    assert lifetime <= timedelta(hours=24, minutes=2)  # the CA backdates by its clock skew
+    assert written.expires == first.not_valid_after_utc
+    expires = renew_certificate(out, pod, state_dir=state, validity=timedelta(hours=1))
+    second = x509.load_pem_x509_certificate((out / "sds_cert.pem").read_bytes())
+    assert second.serial_number != first.serial_number and second.not_valid_after_utc == expires
+    assert second.subject == first.subject
+    key = serialization.load_pem_private_key((out / "sds_key.pem").read_bytes(), None)
+    assert key.public_key().public_numbers() == second.public_key().public_numbers()  # type: ignore[union-attr]

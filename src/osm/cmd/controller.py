@@ -17,7 +17,7 @@ from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
 from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
-from osm.envoy.ads.server import AdsServer, server_credentials
+from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
 from osm.local.source import ManifestSource
 from osm.local.uuids import ProxyUuids
 from osm.messaging.debounce import Debouncer
@@ -45,6 +45,7 @@ class Settings:
     rotation_interval: float = 5.0
     watch: bool = True
     tune_gc: bool = False  # process entry points only: see cmd/gctune.py
+    limits: AdsLimits = DEFAULT_LIMITS
 
 
 def _now() -> datetime:
@@ -111,7 +112,7 @@ class Controller:
         self.source.load()
         server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
         creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
-        self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds)
+        self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds, limits=s.limits)
         if self.gc is not None:
             self.gc.install()
         self._adopt(self.store.snapshot())

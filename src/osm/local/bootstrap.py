@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from osm.certificate.tresor import TresorCA
 from osm.envoy.bootstrap.bootstrap import (
     FILE_BOOTSTRAP,
+    FILE_CERT,
     FILE_KEY,
     BootstrapParams,
     ProbeRoute,
@@ -24,7 +27,8 @@ from .source import ManifestSource
 from .uuids import FILE_NAME as UUIDS_FILE
 from .uuids import ProxyUuids
 
-XDS_CERT_VALIDITY = timedelta(days=3650)
+# The sidecar's xDS client certificate: short-lived, renewed by the runtime (see renew_certificate).
+XDS_CERT_VALIDITY = timedelta(hours=24)
 
 
 class BootstrapError(Exception):
@@ -36,6 +40,7 @@ class WrittenBootstrap:
     path: Path  # bootstrap.yaml
     node_id: str
     pod: Pod
+    expires: datetime  # when the xDS client certificate expires
 
 
 def find_pod(local_dir: Path, namespace: str, name: str, state_dir: Path) -> Pod:
@@ -66,16 +71,15 @@ def write_bootstrap(
     xds: str = "sotw",
     trust_domain: str = "cluster.local",
     probes: tuple[ProbeRoute, ...] = (),
+    validity: timedelta = XDS_CERT_VALIDITY,
+    uid: int | None = None,
 ) -> WrittenBootstrap:
+    """Write the pod's bootstrap files into `out` (created if missing, never through a symlink), owned by
+    `uid` when given (the sidecar's user)."""
     now = datetime.now(UTC)
     ca = TresorCA.load_or_create(state_dir, now=now)
-    cn = ProxyCertCN(
-        pod.proxy_uuid,
-        PROXY_KIND_SIDECAR,
-        ServiceIdentity(pod.meta.namespace, pod.service_account),
-        trust_domain,
-    )
-    cert = ca.issue(str(cn), XDS_CERT_VALIDITY, now=now)
+    cn = proxy_cert_cn(pod, trust_domain)
+    cert = ca.issue(str(cn), validity, now=now)
     params = BootstrapParams(
         node_id=str(cn),
         service_cluster=str(cn.identity),
@@ -84,13 +88,67 @@ def write_bootstrap(
         config_dir=str(out.resolve()),
         admin_port=admin_port,
         xds=xds,
+        control_plane_san=f"ads.{trust_domain}",
         probes=probes,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    _safe_dir(out)
     for name, content in bootstrap_files(params, cert.cert_pem, cert.key_pem, ca.trust_bundle_pem).items():
-        path = out / name
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(content)
-        os.chmod(tmp, 0o600 if name == FILE_KEY else 0o644)
-        os.replace(tmp, path)
-    return WrittenBootstrap(out / FILE_BOOTSTRAP, str(cn), pod)
+        _replace_file(out, name, content, uid)
+    return WrittenBootstrap(out / FILE_BOOTSTRAP, str(cn), pod, cert.not_after)
+
+
+def renew_certificate(
+    out: Path,
+    pod: Pod,
+    *,
+    state_dir: Path,
+    trust_domain: str = "cluster.local",
+    validity: timedelta = XDS_CERT_VALIDITY,
+    uid: int | None = None,
+) -> datetime:
+    """Issue the sidecar a new xDS client certificate in its bootstrap directory; when it expires.
+
+    The key is replaced before the certificate: Envoy watches the directory and reloads the pair once
+    both are consistent (it checks that neither changed between its reads of the two)."""
+    now = datetime.now(UTC)
+    ca = TresorCA.load_or_create(state_dir, now=now)
+    cert = ca.issue(str(proxy_cert_cn(pod, trust_domain)), validity, now=now)
+    _safe_dir(out)
+    _replace_file(out, FILE_KEY, cert.key_pem, uid)
+    _replace_file(out, FILE_CERT, cert.cert_pem, uid)
+    return cert.not_after
+
+
+def proxy_cert_cn(pod: Pod, trust_domain: str) -> ProxyCertCN:
+    return ProxyCertCN(
+        pod.proxy_uuid,
+        PROXY_KIND_SIDECAR,
+        ServiceIdentity(pod.meta.namespace, pod.service_account),
+        trust_domain,
+    )
+
+
+def _safe_dir(out: Path) -> None:
+    """`out` as a real directory: created if missing, refused if it is a symlink (or not a directory)."""
+    if out.is_symlink():
+        raise BootstrapError(f"{out} is a symlink; the bootstrap is not written through it")
+    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        raise BootstrapError(f"{out} is not a directory")
+
+
+def _replace_file(out: Path, name: str, content: bytes, uid: int | None = None) -> None:
+    """Write `out/name` atomically through a new temporary file (O_EXCL: never a planted one), then
+    rename it over the old one (a symlink there is replaced, not followed)."""
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
+    try:
+        os.fchmod(fd, 0o600 if name == FILE_KEY else 0o644)
+        if uid is not None:
+            os.fchown(fd, uid, uid)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, out / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -19,13 +19,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
 from osm.injector.probes import rewrite_probes
 from osm.local import netops
-from osm.local.bootstrap import write_bootstrap
+from osm.local.bootstrap import XDS_CERT_VALIDITY, renew_certificate, write_bootstrap
 from osm.local.envoybin import envoy_binary
 from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
 from osm.local.supervisor import ContainerProcess
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 PROXY_UID = 1500
 ENVOY_ADMIN_PORT = 15000
+RENEW_RETRY = 1.0  # seconds: the shortest wait between renewals of a sidecar certificate
 PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
 
 
@@ -70,6 +72,26 @@ class LocalPod:
     ready: bool = False
     phase: str = "starting"
     started: float = field(default_factory=time.time)
+
+
+async def keep_renewed(
+    sidecar: Path, pod: Pod, expires: datetime, *, state_dir: Path, validity: timedelta, uid: int | None
+) -> None:
+    """Renew a sidecar's xDS client certificate whenever a third of its lifetime is left (retrying
+    every few seconds if that fails), until cancelled."""
+    lifetime = validity.total_seconds()
+    while True:
+        left = (expires - datetime.now(UTC)).total_seconds()
+        await asyncio.sleep(max(RENEW_RETRY, left - lifetime / 3))
+        try:
+            expires = await asyncio.to_thread(
+                renew_certificate, sidecar, pod, state_dir=state_dir, validity=validity, uid=uid
+            )
+        except Exception as e:
+            log.error(
+                "pod %s/%s: cannot renew its sidecar certificate: %s", pod.meta.namespace, pod.meta.name, e
+            )
+            expires = datetime.now(UTC) + timedelta(seconds=lifetime / 3 + RENEW_RETRY)
 
 
 def resolve_argv(c: Container) -> list[str]:
@@ -93,6 +115,7 @@ class Runtime:
         ads_port: int,
         proxy_known: Callable[[str], bool] = lambda uuid: True,
         xds: str = "sotw",
+        xds_cert_validity: timedelta = XDS_CERT_VALIDITY,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -101,6 +124,7 @@ class Runtime:
         self.ads_port = ads_port
         self.proxy_known = proxy_known
         self.xds = xds
+        self.xds_cert_validity = xds_cert_validity
         self.pods: dict[tuple[str, str], LocalPod] = {}
         self.pool = Pool()
         self._cluster_ips: dict[tuple[str, str], str] = {}
@@ -263,13 +287,13 @@ class Runtime:
             assert probes is not None
             cfg = iptables_config_for_pod(state.mesh_config, lp.pod.meta.annotations, lp.ip)
             await asyncio.to_thread(netops.iptables_restore, lp.netns, iptables_rules(cfg), noflush=True)
-            uuid = with_status(lp.pod, lp.ip, False).proxy_uuid
+            uuid = lp.pod.proxy_uuid
             # The control plane must know the pod before its proxy connects, or it refuses the proxy.
             await self._wait(lambda: self.proxy_known(uuid), 10)
             sidecar = lp.dir / "sidecar"
-            await asyncio.to_thread(
+            written = await asyncio.to_thread(
                 write_bootstrap,
-                with_status(lp.pod, lp.ip, False),
+                lp.pod,
                 state_dir=self.state_dir,
                 out=sidecar,
                 ads_host=NODE_IP,
@@ -277,9 +301,22 @@ class Runtime:
                 admin_port=ENVOY_ADMIN_PORT,
                 xds=self.xds,
                 probes=probes.routes,
+                validity=self.xds_cert_validity,
+                uid=PROXY_UID,
             )
-            for f in [sidecar, *sidecar.iterdir()]:
-                os.chown(f, PROXY_UID, PROXY_UID)
+            os.chown(sidecar, PROXY_UID, PROXY_UID)
+            lp.tasks.append(
+                asyncio.create_task(
+                    keep_renewed(
+                        sidecar,
+                        lp.pod,
+                        written.expires,
+                        state_dir=self.state_dir,
+                        validity=self.xds_cert_validity,
+                        uid=PROXY_UID,
+                    )
+                )
+            )
             argv = [
                 envoy_binary(),
                 "-c",

@@ -54,6 +54,10 @@ class AdsLimits:
     max_names: int = 20_000  # resource names per request and per delta subscription
     max_queued_requests: int = 64  # per stream, before reading pauses
     max_logged_text: int = 512  # characters of a client's error text that are logged
+    # A connection is asked to go away (GOAWAY) after this long, so that a proxy reconnects with a full
+    # TLS handshake, presenting its renewed certificate; streams then have `grace` to move.
+    max_connection_age: float = 1800.0
+    max_connection_age_grace: float = 10.0
 
 
 DEFAULT_LIMITS = AdsLimits()
@@ -73,6 +77,8 @@ def server_options(limits: AdsLimits = DEFAULT_LIMITS) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.max_allowed_incoming_connections", limits.max_connections),
         ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+        ("grpc.max_connection_age_ms", int(limits.max_connection_age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(limits.max_connection_age_grace * 1000)),
     ]
 
 
@@ -350,9 +356,14 @@ class AdsServer:
 
     async def _admit(self, context: grpc.aio.ServicerContext, protocol: str) -> ProxyStream:
         cn = _peer_cn(context)
+        not_after = _peer_not_after(context)
         try:
             if not cn:
                 raise ProxyRejected("no client certificate CN")
+            if not_after is not None and not_after <= datetime.now(UTC):
+                raise ProxyRejected(
+                    f"its certificate expired at {not_after.isoformat()} (a resumed TLS session?)"
+                )
             proxy, _ = self.cache.authenticate(cn)
         except ProxyRejected as e:
             self.stats.rejected += 1
@@ -386,7 +397,6 @@ class AdsServer:
             self.limit_log.hit("streams-per-proxy", f"{cn}: a new stream replaces its oldest")
             self._end(oldest, grpc.StatusCode.RESOURCE_EXHAUSTED, "replaced by a newer stream of this proxy")
         same.append(s)
-        not_after = _peer_not_after(context)
         if not_after is not None:
             left = (not_after - datetime.now(UTC)).total_seconds()
             s.expiry = asyncio.get_running_loop().call_later(
@@ -528,6 +538,7 @@ class AdsServer:
         try:
             while (item := await s.queue.get()) is not _CLOSED:
                 if isinstance(item, _Abort):
+                    log.info("proxy %s: ending its stream (%s): %s", s.proxy.cn, item.code.name, item.reason)
                     await context.abort(item.code, item.reason)
                 res = self._next_items(s, item)
                 pushed = item is _UPDATE

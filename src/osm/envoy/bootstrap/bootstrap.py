@@ -49,6 +49,9 @@ class BootstrapParams:
     admin_address: str = "127.0.0.1"
     admin_port: int = PORT_ADMIN
     xds: str = "sotw"  # sotw | delta
+    # The DNS SAN the control plane's certificate must carry (`ads.<trust-domain>`): a server holding
+    # any other mesh certificate cannot configure the sidecar.
+    control_plane_san: str = "ads.cluster.local"
     tls_min_version: str = "TLSv1_2"
     tls_max_version: str = "TLSv1_3"
     probes: tuple[ProbeRoute, ...] = ()
@@ -155,6 +158,9 @@ def bootstrap_config(p: BootstrapParams) -> dict[str, Any]:
     d = p.config_dir.rstrip("/")
     upstream_tls = {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        # No TLS session resumption: each connection presents the current (renewed) client certificate,
+        # which the control plane checks; a resumed session would carry the one it was made with.
+        "max_session_keys": 0,
         "common_tls_context": {
             "alpn_protocols": ["h2"],
             "tls_params": {
@@ -212,7 +218,7 @@ def bootstrap_config(p: BootstrapParams) -> dict[str, Any]:
     }
 
 
-def sds_files(config_dir: str) -> dict[str, dict[str, Any]]:
+def sds_files(config_dir: str, control_plane_san: str) -> dict[str, dict[str, Any]]:
     d = config_dir.rstrip("/")
     return {
         FILE_TLS_SDS: {
@@ -232,7 +238,12 @@ def sds_files(config_dir: str) -> dict[str, dict[str, Any]]:
                 {
                     "@type": TYPE_SECRET,
                     "name": "validation_context_sds",
-                    "validation_context": {"trusted_ca": {"filename": f"{d}/{FILE_CA}"}},
+                    "validation_context": {
+                        "trusted_ca": {"filename": f"{d}/{FILE_CA}"},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": control_plane_san}}
+                        ],
+                    },
                 }
             ]
         },
@@ -244,7 +255,7 @@ def bootstrap_files(p: BootstrapParams, cert_pem: bytes, key_pem: bytes, ca_pem:
     files = {
         FILE_BOOTSTRAP: yaml.safe_dump(json.loads(json.dumps(bootstrap_config(p))), sort_keys=False).encode()
     }
-    for name, content in sds_files(p.config_dir).items():
+    for name, content in sds_files(p.config_dir, p.control_plane_san).items():
         files[name] = yaml.safe_dump(content, sort_keys=False).encode()
     files[FILE_CERT] = cert_pem
     files[FILE_KEY] = key_pem
