@@ -566,3 +566,24 @@ def test_a_request_naming_more_resources_than_the_limit_is_refused() -> None:
     s.on_request(Request(TYPE_ENDPOINT, names=("a", "b")), pr)
     with pytest.raises(LimitExceeded, match="names 3 resources; the limit is 2"):
         s.on_request(Request(TYPE_ENDPOINT, names=("a", "b", "c")), pr)
+
+
+def test_every_request_is_classified_by_the_branch_it_took() -> None:
+    pr = ProxyResources.of(base())
+    s = SotwStream()
+    seen = []
+    [eds] = s.on_request(Request(TYPE_ENDPOINT, names=("a",)), pr)
+    seen.append(s.decision)
+    s.on_request(ack(eds, ("a",)), pr)
+    seen.append(s.decision)
+    [more] = s.on_request(
+        Request(TYPE_ENDPOINT, version_info=eds.version, nonce=eds.nonce, names=("a", "b")), pr
+    )
+    seen.append(s.decision)
+    s.on_request(ack(eds, ("a",)), pr)  # the nonce of an earlier response
+    seen.append(s.decision)
+    s.on_request(Request(TYPE_ENDPOINT, nonce=more.nonce, names=("a", "b"), error="bad"), pr)
+    seen.append(s.decision)
+    s.on_request(Request("type.googleapis.com/x.Y"), pr)
+    seen.append(s.decision)
+    assert seen == ["first-request", "ack", "subscription-change", "stale-nonce", "nack", "unknown-type"]

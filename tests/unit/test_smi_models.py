@@ -120,9 +120,14 @@ def test_http_route_group_headers_map_and_list_forms_are_equivalent():
 @pytest.mark.parametrize(
     ("match", "field", "reason"),
     [
-        ({"pathRegex": "/books/("}, "spec.matches[0].pathRegex", "invalid regular expression '/books/('"),
-        ({"headers": {"x-id": "[0-9"}}, "spec.matches[0].headers.x-id", "invalid regular expression '[0-9'"),
-        ({"headers": [{"x-id": "(("}]}, "spec.matches[0].headers.x-id", "invalid regular expression"),
+        ({"pathRegex": "/books/("}, "spec.matches[0].pathRegex", "'/books/(' is not a valid RE2 regular"),
+        ({"headers": {"x-id": "[0-9"}}, "spec.matches[0].headers.x-id", "'[0-9' is not a valid RE2 regular"),
+        ({"headers": [{"x-id": "(("}]}, "spec.matches[0].headers.x-id", "missing )"),
+        # Python's re accepts these; Envoy (RE2) does not, and would reject the routes.
+        ({"pathRegex": "/books(?=/new)"}, "spec.matches[0].pathRegex", "invalid perl operator: (?="),
+        ({"pathRegex": "/(a)/\\1"}, "spec.matches[0].pathRegex", "invalid escape sequence"),
+        ({"pathRegex": "(/[a-z]+){1,50}"}, "spec.matches[0].pathRegex", "Envoy refuses more than 100"),
+        ({"pathRegex": "x" * 1025}, "spec.matches[0].pathRegex", "at most 1024 are allowed"),
         ({"headers": ["x-id"]}, "spec.matches[0].headers[0]", "must be a map"),
         ({"headers": "x-id"}, "spec.matches[0].headers", "must be a map"),
         ({"methods": ["GET", "FETCH"]}, "spec.matches[0].methods[1]", "unknown HTTP method 'FETCH'"),
@@ -130,6 +135,7 @@ def test_http_route_group_headers_map_and_list_forms_are_equivalent():
     ],
 )
 def test_http_route_group_rejections(match, field, reason):
+    """Each invalid match is refused naming its field and the reason."""
     with pytest.raises(ValidationError) as ei:
         HTTPRouteGroup.from_k8s(obj({"matches": [{"name": "m", **match}]}))
     check(ei.value, "HTTPRouteGroup", field, reason)
@@ -201,3 +207,8 @@ def test_traffic_split_rejections(spec, field, reason):
     with pytest.raises(ValidationError) as ei:
         TrafficSplit.from_k8s(obj(spec))
     check(ei.value, "TrafficSplit", field, reason)
+
+
+def test_regexes_python_refuses_but_envoy_accepts_are_accepted():
+    group = HTTPRouteGroup.from_k8s(obj({"matches": [{"name": "m", "pathRegex": "/books/[a-z]+\\z"}]}))
+    assert group.matches[0].path_regex == "/books/[a-z]+\\z"

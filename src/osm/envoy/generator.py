@@ -7,6 +7,7 @@ now and then down to the parts its served groups use, which bounds memory to wha
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ class ConfigGenerator:
         self._building.append([])
         try:
             value = build()
+        except GenerationError:
+            raise
+        except Exception as e:
+            raise GenerationError(key, e) from e
         finally:
             inner = self._building.pop()
         self.builds += serialized
@@ -298,6 +303,50 @@ class UpstreamParts:
 
 
 _MISSING = object()
+
+
+class GenerationError(Exception):
+    """A part of a proxy's config could not be built; the message names the objects it was built from."""
+
+    def __init__(self, key: Hashable, cause: Exception) -> None:
+        self.key = key
+        self.cause = cause
+        objects = objects_named(key)
+        what = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else "a part"
+        super().__init__(
+            f"building {what} from {', '.join(objects) or 'the mesh state'}: {type(cause).__name__}: {cause}"
+        )
+
+
+def objects_named(value: object, limit: int = 6) -> list[str]:
+    """The Kubernetes objects a generator input refers to (services, service accounts), at most `limit`."""
+    out: list[str] = []
+
+    def walk(v: object, depth: int) -> None:
+        if depth > 4 or len(out) >= limit:
+            return
+        name = None
+        if isinstance(v, MeshService):
+            name = f"Service {v.k8s} port {v.port}"
+        elif isinstance(v, ServiceIdentity):
+            name = f"ServiceAccount {v.k8s}"
+        elif isinstance(v, Upstream):
+            walk(v.service, depth + 1)
+            if len(v.clusters) > 1 or (v.clusters and v.clusters[0].service != v.service):
+                backends = ", ".join(w.service.name for w in v.clusters)
+                name = f"the TrafficSplit of {v.service.k8s} (backends {backends})"
+        elif isinstance(v, tuple | list):
+            for item in v:
+                walk(item, depth + 1)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for f in dataclasses.fields(v):
+                if not f.name.startswith("_"):
+                    walk(getattr(v, f.name), depth + 1)
+        if name is not None and name not in out:
+            out.append(name)
+
+    walk(value, 0)
+    return out[:limit]
 
 
 def _field(number: int, build: Callable[..., Any], *args: Any) -> bytes:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from osm.models.fields import Doc
 from osm.models.k8s import ObjectMeta
+from osm.models.regex import regex_problem
 
 ACCESS_API = "access.smi-spec.io/v1alpha3"
 SPECS_API = "specs.smi-spec.io/v1alpha4"
@@ -24,10 +24,9 @@ MAX_TOTAL_WEIGHT = 2**32 - 1
 
 
 def _regex(d: Doc, key: str, value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as e:
-        raise d.error(key, f"invalid regular expression {value!r}: {e}") from None
+    problem = regex_problem(value)
+    if problem is not None:
+        raise d.error(key, f"{value[:200]!r} {problem}")
     return value
 
 

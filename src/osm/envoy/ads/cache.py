@@ -14,7 +14,7 @@ from osm import errcode
 from osm.catalog import MeshCatalog, ProxyGroup
 from osm.catalog.index import ENDPOINT_KINDS
 from osm.certificate.manager import CertificateManager
-from osm.envoy.generator import ConfigGenerator
+from osm.envoy.generator import ConfigGenerator, GenerationError
 from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ProxyResources
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
@@ -226,7 +226,10 @@ class XdsCache:
         if cached is not None:
             return cached
         assert self.catalog is not None
-        policy = self.catalog.proxy_policy(group)
+        try:
+            policy = self.catalog.proxy_policy(group)
+        except Exception as e:
+            raise GenerationError(("policy", group), e) from e
         res = self.generator.resources(policy, self.cert_material(group.identity), previous)
         self._groups[group] = res
         self._parts[group] = self.generator.last_parts

@@ -91,11 +91,13 @@ class DeltaStream:
         self.max_names = max_names  # names a type's subscription may hold (0: no limit)
         self._system_version = 0
         self.order = MakeBeforeBreak()
+        self.decision = ""  # the branch the last request took: ack, nack, stale-nonce, ...
 
     def on_request(self, req: DeltaRequest, resources: ProxyResources) -> list[DeltaResponse]:
         if req.type_url not in ORDER:
             self.counters.unknown += 1
             self.last_unknown = req.type_url
+            self.decision = "unknown-type"
             return []
         if self.max_names and len(req.subscribe) + len(req.initial_versions) > self.max_names:
             raise LimitExceeded(
@@ -114,7 +116,9 @@ class DeltaStream:
             self.counters.stale += 1  # subscription changes below are still honoured
             stale = True
         out: list[DeltaResponse] = []
+        self.decision = "first-request" if first else "stale-nonce" if stale else "ack"
         if req.error is not None:
+            self.decision = "nack"
             self.counters.nacks += 1
             st.last_error = req.error
             self.last_nack = (req.type_url, "", req.error)
@@ -128,6 +132,8 @@ class DeltaStream:
         elif req.nonce:
             self.counters.acks += 1
         if req.subscribe or req.unsubscribe:
+            if not first:
+                self.decision += "+subscription-change"
             names = set(st.names)
             for n in req.subscribe:
                 if n == WILDCARD:

@@ -559,6 +559,7 @@ class AdsServer:
         """Process the stream's backlog in order; the responses to send."""
         machine = s.machine
         out: list[Response | DeltaResponse] = []
+        debug = log.isEnabledFor(logging.DEBUG)
         while s.backlog:
             it = s.backlog.pop(0)  # left in the backlog until processed (see _read)
             if it is _UPDATE:
@@ -567,7 +568,16 @@ class AdsServer:
             s.slots.release()
             counters = machine.counters
             nacks, unknown = counters.nacks, counters.unknown
+            sent = len(out)
             out += machine.on_request(it, res)
+            if debug:
+                log.debug(
+                    "proxy %s: %s request: %s; %d responses",
+                    s.proxy.cn,
+                    SHORT.get(it.type_url, "unknown type"),
+                    machine.decision,
+                    len(out) - sent,
+                )
             if counters.nacks != nacks and machine.last_nack is not None:
                 self._log_nack(s, *machine.last_nack)
             if counters.unknown != unknown:

@@ -97,6 +97,7 @@ class SotwStream:
         self.last_unknown = ""  # the type URL of the last request of a type the server does not serve
         self.max_names = max_names  # resource names a request may name (0: no limit)
         self.order = MakeBeforeBreak()
+        self.decision = ""  # the branch the last request took: ack, nack, stale-nonce, ...
         # Per wildcard type, the exact bytes of a plain ACK of its latest response, as Envoy sends it
         # after its first request (version_info, type_url, response_nonce; no node, no names): such a
         # request is recognised without parsing it (`try_ack_raw`).
@@ -196,9 +197,11 @@ class SotwStream:
         return True
 
     def on_request(self, req: Request, resources: ProxyResources) -> list[Response]:
+        """Answer one request; `decision` then names the branch taken (for the server's log)."""
         if req.type_url not in ORDER:
             self.counters.unknown += 1
             self.last_unknown = req.type_url
+            self.decision = "unknown-type"
             return []
         if self.max_names and len(req.names) > self.max_names:
             raise LimitExceeded(
@@ -209,13 +212,16 @@ class SotwStream:
         if st is None:
             # The first request of a type on this stream is always answered, even when it carries a nonce
             # or an error from a previous stream: nonces do not survive a reconnect.
+            self.decision = "first-request"
             st = self.types[req.type_url] = TypeState(names=frozenset(req.names))
             return _some(self._respond(req.type_url, st, resources))
         if req.nonce and req.nonce != st.nonce:
+            self.decision = "stale-nonce"
             self.counters.stale += 1
             self._forget_dropped(req, st)
             return []
         if req.error is not None:
+            self.decision = "nack"
             return self._nack(req, st, resources)
         names = frozenset(req.names)
         if names == st.names:
@@ -224,7 +230,9 @@ class SotwStream:
             st.acked_version = req.version_info
             self.counters.acks += 1
             if req.type_url in WILDCARD_TYPES or (names == st.names and not st.forgotten):
+                self.decision = "ack"
                 return self._release(resources, ack_of=req.type_url)
+        self.decision = "subscription-change"
         st.names = names
         out = _some(self._respond(req.type_url, st, resources))
         if req.type_url == TYPE_ENDPOINT:
