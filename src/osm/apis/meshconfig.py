@@ -227,6 +227,7 @@ SPEC_FIELDS: Fields = {
     "featureFlags": {
         "enableWASMStats": None,
         "enableEgressPolicy": None,
+        "enableMulticlusterMode": None,  # deprecated upstream, still in its CRD
         "enableSnapshotCacheMode": None,
         "enableAsyncProxyServiceMapping": None,
         "enableIngressBackendPolicy": None,

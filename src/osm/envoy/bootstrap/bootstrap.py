@@ -209,7 +209,14 @@ def bootstrap_config(p: BootstrapParams) -> dict[str, Any]:
                 "api_type": "GRPC" if p.xds == "sotw" else "DELTA_GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": ADS_CLUSTER}}],
+                "grpc_services": [
+                    {
+                        "envoy_grpc": {"cluster_name": ADS_CLUSTER},
+                        # Reconnect within seconds of a control-plane restart (Envoy's default backoff
+                        # grows to 30 s).
+                        "retry_policy": {"retry_back_off": {"base_interval": "0.25s", "max_interval": "5s"}},
+                    }
+                ],
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
