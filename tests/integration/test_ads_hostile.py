@@ -18,6 +18,7 @@ import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
+from osm import errcode
 from osm.envoy.ads.server import AdsLimits
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER
 from osm.models.k8s import Pod
@@ -179,7 +180,7 @@ async def test_nack_text_floods_are_logged_once_per_version_and_bounded(
         nack_lines = [r for r in caplog.records if "NACK" in r.getMessage()]
         assert len(nack_lines) == 1
         assert len(nack_lines[0].getMessage()) < 1000
-        assert getattr(nack_lines[0], "err_code", "") == "E8003"
+        assert getattr(nack_lines[0], "err_code", "") == errcode.ADS_NACK == "E9101"
 
 
 async def test_unknown_type_urls_are_logged_once_per_stream(caplog: pytest.LogCaptureFixture) -> None:

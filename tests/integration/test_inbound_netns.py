@@ -19,9 +19,10 @@ import pytest
 
 from osm.certificate.tresor import TresorCA
 from osm.injector.iptables import IptablesConfig, iptables_rules
-from osm.local.bootstrap import find_pod, write_bootstrap
+from osm.local.bootstrap import BootstrapError, find_pod, write_bootstrap
 from osm.testing.envoy import EnvoyProcess, next_base_id
 from osm.testing.netns import NetNS, have_netns_tools, iptables_restore, veth_pair
+from osm.testing.wait import wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy]
 
@@ -152,8 +153,15 @@ def test_inbound_mtls_and_rbac(workdir: Path) -> None:
             )
         )
         sidecar = workdir / "sidecar"
+        # The controller assigns the pod its proxy UUID when it first loads the manifests.
+        wait_until(
+            lambda: find_pod(manifests, "store", "store-0", state),
+            15,
+            "the controller to know pod store/store-0",
+            tolerate=(BootstrapError,),
+        )
         written = write_bootstrap(
-            find_pod(manifests, "store", "store-0"),
+            find_pod(manifests, "store", "store-0", state),
             state_dir=state,
             out=sidecar,
             ads_host=CLIENT_IP,

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from osm import errcode
 from osm.certificate.types import Certificate, CertificateProvider
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,12 @@ class CertificateManager:
                 try:
                     rotated.append(self._issue_cached(cn, now))
                 except Exception:
-                    log.exception("failed to rotate certificate %s; retrying in %s", cn, RETRY_AFTER_FAILURE)
+                    log.exception(
+                        "failed to rotate certificate %s; retrying in %s",
+                        cn,
+                        RETRY_AFTER_FAILURE,
+                        extra={"err_code": errcode.CERT_ROTATION_FAILED},
+                    )
                     self._cache[cn] = _Entry(entry.cert, now + RETRY_AFTER_FAILURE)
         for cert in rotated:
             self._notify(cert)

@@ -1,4 +1,4 @@
-"""osm-controller: the control plane, on a manifest directory (local mode)."""
+"""osm-controller: the control plane, on a manifest directory or on the local runtime's feed (local mode)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from osm.certificate.types import Certificate
 from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
+from osm.local.feed import FeedSource
 from osm.local.source import ManifestSource
 from osm.local.uuids import ProxyUuids
 from osm.messaging.debounce import Debouncer
@@ -32,7 +34,7 @@ DEFAULT_LOCAL_ADS = "127.0.0.1:15128"
 
 @dataclass(frozen=True)
 class Settings:
-    local_dir: Path
+    local_dir: Path | None  # the manifest directory; None with `feed_fd`
     state_dir: Path
     ads_address: str = DEFAULT_LOCAL_ADS
     mesh_name: str = "osm"
@@ -46,6 +48,7 @@ class Settings:
     watch: bool = True
     tune_gc: bool = False  # process entry points only: see cmd/gctune.py
     limits: AdsLimits = DEFAULT_LIMITS
+    feed_fd: int | None = None  # the local runtime's feed (a socket inherited from it) instead of a directory
 
 
 def _now() -> datetime:
@@ -61,9 +64,15 @@ class Controller:
         self.ca = TresorCA.load_or_create(settings.state_dir, now=_now())
         self.certs = CertificateManager(self.ca, clock=_now)
         self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
-        self.source = ManifestSource(
-            settings.local_dir, self.store, uuids=ProxyUuids.in_dir(settings.state_dir)
-        )
+        self.source: ManifestSource | FeedSource
+        if settings.feed_fd is not None:
+            self.source = FeedSource(socket.socket(fileno=settings.feed_fd), self.store)
+        elif settings.local_dir is not None:
+            self.source = ManifestSource(
+                settings.local_dir, self.store, uuids=ProxyUuids.in_dir(settings.state_dir)
+            )
+        else:
+            raise ValueError("the controller needs a manifest directory or the local runtime's feed")
         self.ads: AdsServer | None = None
         self.state: MeshState | None = None
         self.ready = asyncio.Event()
@@ -81,6 +90,8 @@ class Controller:
         self.state = state
         assert self.ads is not None
         woken = self.ads.update(state, changed)
+        if isinstance(self.source, FeedSource):
+            self.source.ack()  # the runtime may start the sidecars of the pods this snapshot holds
         log.info(
             "snapshot %d: %d objects, %d proxies to update, mode %s",
             state.version,
@@ -109,7 +120,16 @@ class Controller:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         s = self.settings
-        self.source.load()
+        feeding: asyncio.Task[None] | None = None
+        if isinstance(self.source, FeedSource):
+            feeding = asyncio.create_task(self.source.run())
+            synced = asyncio.create_task(self.source.synced.wait())
+            await asyncio.wait({feeding, synced}, return_when=asyncio.FIRST_COMPLETED)
+            if not synced.done():
+                synced.cancel()
+                await feeding  # raises: the feed ended before its first list
+        else:
+            self.source.load()
         server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
         creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
         self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds, limits=s.limits)
@@ -127,21 +147,28 @@ class Controller:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(debouncer.run())
                 tg.create_task(RotationLoop(self.certs, interval=s.rotation_interval).run())
-                if s.watch:
+                if feeding is not None:
+                    tg.create_task(_await(feeding))
+                elif s.watch and isinstance(self.source, ManifestSource):
                     tg.create_task(self.source.watch())
         finally:
             await self.ads.stop(0.5)
 
 
+async def _await(task: asyncio.Task[None]) -> None:
+    await task
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="osm-controller", description="The OSM control plane.")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--local",
         metavar="DIR",
-        required=True,
         type=Path,
         help="run on a directory of Kubernetes YAML instead of a cluster",
     )
+    source.add_argument("--feed-fd", type=int, help=argparse.SUPPRESS)  # the local runtime's feed
     p.add_argument("--state-dir", metavar="DIR", required=True, type=Path, help="where the mesh CA is kept")
     p.add_argument("--ads-address", default=DEFAULT_LOCAL_ADS, help="HOST:PORT for the ADS gRPC server")
     p.add_argument("--mesh-name", default="osm")
@@ -165,11 +192,12 @@ async def _serve(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging_setup.setup(args.verbosity)
-    if not args.local.is_dir():
+    if args.local is not None and not args.local.is_dir():
         log.error("--local %s is not a directory", args.local)
         return 2
     settings = Settings(
         local_dir=args.local,
+        feed_fd=args.feed_fd,
         state_dir=args.state_dir,
         ads_address=args.ads_address,
         mesh_name=args.mesh_name,

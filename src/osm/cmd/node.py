@@ -1,7 +1,10 @@
-"""The local mesh's node process: the control plane and the runtime, inside the node namespace.
+"""The local mesh's node process: the runtime (pods, services, the manifest store) and, beside it, the
+control plane as a supervised child process fed from the runtime's store.
 
-Started by `osm local up` as `ip netns exec <node> python -m osm.local.node ...`; every socket it
-opens (the ADS server, probes) lives in that namespace, next to the pods' bridge.
+Started by `osm local up` inside the node network namespace; every socket it and the controller open
+(the ADS server, probes) lives in that namespace, next to the pods' bridge. The controller is its own
+process, as it is its own pod in a cluster: when it dies, the sidecars keep their configuration and
+the runtime keeps its pods; it is restarted (with backoff) and lists the store again.
 """
 
 from __future__ import annotations
@@ -12,41 +15,152 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from osm import logging_setup
-from osm.cmd.controller import Controller, Settings
+from osm.local.feed import FeedServer
 from osm.local.netplan import NODE_IP, node_netns, state_id
 from osm.local.runtime import Runtime
+from osm.local.source import ManifestSource
+from osm.local.uuids import ProxyUuids
+from osm.state.store import Store
 
 log = logging.getLogger("osm.local.node")
 ADS_PORT = 15128
+RESTART_BACKOFF = (1.0, 30.0)  # the controller's restart delay: first, and at most (doubling)
+RESET_AFTER = 60.0  # a controller that ran this long restarts without delay growth
+STOP_GRACE = 5.0
 
 
-async def serve(local_dir: Path, state_dir: Path, xds: str) -> None:
+class ControllerSupervisor:
+    """Runs `osm-controller` on the runtime's feed, restarting it whenever it exits."""
+
+    def __init__(self, feed: FeedServer, state_dir: Path, *, xds_address: str, verbosity: str) -> None:
+        self.feed = feed
+        self.state_dir = state_dir
+        self.xds_address = xds_address
+        self.verbosity = verbosity
+        self.log_path = state_dir / "controller.log"
+        self.pid: int | None = None
+        self.restarts = 0
+        self.started = 0.0
+        self.last_exit: int | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self.on_change: Callable[[], None] = lambda: None  # the status changed (started, exited)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "running": self._proc is not None and self._proc.returncode is None,
+            "restarts": self.restarts,
+            "started": self.started,
+            "last_exit": self.last_exit,
+            "log": str(self.log_path),
+            "ads": self.xds_address,
+        }
+
+    async def run(self) -> None:
+        delay = RESTART_BACKOFF[0]
+        try:
+            while True:
+                ran_from = time.monotonic()
+                await self._run_once()
+                if time.monotonic() - ran_from > RESET_AFTER:
+                    delay = RESTART_BACKOFF[0]
+                self.restarts += 1
+                log.warning(
+                    "the controller exited with %s; restart %d in %.0f s",
+                    self.last_exit,
+                    self.restarts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_BACKOFF[1])
+        finally:
+            await self._stop()
+
+    async def _run_once(self) -> None:
+        ours, theirs = socket.socketpair()
+        argv = [
+            sys.executable,
+            "-m",
+            "osm.cmd.controller",
+            "--feed-fd",
+            str(theirs.fileno()),
+            "--state-dir",
+            str(self.state_dir),
+            "--ads-address",
+            self.xds_address,
+            "--verbosity",
+            self.verbosity,
+        ]
+        with open(self.log_path, "ab") as out:  # noqa: ASYNC230 (append-open of a local file)
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+            )
+        theirs.close()
+        self.pid, self.started = self._proc.pid, time.time()
+        log.info("controller started (pid %d)", self.pid)
+        self.on_change()
+        serving = asyncio.create_task(self.feed.serve(ours))
+        try:
+            self.last_exit = await self._proc.wait()
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+            ours.close()
+            self.on_change()
+
+    async def _stop(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def serve(local_dir: Path, state_dir: Path, xds: str, verbosity: str = "info") -> None:
     sid = state_id(str(state_dir))
-    controller = Controller(
-        Settings(local_dir=local_dir, state_dir=state_dir, ads_address=f"{NODE_IP}:{ADS_PORT}", tune_gc=True)
+    store = Store()
+    source = ManifestSource(local_dir, store, uuids=ProxyUuids.in_dir(state_dir))
+    feed = FeedServer(store)
+    supervisor = ControllerSupervisor(
+        feed, state_dir, xds_address=f"{NODE_IP}:{ADS_PORT}", verbosity=verbosity
     )
-
-    def known(uuid: str) -> bool:
-        return controller.state is not None and uuid in controller.state.pods_by_uuid
-
     runtime = Runtime(
-        controller.store,
+        store,
         state_dir=state_dir,
         sid=sid,
         node_ns=node_netns(sid),
         ads_port=ADS_PORT,
-        proxy_known=known,
+        proxy_known=feed.knows,
         xds=xds,
+        extra_status=lambda: {"controller": supervisor.status()},
     )
+    supervisor.on_change = runtime.poke
+    source.load()  # after the runtime's admission (ClusterIPs) is in place
     (state_dir / "node.pid").write_text(str(os.getpid()))
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(controller.run())
-            await asyncio.wait_for(controller.ready.wait(), 30)
+            tg.create_task(supervisor.run())
             tg.create_task(runtime.run())
+            tg.create_task(source.watch())
     finally:
         with contextlib.suppress(FileNotFoundError):
             (state_dir / "node.pid").unlink()
@@ -62,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     logging_setup.setup(args.verbosity)
 
     async def run() -> None:
-        task = asyncio.create_task(serve(args.local.resolve(), args.state_dir.resolve(), args.xds))
+        task = asyncio.create_task(
+            serve(args.local.resolve(), args.state_dir.resolve(), args.xds, args.verbosity)
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

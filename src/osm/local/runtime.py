@@ -116,6 +116,7 @@ class Runtime:
         proxy_known: Callable[[str], bool] = lambda uuid: True,
         xds: str = "sotw",
         xds_cert_validity: timedelta = XDS_CERT_VALIDITY,
+        extra_status: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -125,6 +126,7 @@ class Runtime:
         self.proxy_known = proxy_known
         self.xds = xds
         self.xds_cert_validity = xds_cert_validity
+        self.extra_status = extra_status
         self.pods: dict[tuple[str, str], LocalPod] = {}
         self.pool = Pool()
         self._cluster_ips: dict[tuple[str, str], str] = {}
@@ -150,6 +152,10 @@ class Runtime:
             if lp is not None and lp.owner == owner(obj):
                 return with_status(obj, lp.ip, lp.ready)
         return obj
+
+    def poke(self) -> None:
+        """Something the status shows changed: reconcile and write the status again."""
+        self._dirty.set()
 
     def event(self, text: str) -> None:
         log.info("%s", text)
@@ -464,6 +470,7 @@ class Runtime:
                 for lp in sorted(self.pods.values(), key=lambda p: (p.namespace, p.name))
             ],
             "events": self.events[-20:],
+            **self.extra_status(),
         }
 
     def write_status(self) -> None:

@@ -74,6 +74,9 @@ def start_sidecar(
     """Write the pod's bootstrap and start Envoy on loopback (no interception). The caller stops it."""
     out = workdir / f"{namespace}.{name}.{xds}"
     admin = free_port()
+    assert ctrl.settings.local_dir is not None, (
+        "sidecars are started for a controller on a manifest directory"
+    )
     pod = find_pod(ctrl.settings.local_dir, namespace, name, ctrl.settings.state_dir)
     written = write_bootstrap(
         pod,
