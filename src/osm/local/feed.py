@@ -70,7 +70,8 @@ class FeedServer:
         self.seq = 0  # the number of the last change
         self.acked = 0  # what the connected controller's snapshot includes
         self._writer: asyncio.StreamWriter | None = None
-        self._pod_seq: dict[str, int] = {}  # proxy UUID -> the change that made its pod known
+        # proxy UUID -> the change that made its pod known (0: before the feed began)
+        self._pod_seq: dict[str, int] = {p.proxy_uuid: 0 for p in store.values() if isinstance(p, Pod)}
         store.subscribe(self._on_event)
 
     def knows(self, proxy_uuid: str) -> bool:
