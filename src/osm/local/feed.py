@@ -68,7 +68,7 @@ class FeedServer:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.seq = 0  # the number of the last change
-        self.acked = 0  # what the connected controller's snapshot includes
+        self.acked = -1  # what the connected controller's snapshot includes (-1: nothing yet)
         self._writer: asyncio.StreamWriter | None = None
         # proxy UUID -> the change that made its pod known (0: before the feed began)
         self._pod_seq: dict[str, int] = {p.proxy_uuid: 0 for p in store.values() if isinstance(p, Pod)}
@@ -105,7 +105,7 @@ class FeedServer:
     async def serve(self, sock: socket.socket) -> None:
         """Feed one controller: the list, then every change, until it disconnects."""
         reader, writer = await asyncio.open_connection(sock=sock)
-        self.acked = 0
+        self.acked = -1
         self._writer = writer
         try:
             self._send(("sync", self.seq, self.store.values()))
