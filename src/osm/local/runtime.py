@@ -362,7 +362,13 @@ class Runtime:
         await self._readiness(lp, [(c, p) for c, p in readiness if p is not None])
 
     def _add_container(self, lp: LocalPod, name: str, argv: list[str], env: dict[str, str]) -> None:
-        cp = ContainerProcess(name=name, argv=argv, env=env, log_path=lp.dir / f"{name}.log")
+        cp = ContainerProcess(
+            name=name,
+            argv=argv,
+            env=env,
+            log_path=lp.dir / f"{name}.log",
+            on_start=lambda pid: self.poke(),  # the status shows its new pid and restart count
+        )
         lp.containers.append(cp)
         lp.tasks.append(asyncio.create_task(cp.run(), name=f"{lp.namespace}/{lp.name}/{name}"))
 

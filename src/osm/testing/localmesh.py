@@ -119,9 +119,28 @@ class LocalMesh:
         return int(cp.stdout or "0") if cp.stdout.strip().isdigit() else 0
 
     def stats(self, namespace: str, prefix: str) -> dict[str, Any]:
-        path = Path(self.pod(namespace, prefix)["dir"]) / "stats.json"
-        data: dict[str, Any] = json.loads(path.read_text())
+        return self.stats_of(self.pod(namespace, prefix))
+
+    @staticmethod
+    def stats_of(pod: dict[str, Any]) -> dict[str, Any]:
+        """The app's counters (its stats.json); empty until the app has written them."""
+        try:
+            data: dict[str, Any] = json.loads((Path(pod["dir"]) / "stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
         return data
+
+    def controller(self) -> dict[str, Any]:
+        """The control plane process as the runtime reports it (pid, running, restarts, log)."""
+        ctrl: dict[str, Any] = self.status().get("controller") or {}
+        return ctrl
+
+    def container(self, namespace: str, prefix: str, name: str) -> dict[str, Any]:
+        for c in self.pod(namespace, prefix)["containers"]:
+            if c["name"] == name:
+                found: dict[str, Any] = c
+                return found
+        raise LookupError(f"no container {name} in {namespace}/{prefix}*")
 
     def envoy_stats(self, namespace: str, prefix: str, regex: str) -> dict[str, int]:
         """The pod's sidecar's integer stats whose names match `regex` (Envoy's `/stats?filter=`)."""
