@@ -102,7 +102,7 @@ def test_missing_kind_is_rejected():
         "shop",
         "obj",
         "kind",
-        "is required",
+        "is required and must be a string",
     )
 
 
@@ -115,7 +115,7 @@ def test_missing_api_version_is_rejected_naming_the_kind():
         "shop",
         "obj",
         "apiVersion",
-        "is required",
+        "is required and must be a string",
     )
 
 
@@ -134,3 +134,14 @@ def test_validation_errors_of_the_kind_parser_propagate():
 def test_object_key_str():
     assert str(ObjectKey("Service", "shop", "web")) == "Service shop/web"
     assert str(ObjectKey("Namespace", "", "shop")) == "Namespace shop"
+
+
+def test_a_kind_or_name_of_the_wrong_type_is_rejected_not_crashed_on() -> None:
+    # Found by fuzzing: an unhashable kind raised TypeError before any check.
+    for doc in ({"apiVersion": "v1", "kind": ["Pod"], "metadata": {"name": "p"}}, {"kind": {"a": 1}}):
+        with pytest.raises(ValidationError) as e:
+            decode(doc)
+        assert e.value.field == "kind"
+    with pytest.raises(ValidationError) as e:
+        decode({"apiVersion": "v1", "kind": "Service", "metadata": {"name": {"a": 1}}})
+    assert e.value.field == "metadata.name"

@@ -123,7 +123,8 @@ def document_ref(doc: Any) -> tuple[str, str] | None:
     if not isinstance(name, str) or not name or not isinstance(ns, str | None):
         return None
     if not ns:
-        ns = "" if doc.get("kind") in CLUSTER_SCOPED else "default"
+        kind = doc.get("kind")
+        ns = "" if isinstance(kind, str) and kind in CLUSTER_SCOPED else "default"
     return ns, name
 
 
@@ -137,15 +138,13 @@ def decode(doc: Mapping[str, Any]) -> MeshObject | None:
         raise ValidationError("<unknown>", "", "", "", f"document must be a map, got {type(doc).__name__}")
     api = doc.get("apiVersion")
     kind = doc.get("kind")
-    meta = doc.get("metadata")
-    name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
-    ns = str(meta.get("namespace") or "") if isinstance(meta, Mapping) else ""
-    if not ns and kind not in CLUSTER_SCOPED:
-        ns = "default"  # as ObjectMeta.parse does, so the error names the same object
+    # The object the document names, as far as its metadata is well-formed (ObjectMeta.parse reports
+    # what is not), so that an error names the same object.
+    ns, name = document_ref(doc) or ("", "")
     if not isinstance(kind, str) or not kind:
-        raise ValidationError("<unknown>", ns, name, "kind", "is required")
+        raise ValidationError("<unknown>", ns, name, "kind", "is required and must be a string")
     if not isinstance(api, str) or not api:
-        raise ValidationError(kind, ns, name, "apiVersion", "is required")
+        raise ValidationError(kind, ns, name, "apiVersion", "is required and must be a string")
     parser = _PARSERS.get((api, kind))
     if parser is None:
         group_kinds = _GROUP_KINDS.get(_group(api))

@@ -116,12 +116,14 @@ class DeltaStream:
             self.counters.stale += 1  # subscription changes below are still honoured
             stale = True
         out: list[DeltaResponse] = []
-        self.decision = "first-request" if first else "stale-nonce" if stale else "ack"
-        if req.error is not None:
-            self.decision = "nack"
+        error = req.error
+        self.decision = (
+            "first-request" if first else "stale-nonce" if stale else "ack" if error is None else "nack"
+        )
+        if error is not None:
             self.counters.nacks += 1
-            st.last_error = req.error
-            self.last_nack = (req.type_url, "", req.error)
+            st.last_error = error
+            self.last_nack = (req.type_url, "", error)
             if not stale and not first:
                 # What the rejected response carried is not held: each is resent once it changes.
                 st.rejected.update(st.sent)
