@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from osm import errcode
 from osm.catalog import MeshCatalog, ProxyGroup
-from osm.catalog.index import ENDPOINT_KINDS
 from osm.certificate.manager import CertificateManager
 from osm.envoy.generator import ConfigGenerator, GenerationError
+from osm.envoy.scope import Scope, scope_of_change
 from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ProxyResources
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
@@ -26,15 +26,6 @@ from osm.state.snapshot import MeshState, NsName
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 16  # snapshots and rotations between sweeps of the generator's memo
-
-
-@dataclass
-class Scope:
-    """The proxies a change can affect: holders of these services' clusters, these pods, these identities."""
-
-    services: set[NsName] = field(default_factory=set)
-    pods: set[NsName] = field(default_factory=set)
-    identities: set[ServiceIdentity] = field(default_factory=set)
 
 
 class ProxyRejected(Exception):
@@ -110,57 +101,10 @@ class XdsCache:
         return self._deps.get(group, frozenset())
 
     def scope(self, changed: Collection[ObjectKey]) -> Scope | None:
-        """Which proxies the changes since the previous snapshot can affect; None when it could be any.
-
-        Endpoints (Pods, Endpoints, EndpointSlices) affect the clients of the services they back and the
-        changed pods' own proxies. A TrafficTarget affects its destination and its old and new sources;
-        an HTTPRouteGroup or TCPRoute the destinations of the targets that use it; a TrafficSplit the
-        clients and the pods of its apex and backends. Anything else (Services, MeshConfig, Namespaces)
-        can change any proxy.
-        """
+        """Which proxies the changes since the previous snapshot can affect (see osm.envoy.scope)."""
         if self.catalog is None or self.previous_catalog is None:
             return None
-        old, new = self.previous_catalog.index, self.catalog.index
-        sc = Scope()
-        endpoints = [k for k in changed if k.kind in ENDPOINT_KINDS]
-        if endpoints:
-            sc.services = new.affected_services(old, endpoints)
-            # A pod that changes which identities back a service changes who may reach it: any proxy.
-            if any(old.service_identities.get(s) != new.service_identities.get(s) for s in sc.services):
-                return None
-            sc.pods = {(k.namespace, k.name) for k in endpoints if k.kind == "Pod"}
-        for key in changed:
-            ns_name = (key.namespace, key.name)
-            states = (old.state, new.state)
-            if key.kind in ENDPOINT_KINDS:
-                continue
-            if key.kind == "TrafficTarget":
-                for state in states:
-                    tt = state.traffic_targets.get(ns_name)
-                    if tt is not None:
-                        sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
-                        sc.identities |= {ServiceIdentity(s.namespace, s.name) for s in tt.sources}
-            elif key.kind in ("HTTPRouteGroup", "TCPRoute"):
-                for state in states:
-                    for tt in state.traffic_targets.values():
-                        if tt.meta.namespace == key.namespace and any(
-                            r.kind == key.kind and r.name == key.name for r in tt.rules
-                        ):
-                            sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
-            elif key.kind == "TrafficSplit":
-                for ix in (old, new):
-                    split = ix.state.traffic_splits.get(ns_name)
-                    if split is None:
-                        continue
-                    for svc in (split.service, *(b.service for b in split.backends)):
-                        sc.services.add((key.namespace, svc))
-                        sc.pods |= {
-                            (p.meta.namespace, p.meta.name)
-                            for p in ix.service_pods.get((key.namespace, svc), ())
-                        }
-            else:
-                return None
-        return sc
+        return scope_of_change(self.previous_catalog.index, self.catalog.index, changed)
 
     def invalidate_identity(self, identity: ServiceIdentity) -> None:
         """Forget cached resources of groups of one identity (its certificate was rotated)."""

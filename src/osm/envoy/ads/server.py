@@ -257,7 +257,7 @@ class AdsServer:
         """Adopt a new snapshot and wake the proxies it may affect. Returns how many.
 
         With `changed` (the keys that changed since the last snapshot), only the proxies the change can
-        affect are recomputed (see XdsCache.scope); the others keep their resources. Streams whose
+        affect are recomputed (see osm.envoy.scope); the others keep their resources. Streams whose
         config could not be computed are always retried. Streams whose pod is gone (or no longer
         matches their certificate) are ended with PERMISSION_DENIED.
         """
@@ -268,13 +268,7 @@ class AdsServer:
         if scope is None:
             return self._refresh(lambda s: True)
         return self._refresh(
-            lambda s: (
-                bool(s.failed)
-                or bool(s.deps & scope.services)
-                or s.pod in scope.pods
-                or s.identity in scope.identities
-            ),
-            keep_others=True,
+            lambda s: bool(s.failed) or scope.touches(s.deps, s.pod, s.identity), keep_others=True
         )
 
     def _evict(self, changed: Collection[ObjectKey] | None) -> None:
