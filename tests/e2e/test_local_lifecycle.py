@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from osm.cli.main import cli
 from osm.local import up
 from osm.testing.localmesh import LocalMesh
+from osm.testing.wait import poll
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -103,9 +103,7 @@ def test_the_next_up_cleans_what_a_killed_run_left(mesh: LocalMesh) -> None:
     mesh.wait_ready([("app", "web")], timeout=60)
     pid = mesh.status()["pid"]
     os.kill(pid, signal.SIGKILL)  # no teardown at all: namespaces and processes stay behind
-    deadline = time.monotonic() + 10
-    while up.node_pid(mesh.state_dir) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert poll(lambda: up.node_pid(mesh.state_dir) is None, 10)
     assert mesh.leftovers() != []
     mesh.up()  # cleans up first, then starts afresh
     mesh.wait_ready([("app", "web"), ("app", "plain")], timeout=60)

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from osm.testing.localmesh import LocalMesh
 from osm.testing.sniff import Sniffer
+from osm.testing.wait import poll
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -126,6 +126,25 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         shutil.rmtree(m.state_dir, ignore_errors=True)
 
 
+def split_weights_at_tester(m: LocalMesh) -> dict[str, int]:
+    """The weights of the bookstore split in the tester's sidecar's routes (its config dump)."""
+    dump = json.loads(
+        m.exec(
+            "bookbuyer",
+            "tester",
+            "curl",
+            "-s",
+            "http://127.0.0.1:15000/config_dump?resource=dynamic_route_configs",
+        ).stdout
+    )
+    for rc in dump.get("configs", []):
+        for vh in rc.get("route_config", {}).get("virtual_hosts", []):
+            if vh["name"] == "outbound_virtual-host|bookstore.bookstore.svc.cluster.local":
+                clusters = vh["routes"][0]["route"]["weighted_clusters"]["clusters"]
+                return {c["name"].split("|")[0].rsplit("-", 1)[-1]: int(c["weight"]) for c in clusters}
+    return {}
+
+
 def seen_clients(m: LocalMesh) -> dict[str, int]:
     out: dict[str, int] = {}
     for prefix in ("bookstore-v1-", "bookstore-v2-"):
@@ -190,7 +209,8 @@ def test_traffic_between_sidecars_is_mtls_on_the_wire(mesh: LocalMesh) -> None:
     try:
         for _ in range(5):
             assert mesh.curl("bookbuyer", "tester", f"{BOOKSTORE}/books-bought") == 200
-        time.sleep(1.0)
+        # the capture thread has seen the five exchanges (a request and a response each)
+        poll(lambda: sum(1 for s in sniffer.segments if s.payload and 14001 in (s.sport, s.dport)) >= 10, 5)
     finally:
         segments = sniffer.stop()
     pod_ips = {p["ip"] for p in mesh.status()["pods"]}
@@ -231,7 +251,11 @@ def test_traffic_split_80_20(mesh: LocalMesh) -> None:
     new = "{service: bookstore-v1, weight: 80}\n  - {service: bookstore-v2, weight: 20}"
     mesh.edit(split, old, new)
     try:
-        time.sleep(3)  # convergence is about a second; the sample below starts after it
+        mesh.wait(
+            lambda: split_weights_at_tester(mesh) == {"v1": 80, "v2": 20},
+            30,
+            "the tester's sidecar to get 80/20",
+        )
         counts = json.loads(py(mesh, "bookbuyer", "tester", SPLIT_COUNTER, "600", timeout=120))
         total = counts.get("bookstore-v1", 0) + counts.get("bookstore-v2", 0)
         assert total >= 500 and counts.get("error", 0) == 0, counts

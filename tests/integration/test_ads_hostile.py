@@ -23,6 +23,7 @@ from osm.envoy.ads.server import AdsLimits
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER
 from osm.models.k8s import Pod
 from osm.state.decode import ObjectKey
+from osm.testing import wait
 from osm.testing.xds import (
     SERVER_CN,
     TIMEOUT,
@@ -90,8 +91,9 @@ async def test_streams_per_connection_are_capped() -> None:
                     await asyncio.wait_for(
                         c.call.write(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER)), 0.2
                     )
-            await asyncio.sleep(0.5)
-            assert len(mesh.server.streams) == 3  # the other streams wait for a free slot (HTTP/2)
+            await eventually(lambda: len(mesh.server.streams) == 3)
+            # the other streams wait for a free slot (HTTP/2): no fourth comes within half a second
+            assert not await wait.eventually(lambda: len(mesh.server.streams) > 3, within=0.5)
         finally:
             for c in others:
                 await c.close(channel=False)

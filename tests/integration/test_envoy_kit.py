@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from osm.testing.envoy import (
     static_listeners,
     warming_count,
 )
+from osm.testing.wait import wait_until
 
 pytestmark = pytest.mark.envoy
 
@@ -119,15 +119,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    def answers() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+            return True
+
+    wait_until(answers, timeout, f"http://127.0.0.1:{port}/ answering", tolerate=(OSError,))
 
 
 @pytest.fixture

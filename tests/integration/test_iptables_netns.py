@@ -5,13 +5,13 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from osm.injector.iptables import IptablesConfig, iptables_rules
 from osm.testing.netns import NetNS, have_netns_tools, iptables_restore, python_for_uid, veth_pair
+from osm.testing.wait import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -90,11 +90,12 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def _wait_listening(ns: NetNS, host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while ns.run(sys.executable, "-c", PROBE, host, str(port), check=False, timeout=5).returncode != 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{host}:{port} in {ns.name} not listening after {timeout}s")
-        time.sleep(0.1)
+    wait_until(
+        lambda: ns.run(sys.executable, "-c", PROBE, host, str(port), check=False, timeout=5).returncode == 0,
+        timeout,
+        f"{host}:{port} in {ns.name} listening",
+        interval=0.1,
+    )
 
 
 def _connect(ns: NetNS, host: str, port: int, uid: int | None = None) -> str:

@@ -11,15 +11,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from osm.demo.resp import NOT_READY, RespReader, RespValue
+from osm.testing.wait import poll
 
 
 def _wait_until(pred: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()
+    return poll(pred, timeout, interval)
 
 
 def _free_port() -> int:

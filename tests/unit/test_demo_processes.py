@@ -14,6 +14,7 @@ import pytest
 
 import osm
 from osm.demo.stats import read_stats
+from osm.testing.wait import poll
 
 # runs a module with this process's `osm` package path
 BOOT = (
@@ -43,11 +44,9 @@ def _start(module: str, pod_dir: Path, **env: str) -> subprocess.Popen[str]:
 
 def _sigterm_after_stats(proc: subprocess.Popen[str], stats_path: Path) -> tuple[int, float, str]:
     try:
-        deadline = time.monotonic() + 15
-        while read_stats(stats_path) is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        # The app writes its stats once it serves (its signal handlers are in place by then).
+        poll(lambda: read_stats(stats_path) is not None or proc.poll() is not None, 15)
         assert read_stats(stats_path) is not None, "no stats.json"
-        time.sleep(0.3)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=5)

@@ -13,6 +13,7 @@ from osm.local.uuids import ProxyUuids
 from osm.models.k8s import Pod, Service
 from osm.state.decode import ObjectKey
 from osm.state.store import Event, EventType, Store
+from osm.testing.wait import eventually
 
 WEB = ObjectKey("Service", "shop", "web")
 API = ObjectKey("Service", "shop", "api")
@@ -225,16 +226,6 @@ def test_removing_a_file_falls_back_to_the_other_definition(src):
 
 
 # --- watching --------------------------------------------------------------------------------------
-
-
-async def eventually(pred: Callable[[], bool], within: float = 5.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not pred():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def write_until(writes: list[tuple[Path, str]], pred: Callable[[], bool], within: float = 5.0) -> bool:

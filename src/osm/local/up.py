@@ -45,7 +45,16 @@ def node_pid(state_dir: Path) -> int | None:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
-    return pid
+    return None if _zombie(pid) else pid
+
+
+def _zombie(pid: int) -> bool:
+    """A process that exited but was not reaped by its parent (e.g. a node killed with -9)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def cleanup(state_dir: Path) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from osm.local.envoybin import EnvoyNotFound
 from osm.local.envoybin import envoy_binary as _envoy_binary
+from osm.testing.wait import wait_until
 
 __all__ = [
     "EnvoyError",
@@ -229,16 +230,13 @@ class EnvoyProcess:
         self, predicate: Callable[[], bool], timeout: float, interval: float = 0.1, what: str = ""
     ) -> None:
         """Poll `predicate` until true; after `timeout` s raise TimeoutError naming `what` (with log tail)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if predicate():
-                return
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"timed out after {timeout}s waiting for {what or 'condition'} "
-                    f"({self._describe()})\n{self.log_tail()}"
-                )
-            time.sleep(interval)
+        wait_until(
+            predicate,
+            timeout,
+            what or "condition",
+            interval=interval,
+            detail=lambda: f"{self._describe()}\n{self.log_tail()}",
+        )
 
     # ------------------------------------------------------------------ admin API
 

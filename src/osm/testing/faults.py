@@ -82,9 +82,20 @@ def delta(before: dict[str, Counts], after: dict[str, Counts]) -> dict[str, Coun
     }
 
 
-def settled_counts(mesh: LocalMesh, wait: float = 1.2) -> dict[str, Counts]:
-    """Counts after the apps have written their stats at least once more (every 0.5 s)."""
-    time.sleep(wait)
+def settled_counts(mesh: LocalMesh, timeout: float = 10.0) -> dict[str, Counts]:
+    """Counts once every app has written its stats again (they do every 0.5 s): nothing done before
+    this call is missing from them."""
+    now = time.time()
+    apps = [("bookbuyer", "bookbuyer-"), ("bookstore", "bookstore-"), ("bookwarehouse", "bookwarehouse-")]
+    wait_until(
+        lambda: all(
+            float(mesh.stats_of(p).get("time", 0)) > now for ns, prefix in apps for p in mesh.pods(ns, prefix)
+        ),
+        timeout,
+        "every app to write its counters",
+        interval=0.1,
+        tolerate=(KeyError, OSError, ValueError),
+    )
     return counts(mesh)
 
 

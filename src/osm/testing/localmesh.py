@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from osm.local import netops, up
 from osm.local.netplan import netns_prefix, node_netns, state_id
 from osm.testing.envoy import parse_stats
+from osm.testing.wait import wait_until
 
 
 class LocalMesh:
@@ -68,16 +68,16 @@ class LocalMesh:
         return found[0]
 
     def wait(self, check: Callable[[], bool], timeout: float, what: str) -> float:
-        """Poll until check() holds; returns the seconds it took."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            try:
-                if check():
-                    return time.monotonic() - start
-            except (LookupError, KeyError, OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{what}: not within {timeout} s; node log: {self.node_log_tail()}")
+        """Poll until check() holds (a status or stats file being rewritten counts as not yet); returns
+        the seconds it took. TimeoutError carries the node's log tail."""
+        return wait_until(
+            check,
+            timeout,
+            what,
+            interval=0.1,
+            tolerate=(LookupError, KeyError, OSError, ValueError),
+            detail=lambda: f"node log: {self.node_log_tail()}",
+        )
 
     def node_log_tail(self, lines: int = 30) -> str:
         try:
