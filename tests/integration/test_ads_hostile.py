@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -25,6 +27,7 @@ from osm.models.k8s import Pod
 from osm.state.decode import ObjectKey
 from osm.testing import wait
 from osm.testing.xds import (
+    EXAMPLE,
     SERVER_CN,
     TIMEOUT,
     Client,
@@ -286,3 +289,35 @@ async def test_a_certificate_of_another_mesh_ca_gets_no_stream() -> None:
             assert not mesh.server.streams
         finally:
             await c.close()
+
+
+async def test_a_pod_created_again_under_the_same_name_does_not_take_the_old_certificate(
+    tmp_path: Path,
+) -> None:
+    # Proxy UUIDs used to derive from namespace/name: an old certificate worked again for the new pod.
+    manifests = tmp_path / "m"
+    shutil.copytree(EXAMPLE, manifests)
+    apps = manifests / "10-apps.yaml"
+    original = apps.read_text()
+    async with running_mesh(manifests) as mesh:
+        old_cn = proxy_cn(*BUYER)
+        async with client(mesh, old_cn) as c:
+            await subscribe(c, TYPE_CLUSTER)
+            # bookbuyer's pod goes away (its document removed), then a pod of that name is created again
+            docs = original.split("\n---\n")
+            apps.write_text(
+                "\n---\n".join(d for d in docs if "name: bookbuyer\n  namespace: bookbuyer" not in d)
+            )
+            mesh.source.load()
+            await mesh.push()
+            assert await c.code() == grpc.StatusCode.PERMISSION_DENIED
+        apps.write_text(original)
+        mesh.source.load()
+        await mesh.push()
+        async with client(mesh, old_cn) as again:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await again.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
+            assert await again.code() == grpc.StatusCode.PERMISSION_DENIED
+        async with client(mesh, proxy_cn(*BUYER)) as new:  # the new pod's proxy UUID
+            assert proxy_cn(*BUYER) != old_cn
+            assert (await subscribe(new, TYPE_CLUSTER)).resources

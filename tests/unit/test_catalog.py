@@ -490,3 +490,10 @@ def test_a_mesh_config_change_carries_policies_over_unless_it_switches_the_traff
         state(BASE, SPLIT, SMI, tt), after, [*mesh_config, ObjectKey("TrafficTarget", "b", "t")]
     )
     assert other.outbound_policy(client.identity).upstreams is not old_out.upstreams
+
+
+def test_a_split_with_every_weight_zero_is_warned_about() -> None:
+    zero = SPLIT.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 0")
+    assert zero != SPLIT
+    cat = MeshCatalog(state(BASE, PERMISSIVE, zero))
+    assert any("every backend has weight 0" in w and "have nowhere to go" in w for w in cat.warnings)

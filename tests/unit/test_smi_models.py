@@ -201,6 +201,23 @@ def test_traffic_split_allows_zero_weight():
             "must be >= 0",
         ),
         ({"service": "s", "backends": [{"service": "v1"}]}, "spec.backends[0].weight", "is required"),
+        # Envoy carries weights (and their sum) as uint32: beyond, generation broke or Envoy NACKed.
+        (
+            {"service": "s", "backends": [{"service": "v1", "weight": 4294967296}]},
+            "spec.backends[0].weight",
+            "must be <= 4294967295, got 4294967296",
+        ),
+        (
+            {
+                "service": "s",
+                "backends": [
+                    {"service": "v1", "weight": 3000000000},
+                    {"service": "v2", "weight": 3000000000},
+                ],
+            },
+            "spec.backends",
+            "the weights add up to 6000000000; their sum must not exceed 4294967295",
+        ),
     ],
 )
 def test_traffic_split_rejections(spec, field, reason):

@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
 from osm.local.feed import FeedSource
-from osm.local.source import ManifestSource
+from osm.local.source import DEFAULT_SOURCE_LIMITS, ManifestSource, SourceLimits
 from osm.local.uuids import ProxyUuids
 from osm.messaging.debounce import Debouncer
 from osm.state.decode import ObjectKey
@@ -48,6 +49,7 @@ class Settings:
     watch: bool = True
     tune_gc: bool = False  # process entry points only: see cmd/gctune.py
     limits: AdsLimits = DEFAULT_LIMITS
+    source_limits: SourceLimits = DEFAULT_SOURCE_LIMITS
     feed_fd: int | None = None  # the local runtime's feed (a socket inherited from it) instead of a directory
 
 
@@ -69,7 +71,10 @@ class Controller:
             self.source = FeedSource(socket.socket(fileno=settings.feed_fd), self.store)
         elif settings.local_dir is not None:
             self.source = ManifestSource(
-                settings.local_dir, self.store, uuids=ProxyUuids.in_dir(settings.state_dir)
+                settings.local_dir,
+                self.store,
+                uuids=ProxyUuids.in_dir(settings.state_dir),
+                limits=settings.source_limits,
             )
         else:
             raise ValueError("the controller needs a manifest directory or the local runtime's feed")
@@ -175,7 +180,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--osm-namespace", default="osm-system")
     p.add_argument("--trust-domain", default="cluster.local")
     p.add_argument("--verbosity", "-v", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override a limit (repeatable): {', '.join(LIMIT_NAMES)}",
+    )
     return p.parse_args(argv)
+
+
+LIMIT_NAMES = [f.name for f in fields(AdsLimits)] + [f.name for f in fields(SourceLimits)]
+
+
+def parse_limits(items: list[str]) -> tuple[AdsLimits, SourceLimits]:
+    """`NAME=VALUE` overrides of the xDS server's and the manifest source's limits."""
+    ads: dict[str, float] = {}
+    source: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in LIMIT_NAMES:
+            raise ValueError(
+                f"--limit {item!r}: expected NAME=VALUE with NAME one of {', '.join(LIMIT_NAMES)}"
+            )
+        kind = next(f.type for f in (*fields(AdsLimits), *fields(SourceLimits)) if f.name == name)
+        try:
+            number = float(value) if kind in ("float", float) else int(value)
+        except ValueError:
+            raise ValueError(f"--limit {item!r}: {value!r} is not a number") from None
+        if number < 0:
+            raise ValueError(f"--limit {item!r}: must not be negative")
+        (ads if name in AdsLimits.__dataclass_fields__ else source)[name] = number
+    return replace(DEFAULT_LIMITS, **ads), replace(DEFAULT_SOURCE_LIMITS, **source)  # type: ignore[arg-type]
+
+
+def fd_limits(limits: AdsLimits) -> AdsLimits:
+    """Raise the soft file limit to what `max_connections` needs (plus room for everything else); when
+    the hard limit is lower, lower max_connections to fit it, and say so."""
+    room = 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = limits.max_connections + room
+    if soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < want:
+        fitted = max(1, soft - room)
+        log.warning(
+            "the file limit (%d) allows %d xDS connections, not %d", soft, fitted, limits.max_connections
+        )
+        return replace(limits, max_connections=fitted)
+    return limits
 
 
 async def _serve(settings: Settings) -> None:
@@ -192,6 +247,11 @@ async def _serve(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging_setup.setup(args.verbosity)
+    try:
+        limits, source_limits = parse_limits(args.limit)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     if args.local is not None and not args.local.is_dir():
         log.error("--local %s is not a directory", args.local)
         return 2
@@ -204,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         osm_namespace=args.osm_namespace,
         trust_domain=args.trust_domain,
         tune_gc=True,
+        limits=fd_limits(limits),
+        source_limits=source_limits,
     )
     asyncio.run(_serve(settings))
     return 0

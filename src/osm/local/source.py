@@ -51,6 +51,9 @@ class SourceLimits:
     max_documents: int = 10_000  # per file, List items included
 
 
+DEFAULT_SOURCE_LIMITS = SourceLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentError:
     file: str
@@ -139,7 +142,7 @@ def _file_type(mode: int) -> str:
     return "not a regular file"
 
 
-def parse_manifest(data: bytes, display: str, limits: SourceLimits = SourceLimits()) -> ParsedFile:
+def parse_manifest(data: bytes, display: str, limits: SourceLimits = DEFAULT_SOURCE_LIMITS) -> ParsedFile:
     """Every accepted object of one file's bytes, and an error for each rejected document. Pure."""
     try:
         docs = list(yaml.load_all(data, Loader=_Loader))
@@ -202,7 +205,7 @@ class ManifestSource:
         *,
         on_error: Callable[[DocumentError], None] | None = None,
         uuids: ProxyUuids | None = None,
-        limits: SourceLimits = SourceLimits(),
+        limits: SourceLimits = DEFAULT_SOURCE_LIMITS,
     ) -> None:
         self.root = root.resolve()
         self.store = store

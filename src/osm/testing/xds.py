@@ -55,6 +55,7 @@ class Mesh:
     store: Store
     server: AdsServer
     port: int
+    source: ManifestSource
 
     async def push(self) -> int:
         """Adopt the store's snapshot; returns how many proxies were then sent something."""
@@ -85,7 +86,7 @@ async def running_mesh(
     port = await server.start()
     try:
         assert port > 0
-        yield Mesh(ca, store, server, port)
+        yield Mesh(ca, store, server, port, source)
     finally:
         await server.stop(0)
 
