@@ -37,17 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import machine
 from osm.cmd.controller import Settings
+from osm.demo.manifests import SIDECARS
 from osm.testing.localmesh import LocalMesh
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDECARS = [
-    ("bookbuyer", "bookbuyer-"),
-    ("bookthief", "bookthief-"),
-    ("bookstore", "bookstore-v1-"),
-    ("bookstore", "bookstore-v2-"),
-    ("bookwarehouse", "bookwarehouse-"),
-    ("bookwarehouse", "redis-"),
-]
 # app stats: (namespace, pod prefix, success key, failure key)
 FLOWS = [
     ("bookbuyer", "bookbuyer-", "success", "failure"),

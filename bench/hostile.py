@@ -159,7 +159,7 @@ async def legit_proxy_wait(ctrl: Controller, within: float = 130.0) -> float | N
 
 
 async def huge_request(ctrl: Controller) -> dict[str, Any]:
-    names = [f"bookstore/cluster-{i:07d}" for i in range(1_500_000)]
+    names = [f"c{i:07d}" for i in range(1_500_000)]  # 15 MB: under the 16 MB gRPC allowed before
     ch = ctrl.channel()
     call = stream(ch)
     outcome = "answered"
@@ -239,20 +239,46 @@ async def nack_flood(ctrl: Controller, seconds: float = 2.0, text_kb: int = 100)
     return {"nacks_sent": sent, "log_bytes": ctrl.log.stat().st_size - log_before}
 
 
-async def idle_connections(ctrl: Controller, n: int = 12_000) -> dict[str, Any]:
-    socks = []
-    refused = 0
-    for _ in range(n):
-        try:
-            s = socket.create_connection(("127.0.0.1", ctrl.port), timeout=2)
-            socks.append(s)
-        except OSError:
-            refused += 1
+HOLDER = """
+import resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held, refused = [], 0
+for _ in range(int(sys.argv[2])):
     try:
+        held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2))
+    except OSError:
+        refused += 1
+print(refused, flush=True)
+sys.stdin.read()
+"""
+
+
+async def idle_connections(ctrl: Controller, n: int = 20_000, holders: int = 2) -> dict[str, Any]:
+    """`n` TCP connections that never start a TLS handshake, held by `holders` processes (one process
+    cannot hold 20,000 sockets under this machine's file limit)."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(ctrl.port),
+            str(n // holders),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(holders)
+    ]
+    try:
+        refused = 0
+        for p in procs:
+            assert p.stdout is not None
+            refused += int((await p.stdout.readline()) or 0)
         wait = await legit_proxy_wait(ctrl)
     finally:
-        for s in socks:
-            s.close()
+        for p in procs:
+            p.kill()
+            await p.wait()
     return {"connections": n, "refused_at_connect": refused, "legit_proxy_served_after_s": wait}
 
 
@@ -340,7 +366,9 @@ def main() -> int:
     ).stdout.strip()
     results = asyncio.run(run(args.python, args.src, args.probes))
     runs = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs[args.label] = {"commit": commit, "probes": results}
+    run_doc = runs.setdefault(args.label, {"commit": commit, "probes": {}})
+    run_doc["commit"] = commit
+    run_doc["probes"].update(results)  # a run of some probes replaces only those
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=1, sort_keys=True))
     return 0

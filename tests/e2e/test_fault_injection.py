@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from osm.demo.manifests import THIEF_TARGET
 from osm.testing import faults
 from osm.testing.faults import PAIRS, Counts
 from osm.testing.localmesh import LocalMesh
@@ -113,7 +114,7 @@ def test_a_policy_edited_while_the_controller_is_down_takes_effect_when_it_is_ba
     try:
         killed_at = time.monotonic()
         pid = faults.kill_controller(mesh)
-        policy.write_text(faults.THIEF_TARGET)
+        policy.write_text(THIEF_TARGET)
         edited = time.time()
         faults.wait_restarted(mesh, pid)
         assert mesh.controller()["started"] > edited  # the edit happened while it was down
@@ -150,7 +151,7 @@ def test_a_manifest_directory_full_of_broken_input_changes_nothing(mesh: LocalMe
         assert mesh.controller()["pid"] == pid and mesh.controller()["running"]
         # The mesh still follows valid edits.
         thief = faults.thief_succeeds(mesh)
-        (mesh.manifests / "60-bookthief-access.yaml").write_text(faults.THIEF_TARGET)
+        (mesh.manifests / "60-bookthief-access.yaml").write_text(THIEF_TARGET)
         faults.converge(thief, 30, "a valid policy applied beside the broken input")
     finally:
         (mesh.manifests / "60-bookthief-access.yaml").unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from osm.demo.manifests import SIDECARS
 from osm.testing.localmesh import LocalMesh
 from osm.testing.sniff import Sniffer
 from osm.testing.wait import poll
@@ -70,12 +71,7 @@ spec:
   containers: [{name: shell, command: [sleep, "3600"]}]
 """
 PODS = [
-    ("bookbuyer", "bookbuyer-"),
-    ("bookthief", "bookthief-"),
-    ("bookstore", "bookstore-v1-"),
-    ("bookstore", "bookstore-v2-"),
-    ("bookwarehouse", "bookwarehouse-"),
-    ("bookwarehouse", "redis-"),
+    *SIDECARS,
     ("outside", "outsider"),
     ("bookbuyer", "tester"),
     ("bookthief", "thief-tester"),

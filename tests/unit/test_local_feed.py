@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,10 +24,9 @@ def pod(name: str, uuid: str) -> Pod:
     return Pod(ObjectMeta(name=name, namespace="shop", labels={LABEL_PROXY_UUID: uuid}), PodSpec())
 
 
-async def test_a_controller_gets_the_list_then_each_change_and_acknowledges_what_it_serves() -> None:
-    runtime, controller = Store(), Store()
-    runtime.apply(Namespace(ObjectMeta(name="shop")))
-    runtime.apply(pod("a", "uuid-a"))
+@contextlib.asynccontextmanager
+async def feeding(runtime: Store, controller: Store) -> AsyncIterator[tuple[FeedServer, FeedSource]]:
+    """The runtime's store fed to the controller's over a socket pair, both ends running."""
     server = FeedServer(runtime)
     ours, theirs = socket.socketpair()
     source = FeedSource(theirs, controller)
@@ -33,6 +34,18 @@ async def test_a_controller_gets_the_list_then_each_change_and_acknowledges_what
     reading = asyncio.create_task(source.run())
     try:
         await asyncio.wait_for(source.synced.wait(), 5)
+        yield server, source
+    finally:
+        serving.cancel()
+        reading.cancel()
+        await asyncio.gather(serving, reading, return_exceptions=True)
+
+
+async def test_a_controller_gets_the_list_then_each_change_and_acknowledges_what_it_serves() -> None:
+    runtime, controller = Store(), Store()
+    runtime.apply(Namespace(ObjectMeta(name="shop")))
+    runtime.apply(pod("a", "uuid-a"))
+    async with feeding(runtime, controller) as (server, source):
         assert set(controller.keys()) == set(runtime.keys())
         assert not server.knows("uuid-a")  # the controller has not acknowledged a snapshot yet
         source.ack()
@@ -45,28 +58,14 @@ async def test_a_controller_gets_the_list_then_each_change_and_acknowledges_what
         source.ack()
         await wait_for(lambda: server.knows("uuid-b"), 5, "the acknowledgement of b")
         assert not server.knows("uuid-a")  # deleted
-    finally:
-        serving.cancel()
-        reading.cancel()
-        await asyncio.gather(serving, reading, return_exceptions=True)
 
 
 async def test_a_restarted_controller_lists_again_and_drops_what_went_away_meanwhile() -> None:
     runtime, controller = Store(), Store()
     runtime.apply(pod("a", "uuid-a"))
     controller.apply(pod("gone", "uuid-gone"))  # what a previous feed left in a (reused) store
-    server = FeedServer(runtime)
-    ours, theirs = socket.socketpair()
-    source = FeedSource(theirs, controller)
-    serving = asyncio.create_task(server.serve(ours))
-    reading = asyncio.create_task(source.run())
-    try:
-        await asyncio.wait_for(source.synced.wait(), 5)
+    async with feeding(runtime, controller):
         assert set(controller.keys()) == {ObjectKey("Pod", "shop", "a")}
-    finally:
-        serving.cancel()
-        reading.cancel()
-        await asyncio.gather(serving, reading, return_exceptions=True)
 
 
 async def test_the_controller_ends_when_the_runtime_closes_the_feed() -> None:

@@ -14,6 +14,7 @@ import yaml
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.envoy.simulate import MeshProxies, Request, mesh_proxies
+from osm.local.workloads import nat_of
 from osm.state.decode import decode
 from osm.state.snapshot import MeshState
 
@@ -37,9 +38,13 @@ def example(*extra: str, permissive: bool = False) -> MeshState:
     return MeshState.build(objs)
 
 
+def _proxies(state: MeshState) -> MeshProxies:
+    return mesh_proxies(state, FAKE_CERT, nat_of(state))
+
+
 @pytest.fixture(scope="module")
 def smi() -> MeshProxies:
-    return mesh_proxies(example(), FAKE_CERT)
+    return _proxies(example())
 
 
 def get(
@@ -91,9 +96,7 @@ def test_without_egress_a_client_without_a_traffic_target_has_no_outbound_listen
     state = example()
     mc = state.mesh_config
     off = replace(mc, traffic=replace(mc.traffic, enable_egress=False))
-    proxies = mesh_proxies(
-        MeshState.build([*state.pods.values(), *_all_but_mesh_config(state), off]), FAKE_CERT
-    )
+    proxies = _proxies(MeshState.build([*state.pods.values(), *_all_but_mesh_config(state), off]))
     (o,) = proxies.send("bookthief", "bookthief", get("/books-bought"))
     assert o.result == "refused" and "has no outbound listener" in o.reason  # curl exits with 7
 
@@ -109,7 +112,7 @@ spec:
   rules: [{kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [books-bought]}]
   sources: [{kind: ServiceAccount, name: bookthief, namespace: bookthief}]
 """
-    proxies = mesh_proxies(example(grant), FAKE_CERT)
+    proxies = _proxies(example(grant))
     v1 = get("/books-bought", host="bookstore-v1.bookstore:14001", ip=BOOKSTORE_V1)
     assert [(o.result, o.status) for o in proxies.send("bookthief", "bookthief", v1)] == [("served", 200)]
     buy = replace(v1, path="/buy-a-book/new")
@@ -127,7 +130,7 @@ def test_tcp_is_governed_by_the_tcp_route_and_network_rbac(smi: MeshProxies) -> 
 
 
 def test_permissive_mode_lets_every_meshed_client_in() -> None:
-    proxies = mesh_proxies(example(permissive=True), FAKE_CERT)
+    proxies = _proxies(example(permissive=True))
     outcomes = proxies.send("bookthief", "bookthief", get("/anything"))
     assert outcomes and all((o.result, o.status) == ("served", 200) for o in outcomes)
 

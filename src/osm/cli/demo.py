@@ -20,34 +20,14 @@ import click
 import yaml
 
 import osm
+from osm.apis.meshconfig import MeshConfig
 from osm.demo.dashboard import build_rows, collect, render
+from osm.demo.manifests import THIEF_TARGET
 from osm.local import up
+from osm.models.errors import ValidationError
 
 WINDOW = 2.0  # seconds of traffic an expectation must hold over
 STEP_TIMEOUT = 45.0
-
-THIEF_TARGET = """
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: bookthief-access-bookstore, namespace: bookstore}
-spec:
-  destination: {kind: ServiceAccount, name: bookstore-v1, namespace: bookstore}
-  rules:
-  - {kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [buy-a-book, books-bought]}
-  sources:
-  - {kind: ServiceAccount, name: bookthief, namespace: bookthief}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: bookthief-access-bookstore-v2, namespace: bookstore}
-spec:
-  destination: {kind: ServiceAccount, name: bookstore-v2, namespace: bookstore}
-  rules:
-  - {kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [buy-a-book, books-bought]}
-  sources:
-  - {kind: ServiceAccount, name: bookthief, namespace: bookthief}
-"""
 
 
 def default_manifests() -> Path:
@@ -55,11 +35,14 @@ def default_manifests() -> Path:
 
 
 def traffic_mode(manifests: Path) -> str:
+    """The mode the mesh runs in, as the control plane reads 00-mesh.yaml (closed without a MeshConfig)."""
     for doc in yaml.safe_load_all((manifests / "00-mesh.yaml").read_text()):
         if isinstance(doc, dict) and doc.get("kind") == "MeshConfig":
-            permissive = doc.get("spec", {}).get("traffic", {}).get("enablePermissiveTrafficPolicyMode", True)
-            return "permissive" if permissive else "SMI"
-    return "permissive"
+            try:
+                return "permissive" if MeshConfig.from_k8s(doc).permissive else "SMI"
+            except ValidationError:
+                return "SMI (MeshConfig rejected)"
+    return "SMI (no MeshConfig)"
 
 
 class Observer:

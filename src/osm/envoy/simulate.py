@@ -41,7 +41,6 @@ from osm.envoy.lds.outbound import OUTBOUND_LISTENER
 from osm.envoy.rbac.policies import HTTP_RBAC_FILTER
 from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE, ProxyResources
-from osm.models.k8s import match_labels
 from osm.state.snapshot import MeshState
 
 _OPTIONS = re2.Options()
@@ -531,8 +530,12 @@ class MeshProxies:
         return simulate(self.by_pod[(namespace, pod)], req, self.by_ip, self.nat)
 
 
-def mesh_proxies(state: MeshState, cert: CertMaterial, trust_domain: str = "cluster.local") -> MeshProxies:
-    """Generate every meshed pod's resources (as the control plane serves them) for simulation."""
+def mesh_proxies(
+    state: MeshState, cert: CertMaterial, nat: Nat | None = None, trust_domain: str = "cluster.local"
+) -> MeshProxies:
+    """Generate every meshed pod's resources (as the control plane serves them) for simulation. `nat`
+    is the cluster's service NAT (e.g. osm.local.workloads.nat_of); without it an original destination
+    is taken as it is."""
     catalog = MeshCatalog(state)
     catalog.trust_domain = trust_domain
     gen = ConfigGenerator()
@@ -543,31 +546,4 @@ def mesh_proxies(state: MeshState, cert: CertMaterial, trust_domain: str = "clus
         group = catalog.group_for_pod(pod)
         res = gen.resources(catalog.proxy_policy(group), cert)
         by_pod[key] = Proxy(f"{key[0]}/{key[1]}", pod.pod_ip, group.identity.principal(trust_domain), res)
-
-    def nat(ip: str, port: int) -> list[tuple[str, int]]:
-        """A ClusterIP:port to the ready pods behind it (pod:port addresses pass through)."""
-        for (ns, _), svc in state.services.items():
-            if svc.cluster_ip != ip:
-                continue
-            out = []
-            for sp in svc.ports:
-                if sp.port != port:
-                    continue
-                for p in state.pods.values():
-                    if (
-                        p.meta.namespace == ns
-                        and p.ready
-                        and p.pod_ip
-                        and match_labels(svc.selector, p.meta.labels)
-                    ):
-                        target = (
-                            sp.target_port
-                            if isinstance(sp.target_port, int)
-                            else p.spec.container_port(sp.target_port)
-                        )
-                        if target is not None:
-                            out.append((p.pod_ip, target))
-            return out
-        return [(ip, port)]
-
-    return MeshProxies(by_pod, {p.ip: p for p in by_pod.values()}, nat)
+    return MeshProxies(by_pod, {p.ip: p for p in by_pod.values()}, nat or (lambda ip, port: [(ip, port)]))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from osm.injector.decision import InjectionError, must_inject
@@ -123,6 +124,12 @@ def service_nat(state: MeshState) -> list[ServicePortNAT]:
                     eps.append((p.pod_ip, target))
             out.append(ServicePortNAT(svc.cluster_ip, port.port, tuple(eps)))
     return out
+
+
+def nat_of(state: MeshState) -> Callable[[str, int], list[tuple[str, int]]]:
+    """service_nat as a lookup: ClusterIP:port to the ready pods behind it (anything else as it is)."""
+    table = {(n.cluster_ip, n.port): list(n.endpoints) for n in service_nat(state)}
+    return lambda ip, port: table.get((ip, port), [(ip, port)])
 
 
 def with_status(pod: Pod, ip: str, ready: bool) -> Pod:

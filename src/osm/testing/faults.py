@@ -18,34 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from osm.demo.manifests import SIDECARS
 from osm.testing.localmesh import LocalMesh
 from osm.testing.wait import wait_until
 
 PAIRS = ("bookbuyer->bookstore", "bookstore->bookwarehouse", "bookwarehouse->redis")
-MESHED = [
-    ("bookbuyer", "bookbuyer-"),
-    ("bookthief", "bookthief-"),
-    ("bookstore", "bookstore-v1-"),
-    ("bookstore", "bookstore-v2-"),
-    ("bookwarehouse", "bookwarehouse-"),
-    ("bookwarehouse", "redis-"),
-]
-THIEF_TARGET = """apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: bookthief-access-bookstore, namespace: bookstore}
-spec:
-  destination: {kind: ServiceAccount, name: bookstore-v1, namespace: bookstore}
-  rules: [{kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [buy-a-book, books-bought]}]
-  sources: [{kind: ServiceAccount, name: bookthief, namespace: bookthief}]
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: bookthief-access-bookstore-v2, namespace: bookstore}
-spec:
-  destination: {kind: ServiceAccount, name: bookstore-v2, namespace: bookstore}
-  rules: [{kind: HTTPRouteGroup, name: bookstore-service-routes, matches: [buy-a-book, books-bought]}]
-  sources: [{kind: ServiceAccount, name: bookthief, namespace: bookthief}]
-"""
+MESHED = SIDECARS
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class AdsLimits:
     """What one client, or all of them, may make the server hold. 0 means no limit where noted."""
 
     max_connections: int = 10_000  # TCP connections (gRPC refuses more)
-    handshake_timeout: float = 10.0  # seconds a connection may take to complete its TLS handshake
+    handshake_timeout: float = 5.0  # seconds a connection may take to complete its TLS handshake
     max_streams_per_connection: int = 8  # Envoy opens one ADS stream per connection
     max_streams_per_proxy: int = 2  # per client certificate; a newer stream replaces the oldest
     max_streams: int = 0  # in all (MeshConfig sidecar.maxDataPlaneConnections overrides; 0: no limit)
