@@ -175,6 +175,11 @@ class ProxyStream:
     def pod(self) -> NsName:
         return (self.proxy.pod_namespace, self.proxy.pod_name)
 
+    @property
+    def key(self) -> str:
+        """The proxy's certificate CN: the streams of one proxy (see max_streams_per_proxy)."""
+        return str(self.proxy.cn)
+
 
 def _peer_cn(context: grpc.aio.ServicerContext) -> str:
     auth = context.auth_context() or {}
@@ -383,9 +388,10 @@ class AdsServer:
             if protocol == "sotw"
             else DeltaStream(max_names=limits.max_names)
         )
-        s = ProxyStream(next(self._ids), proxy, protocol, machine)
-        s.slots = asyncio.Semaphore(limits.max_queued_requests)
-        same = self._by_cn.setdefault(cn, [])
+        s = ProxyStream(
+            next(self._ids), proxy, protocol, machine, slots=asyncio.Semaphore(limits.max_queued_requests)
+        )
+        same = self._by_cn.setdefault(s.key, [])
         while len(same) >= limits.max_streams_per_proxy:
             oldest = same.pop(0)
             self.limit_log.hit("streams-per-proxy", f"{cn}: a new stream replaces its oldest")
@@ -409,11 +415,11 @@ class AdsServer:
 
     def _close(self, s: ProxyStream) -> None:
         self.streams.pop(s.id, None)
-        same = self._by_cn.get(str(s.proxy.cn))
+        same = self._by_cn.get(s.key)
         if same is not None and s in same:
             same.remove(s)
             if not same:
-                del self._by_cn[str(s.proxy.cn)]
+                del self._by_cn[s.key]
         if s.expiry is not None:
             s.expiry.cancel()
         self.stats.connected = len(self.streams)
