@@ -3,7 +3,7 @@
 Each code names one kind of problem so that logs can be searched and counted by it. Upstream's codes
 keep upstream's numbers and names (the table `osm support error-info` prints); problems upstream had
 no code for have codes in E9xxx, a range upstream does not use (E90xx: MeshConfig and manifests,
-E91xx: the xDS server's protocol decisions and limits).
+E91xx: the xDS server's protocol decisions and limits; E92xx: the Kubernetes source).
 """
 
 from __future__ import annotations
@@ -602,6 +602,24 @@ ADS_LIMIT = _code(
     "E9103",
     "ErrLimitReached",
     "A client reached a limit of the control plane (streams, request size, names, queued requests).",
+)
+
+# The Kubernetes source
+KUBE_RESOURCE_ABSENT = _code(
+    "E9200",
+    "ErrResourceNotServed",
+    "The API server does not serve a resource the mesh watches (its CRD is not installed); the mesh runs "
+    "without those objects, closed, and lists them again later.",
+)
+KUBE_API_FAILED = _code(
+    "E9201",
+    "ErrKubernetesAPI",
+    "A list or watch of the API server failed; it is retried with backoff and the last state is kept.",
+)
+KUBE_OBJECT_REJECTED = _code(
+    "E9202",
+    "ErrObjectRejected",
+    "An object read from the API server is invalid; the last accepted version of it is kept.",
 )
 
 

@@ -12,12 +12,34 @@ from osm.cmd import controller
 from osm.logging_setup import JsonFormatter
 
 
+def _settings(*argv: str) -> controller.Settings:
+    return controller.settings_from(
+        controller.parse_args(list(argv)), controller.DEFAULT_LIMITS, controller.DEFAULT_SOURCE_LIMITS
+    )
+
+
 def test_arguments_and_defaults(tmp_path: Path) -> None:
-    args = controller.parse_args(["--local", str(tmp_path), "--state-dir", str(tmp_path / "s")])
-    assert (
-        args.ads_address == "127.0.0.1:15128"
-        and args.mesh_name == "osm"
-        and args.trust_domain == "cluster.local"
+    local = _settings("--local", str(tmp_path), "--state-dir", str(tmp_path / "s"))
+    assert (local.ads_address, local.http_address, local.kubernetes) == ("127.0.0.1:15128", None, False)
+    assert local.mesh_name == "osm" and local.trust_domain == "cluster.local"
+    kube = _settings("--mesh-name", "m2", "--ca-bundle-secret-name", "ca")
+    assert kube.kubernetes and kube.local_dir is None and kube.state_dir is None
+    assert (kube.ads_address, kube.http_address) == ("0.0.0.0:15128", "0.0.0.0:9091")
+    assert (kube.mesh_name, kube.ca_bundle_secret, kube.osm_namespace) == ("m2", "ca", "osm-system")
+    with pytest.raises(ValueError, match="--state-dir is required"):
+        _settings("--local", str(tmp_path))
+
+
+def test_an_unusable_kubeconfig_is_a_clear_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    monkeypatch.setattr(controller.logging_setup, "setup", lambda *a, **k: None)
+    with caplog.at_level(logging.ERROR):
+        assert controller.main(["--kubeconfig", str(bad)]) == 1
+    assert any(
+        f"cannot load the Kubernetes configuration from {bad}" in r.getMessage() for r in caplog.records
     )
 
 

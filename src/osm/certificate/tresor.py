@@ -186,21 +186,29 @@ def _read(path: Path) -> bytes:
         raise CertificateError(f"cannot read: {exc.strerror or exc}", path=path) from exc
 
 
-def _load_cert(path: Path) -> x509.Certificate:
+def _parse_cert(data: bytes, where: Path) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(_read(path))
+        return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
-        raise CertificateError(f"not a valid PEM certificate: {exc}", path=path) from exc
+        raise CertificateError(f"not a valid PEM certificate: {exc}", path=where) from exc
+
+
+def _parse_key(data: bytes, where: Path) -> SigningKey:
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CertificateError(f"not a valid unencrypted PEM private key: {exc}", path=where) from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise CertificateError(f"unsupported private key type {type(key).__name__}", path=where)
+    return key
+
+
+def _load_cert(path: Path) -> x509.Certificate:
+    return _parse_cert(_read(path), path)
 
 
 def _load_key(path: Path) -> SigningKey:
-    try:
-        key = serialization.load_pem_private_key(_read(path), password=None)
-    except (ValueError, TypeError) as exc:
-        raise CertificateError(f"not a valid unencrypted PEM private key: {exc}", path=path) from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise CertificateError(f"unsupported private key type {type(key).__name__}", path=path)
-    return key
+    return _parse_key(_read(path), path)
 
 
 def _check_root(
@@ -239,6 +247,15 @@ class TresorCA:
         """A fresh in-memory root CA (not persisted)."""
         key = _new_key()
         return cls(build_root(key, now=now), key)
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, *, now: datetime, where: str) -> TresorCA:
+        """A root kept elsewhere (in Kubernetes, the Secret `where` names); checked as a loaded one is."""
+        _require_utc_aware(now)
+        loc = Path(where)
+        cert, key = _parse_cert(cert_pem, loc), _parse_key(key_pem, loc)
+        _check_root(cert, key, cert_path=loc, key_path=loc, now=now)
+        return cls(cert, key)
 
     @classmethod
     def load_or_create(cls, state_dir: Path, *, now: datetime) -> TresorCA:
@@ -283,6 +300,11 @@ class TresorCA:
     @property
     def root_cert_pem(self) -> bytes:
         return self._root_pem
+
+    @property
+    def root_key_pem(self) -> bytes:
+        """The root's private key, to keep it (in Kubernetes, in the CA Secret)."""
+        return _key_pem(self._root_key)
 
     @property
     def trust_bundle_pem(self) -> bytes:

@@ -1,4 +1,5 @@
-"""osm-controller: the control plane, on a manifest directory or on the local runtime's feed (local mode)."""
+"""osm-controller: the control plane, on a Kubernetes cluster, a manifest directory, or the local runtime's
+feed (local mode)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from pathlib import Path
 from osm import logging_setup
 from osm.certificate.manager import CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
-from osm.certificate.types import Certificate
+from osm.certificate.types import Certificate, CertificateError
 from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
+from osm.health.server import HealthServer
+from osm.k8s.casecret import load_or_create_ca
+from osm.k8s.client import ConfigError, KubeClient
+from osm.k8s.source import KubeSource
 from osm.local.feed import FeedSource
 from osm.local.source import DEFAULT_SOURCE_LIMITS, ManifestSource, SourceLimits
 from osm.local.uuids import ProxyUuids
@@ -31,12 +36,14 @@ from osm.state.store import Store
 log = logging.getLogger("osm.controller")
 
 DEFAULT_LOCAL_ADS = "127.0.0.1:15128"
+DEFAULT_KUBE_ADS = "0.0.0.0:15128"
+DEFAULT_KUBE_HTTP = "0.0.0.0:9091"
 
 
 @dataclass(frozen=True)
 class Settings:
-    local_dir: Path | None  # the manifest directory; None with `feed_fd`
-    state_dir: Path
+    local_dir: Path | None  # the manifest directory; None with `feed_fd` or `kubernetes`
+    state_dir: Path | None  # where the local CA and proxy UUIDs are kept (not used on Kubernetes)
     ads_address: str = DEFAULT_LOCAL_ADS
     mesh_name: str = "osm"
     osm_namespace: str = "osm-system"
@@ -51,6 +58,9 @@ class Settings:
     limits: AdsLimits = DEFAULT_LIMITS
     source_limits: SourceLimits = DEFAULT_SOURCE_LIMITS
     feed_fd: int | None = None  # the local runtime's feed (a socket inherited from it) instead of a directory
+    kubernetes: bool = False  # the API server is the source (see `Controller.on_kubernetes`)
+    ca_bundle_secret: str = "osm-ca-bundle"
+    http_address: str | None = None  # HOST:PORT of /health/ready, /health/alive and /version (9091)
 
 
 def _now() -> datetime:
@@ -58,18 +68,27 @@ def _now() -> datetime:
 
 
 class Controller:
-    """Store <- manifest source; debounced snapshots -> ADS server; tresor CA with rotation."""
+    """Store <- source; debounced snapshots -> ADS server; tresor CA with rotation."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, ca: TresorCA | None = None, kube: KubeClient | None = None
+    ) -> None:
         self.settings = settings
         self.store = Store(mesh_name=settings.mesh_name, osm_namespace=settings.osm_namespace)
-        self.ca = TresorCA.load_or_create(settings.state_dir, now=_now())
+        if ca is None:
+            if settings.state_dir is None:
+                raise ValueError("the controller needs a CA or a state directory to keep one in")
+            ca = TresorCA.load_or_create(settings.state_dir, now=_now())
+        self.ca = ca
         self.certs = CertificateManager(self.ca, clock=_now)
         self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
-        self.source: ManifestSource | FeedSource
-        if settings.feed_fd is not None:
+        self.kube = kube
+        self.source: ManifestSource | FeedSource | KubeSource
+        if kube is not None:
+            self.source = KubeSource(kube, self.store)
+        elif settings.feed_fd is not None:
             self.source = FeedSource(socket.socket(fileno=settings.feed_fd), self.store)
-        elif settings.local_dir is not None:
+        elif settings.local_dir is not None and settings.state_dir is not None:
             self.source = ManifestSource(
                 settings.local_dir,
                 self.store,
@@ -77,12 +96,28 @@ class Controller:
                 limits=settings.source_limits,
             )
         else:
-            raise ValueError("the controller needs a manifest directory or the local runtime's feed")
+            raise ValueError("the controller needs a source: Kubernetes, a manifest directory or a feed")
         self.ads: AdsServer | None = None
         self.state: MeshState | None = None
         self.ready = asyncio.Event()
+        self.health: HealthServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc = GcTuner() if settings.tune_gc else None
+
+    @classmethod
+    async def on_kubernetes(cls, settings: Settings, kube: KubeClient) -> Controller:
+        """A controller whose source is the API server and whose CA is the Secret `ca_bundle_secret`
+        of the OSM namespace (created if absent)."""
+        ca, created = await load_or_create_ca(
+            kube, settings.osm_namespace, settings.ca_bundle_secret, now=_now()
+        )
+        log.info(
+            "%s the mesh CA in Secret %s/%s",
+            "created" if created else "loaded",
+            settings.osm_namespace,
+            settings.ca_bundle_secret,
+        )
+        return cls(settings, ca=ca, kube=kube)
 
     @property
     def port(self) -> int:
@@ -123,18 +158,35 @@ class Controller:
             self._loop.call_soon(self.ads.identity_changed, identity)
 
     async def run(self) -> None:
+        s = self.settings
+        health = self.health = HealthServer(s.http_address, ready=self._is_ready) if s.http_address else None
+        feeding: asyncio.Task[None] | None = None
+        try:
+            if health is not None:
+                await health.start()
+            if isinstance(self.source, FeedSource | KubeSource):
+                feeding = asyncio.create_task(self.source.run())
+                synced = asyncio.create_task(self.source.synced.wait())
+                try:
+                    await asyncio.wait({feeding, synced}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    synced.cancel()
+                if feeding.done():
+                    await feeding  # raises: the source ended before its first list
+            else:
+                self.source.load()
+            await self._serve(feeding)
+        finally:
+            if feeding is not None and not feeding.done():
+                feeding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeding
+            if health is not None:
+                await health.stop()
+
+    async def _serve(self, feeding: asyncio.Task[None] | None) -> None:
         self._loop = asyncio.get_running_loop()
         s = self.settings
-        feeding: asyncio.Task[None] | None = None
-        if isinstance(self.source, FeedSource):
-            feeding = asyncio.create_task(self.source.run())
-            synced = asyncio.create_task(self.source.synced.wait())
-            await asyncio.wait({feeding, synced}, return_when=asyncio.FIRST_COMPLETED)
-            if not synced.done():
-                synced.cancel()
-                await feeding  # raises: the feed ended before its first list
-        else:
-            self.source.load()
         server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
         creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
         self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds, limits=s.limits)
@@ -157,7 +209,15 @@ class Controller:
                 elif s.watch and isinstance(self.source, ManifestSource):
                     tg.create_task(self.source.watch())
         finally:
+            self.ready.clear()
             await self.ads.stop(0.5)
+
+    def _is_ready(self) -> tuple[bool, str]:
+        if not self.ready.is_set():
+            if isinstance(self.source, KubeSource | FeedSource) and not self.source.synced.is_set():
+                return False, "the source has not listed every watched kind yet"
+            return False, "the xDS server is not serving yet"
+        return True, "ok"
 
 
 async def _await(task: asyncio.Task[None]) -> None:
@@ -166,7 +226,7 @@ async def _await(task: asyncio.Task[None]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="osm-controller", description="The OSM control plane.")
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--local",
         metavar="DIR",
@@ -174,8 +234,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run on a directory of Kubernetes YAML instead of a cluster",
     )
     source.add_argument("--feed-fd", type=int, help=argparse.SUPPRESS)  # the local runtime's feed
-    p.add_argument("--state-dir", metavar="DIR", required=True, type=Path, help="where the mesh CA is kept")
-    p.add_argument("--ads-address", default=DEFAULT_LOCAL_ADS, help="HOST:PORT for the ADS gRPC server")
+    p.add_argument(
+        "--kubeconfig",
+        help="the cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
+    p.add_argument("--state-dir", metavar="DIR", type=Path, help="where the local mesh CA is kept (--local)")
+    p.add_argument(
+        "--ads-address",
+        help=f"HOST:PORT for the ADS gRPC server (default: {DEFAULT_KUBE_ADS} on Kubernetes, "
+        f"{DEFAULT_LOCAL_ADS} locally)",
+    )
+    p.add_argument(
+        "--http-address",
+        help=f"HOST:PORT for /health/ready, /health/alive and /version (default: {DEFAULT_KUBE_HTTP} on "
+        "Kubernetes, none locally)",
+    )
+    p.add_argument(
+        "--ca-bundle-secret-name", default="osm-ca-bundle", help="the Secret that holds the mesh CA"
+    )
     p.add_argument("--mesh-name", default="osm")
     p.add_argument("--osm-namespace", default="osm-system")
     p.add_argument("--trust-domain", default="cluster.local")
@@ -233,15 +309,47 @@ def fd_limits(limits: AdsLimits) -> AdsLimits:
     return limits
 
 
-async def _serve(settings: Settings) -> None:
-    controller = Controller(settings)
-    task = asyncio.create_task(controller.run())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    log.info("controller stopped")
+async def _serve(settings: Settings, kubeconfig: str | None = None) -> None:
+    kube: KubeClient | None = None
+    try:
+        if settings.kubernetes:
+            kube = await KubeClient.connect(kubeconfig)
+            log.info("watching the Kubernetes API at %s", kube.host)
+            controller = await Controller.on_kubernetes(settings, kube)
+        else:
+            controller = Controller(settings)
+        task = asyncio.create_task(controller.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("controller stopped")
+    finally:
+        if kube is not None:
+            await kube.close()
+
+
+def settings_from(args: argparse.Namespace, limits: AdsLimits, source_limits: SourceLimits) -> Settings:
+    """The settings of parsed arguments: Kubernetes unless --local (or the runtime's feed) is given."""
+    kubernetes = args.local is None and args.feed_fd is None
+    if not kubernetes and args.state_dir is None:
+        raise ValueError("--state-dir is required with --local")
+    return Settings(
+        local_dir=args.local,
+        feed_fd=args.feed_fd,
+        state_dir=args.state_dir,
+        ads_address=args.ads_address or (DEFAULT_KUBE_ADS if kubernetes else DEFAULT_LOCAL_ADS),
+        http_address=args.http_address or (DEFAULT_KUBE_HTTP if kubernetes else None),
+        mesh_name=args.mesh_name,
+        osm_namespace=args.osm_namespace,
+        trust_domain=args.trust_domain,
+        tune_gc=True,
+        limits=limits,
+        source_limits=source_limits,
+        kubernetes=kubernetes,
+        ca_bundle_secret=args.ca_bundle_secret_name,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,19 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.local is not None and not args.local.is_dir():
         log.error("--local %s is not a directory", args.local)
         return 2
-    settings = Settings(
-        local_dir=args.local,
-        feed_fd=args.feed_fd,
-        state_dir=args.state_dir,
-        ads_address=args.ads_address,
-        mesh_name=args.mesh_name,
-        osm_namespace=args.osm_namespace,
-        trust_domain=args.trust_domain,
-        tune_gc=True,
-        limits=fd_limits(limits),
-        source_limits=source_limits,
-    )
-    asyncio.run(_serve(settings))
+    try:
+        settings = settings_from(args, fd_limits(limits), source_limits)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
+    try:
+        asyncio.run(_serve(settings, args.kubeconfig))
+    except (ConfigError, CertificateError) as e:
+        log.error("%s", e)
+        return 1
     return 0
 
 

@@ -74,13 +74,14 @@ def start_sidecar(
     """Write the pod's bootstrap and start Envoy on loopback (no interception). The caller stops it."""
     out = workdir / f"{namespace}.{name}.{xds}"
     admin = free_port()
-    assert ctrl.settings.local_dir is not None, (
+    local_dir, state_dir = ctrl.settings.local_dir, ctrl.settings.state_dir
+    assert local_dir is not None and state_dir is not None, (
         "sidecars are started for a controller on a manifest directory"
     )
-    pod = find_pod(ctrl.settings.local_dir, namespace, name, ctrl.settings.state_dir)
+    pod = find_pod(local_dir, namespace, name, state_dir)
     written = write_bootstrap(
         pod,
-        state_dir=ctrl.settings.state_dir,
+        state_dir=state_dir,
         out=out,
         ads_host=ads_host,
         ads_port=ctrl.port,

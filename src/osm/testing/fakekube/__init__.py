@@ -91,7 +91,11 @@ class FakeKube:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            self.api.closing = True
+            try:
+                await self._runner.cleanup()
+            finally:
+                self.api.closing = False
             self._runner = None
 
     async def restart(self, down: float = 0.0) -> None:

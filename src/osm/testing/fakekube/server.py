@@ -43,6 +43,7 @@ class Api:
         self.webhooks = webhooks
         self.bookmark_interval = bookmark_interval
         self.requests = 0
+        self.closing = False  # set while the server stops: open watches end
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -353,7 +354,7 @@ class Api:
         deadline = time.monotonic() + timeout
         last_bookmark = time.monotonic()
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self.closing:
                 try:
                     events = self.store.events_after(since, t, namespace)
                 except ApiError as gone:

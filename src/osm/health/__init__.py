@@ -1,0 +1,1 @@
+"""Health probes and the control plane's small HTTP endpoints."""

@@ -1,0 +1,62 @@
+"""The control plane's HTTP port (upstream: 9091): `/health/ready`, `/health/alive`, `/version`.
+
+Ready answers 200 once the controller serves a snapshot of a fully listed source, 503 with the reason
+before (and while it stops); alive answers 200 while the process's event loop turns. Requests are small
+and bounded (aiohttp's limits plus a 1 KiB body cap: none of these routes takes a body).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from osm import __version__
+
+Probe = Callable[[], tuple[bool, str]]
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class HealthServer:
+    def __init__(self, address: str, *, ready: Probe) -> None:
+        self.host, self.port = _split(address)
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/health/ready", self._on_ready)
+        app.router.add_get("/health/alive", self._on_alive)
+        app.router.add_get("/version", self._on_version)
+        return app
+
+    async def _on_ready(self, _: web.Request) -> web.Response:
+        ok, reason = self._ready()
+        return web.Response(status=200 if ok else 503, text=reason + "\n")
+
+    async def _on_alive(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _on_version(self, _: web.Request) -> web.Response:
+        body = {"version": __version__, "gitCommit": "", "buildDate": ""}
+        return web.Response(text=json.dumps(body), content_type="application/json")
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
