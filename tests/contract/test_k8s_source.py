@@ -21,6 +21,7 @@ from osm.state.decode import ObjectKey
 from osm.state.store import Store
 from osm.testing.fakekube import FakeKube
 from osm.testing.fakekube.types import BUILTIN
+from osm.testing.kubeobjects import open_crd
 from osm.testing.wait import wait_for
 
 pytestmark = pytest.mark.asyncio
@@ -215,27 +216,7 @@ async def test_bookmarks_move_the_resource_version_on(env: Env) -> None:
 
 async def test_kinds_whose_crd_is_absent_start_empty_and_arrive_with_it(env: Env) -> None:
     assert all(i.synced.is_set() for i in env.source.informers)
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "trafficsplits.split.smi-spec.io"},
-        "spec": {
-            "group": "split.smi-spec.io",
-            "scope": "Namespaced",
-            "names": {"kind": "TrafficSplit", "plural": "trafficsplits", "singular": "trafficsplit"},
-            "versions": [
-                {
-                    "name": "v1alpha2",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-    await env.kube.create(CRDS.path(), crd)
+    await env.kube.create(CRDS.path(), open_crd(TRAFFIC_SPLITS))
     split = {
         "apiVersion": TRAFFIC_SPLITS.api_version,
         "kind": "TrafficSplit",
@@ -249,27 +230,7 @@ async def test_kinds_whose_crd_is_absent_start_empty_and_arrive_with_it(env: Env
 
 
 async def test_only_the_mesh_config_of_the_osm_namespace_is_read(env: Env) -> None:
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "meshconfigs.config.openservicemesh.io"},
-        "spec": {
-            "group": "config.openservicemesh.io",
-            "scope": "Namespaced",
-            "names": {"kind": "MeshConfig", "plural": "meshconfigs", "singular": "meshconfig"},
-            "versions": [
-                {
-                    "name": "v1alpha2",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-    await env.kube.create(CRDS.path(), crd)
+    await env.kube.create(CRDS.path(), open_crd(MESH_CONFIGS))
     await env.kube.create(NAMESPACES.path(), namespace("osm-system", mesh=None))
     for ns in ("osm-system", "bookstore"):
         mc = {

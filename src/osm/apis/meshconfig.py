@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +35,9 @@ class SidecarSpec:
     tls_min_protocol_version: str = "TLSv1_2"
     tls_max_protocol_version: str = "TLSv1_3"
     local_proxy_mode: str = "Localhost"
+    envoy_image: str = ""  # "" : the injector's default
+    init_container_image: str = ""
+    resources_json: str = ""  # the sidecar's ResourceRequirements, canonical JSON ("" when unset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,14 @@ class MeshConfig:
                 raise d.error(key, "must not be negative")
             return value
 
+        def resources(d: Doc) -> str:
+            raw = d.raw("resources")
+            if raw is None:
+                return ""
+            if not isinstance(raw, Mapping):
+                raise d.error("resources", "must be a ResourceRequirements (limits, requests)")
+            return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
         def cidrs(d: Doc, key: str) -> tuple[str, ...]:
             out = []
             for i, v in enumerate(d.strs(key)):
@@ -148,6 +160,9 @@ class MeshConfig:
                     s, "tlsMaxProtocolVersion", d_side.tls_max_protocol_version, TLS_VERSIONS
                 ),
                 local_proxy_mode=enum(s, "localProxyMode", d_side.local_proxy_mode, LOCAL_PROXY_MODES),
+                envoy_image=s.str("envoyImage"),
+                init_container_image=s.str("initContainerImage"),
+                resources_json=resources(s),
             ),
             traffic=TrafficSpec(
                 enable_egress=t.bool("enableEgress"),

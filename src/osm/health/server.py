@@ -1,4 +1,5 @@
-"""The control plane's HTTP port (upstream: 9091): `/health/ready`, `/health/alive`, `/version`.
+"""The control plane's HTTP port (upstream: 9091): `/health/ready` (alias `/healthz`), `/health/alive`,
+`/version`.
 
 Ready answers 200 once the controller serves a snapshot of a fully listed source, 503 with the reason
 before (and while it stops); alive answers 200 while the process's event loop turns. Requests are small
@@ -32,6 +33,7 @@ class HealthServer:
         app = web.Application(client_max_size=1024)
         app.router.add_get("/health/ready", self._on_ready)
         app.router.add_get("/health/alive", self._on_alive)
+        app.router.add_get("/healthz", self._on_ready)  # the injector's and bootstrap's name for it
         app.router.add_get("/version", self._on_version)
         return app
 

@@ -35,6 +35,7 @@ class KubeSource:
         client: KubeClient,
         store: Store,
         *,
+        namespaced: tuple[Resource, ...] = MESH_NAMESPACED,
         settings: InformerSettings | None = None,
     ) -> None:
         self.client = client
@@ -43,7 +44,7 @@ class KubeSource:
         self.mesh_config = Informer(
             client, MESH_CONFIGS, self, namespace=store.osm_namespace, settings=settings
         )
-        self.namespaced = [Informer(client, r, self, settings=settings) for r in MESH_NAMESPACED]
+        self.namespaced = [Informer(client, r, self, settings=settings) for r in namespaced]
         self.synced = asyncio.Event()
         # Objects whose latest version was rejected: key -> reason (the accepted version, if any, is kept)
         self.rejected: dict[ObjectKey, str] = {}

@@ -1,0 +1,227 @@
+"""osm-injector: the sidecar-injection webhook (HTTPS 9090 `/mutate-pod-creation`, HTTP 9091 `/healthz`).
+
+On start it loads the mesh CA from its Secret (creating it when the controller has not yet), serves
+the webhook with a certificate for `osm-injector.<osm-namespace>.svc` signed by that CA, and applies
+its MutatingWebhookConfiguration with the CA as caBundle. It reads Namespaces and the MeshConfig from
+the API (informers) and creates each injected pod's bootstrap Secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from osm import __version__, logging_setup
+from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
+from osm.certificate.manager import CertificateManager
+from osm.certificate.types import Certificate, CertificateError
+from osm.health.server import HealthServer
+from osm.injector.patch import DEFAULT_ENVOY_IMAGE, DEFAULT_INIT_IMAGE, InjectorConfig
+from osm.injector.registration import INJECTOR_SERVICE, default_config_name, mutating_webhook_configuration
+from osm.injector.webhook import Injector
+from osm.k8s.casecret import load_or_create_ca
+from osm.k8s.client import ConfigError, KubeClient
+from osm.k8s.resources import MUTATING_WEBHOOKS, SECRETS
+from osm.k8s.source import KubeSource
+from osm.models.k8s import Namespace
+from osm.state.decode import ObjectKey
+from osm.state.store import Store
+
+log = logging.getLogger("osm.injector")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InjectorSettings:
+    config: InjectorConfig
+    webhook_address: str = "0.0.0.0:9090"
+    http_address: str | None = "0.0.0.0:9091"
+    webhook_config_name: str = ""  # "" : osm-webhook-<mesh>
+    ca_bundle_secret: str = "osm-ca-bundle"
+    register: bool = True  # apply the MutatingWebhookConfiguration
+
+
+class KubeBackend:
+    """What the webhook needs from the cluster."""
+
+    def __init__(self, kube: KubeClient, store: Store, certs: CertificateManager) -> None:
+        self.kube = kube
+        self.store = store
+        self.certs = certs
+
+    def namespace(self, name: str) -> Namespace | None:
+        obj = self.store.get(ObjectKey("Namespace", "", name))
+        return obj if isinstance(obj, Namespace) else None
+
+    def mesh_config(self) -> MeshConfig:
+        obj = self.store.get(ObjectKey("MeshConfig", self.store.osm_namespace, MESH_CONFIG_NAME))
+        return obj if isinstance(obj, MeshConfig) else MeshConfig()
+
+    def issue(self, cn: str) -> Certificate:
+        return self.certs.issue_internal(cn)
+
+    async def create_secret(self, secret: dict[str, Any]) -> None:
+        await self.kube.create(SECRETS.path(secret["metadata"]["namespace"]), secret)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def server_ssl(cert: Certificate) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as d:  # the ssl module loads keys from files only
+        crt, key = Path(d) / "tls.crt", Path(d) / "tls.key"
+        crt.write_bytes(cert.cert_pem)
+        key.touch(0o600)
+        key.write_bytes(cert.key_pem)
+        ctx.load_cert_chain(crt, key)
+    return ctx
+
+
+class InjectorServer:
+    def __init__(self, settings: InjectorSettings, kube: KubeClient) -> None:
+        self.settings = settings
+        self.kube = kube
+        cfg = settings.config
+        self.store = Store(mesh_name=cfg.mesh_name, osm_namespace=cfg.osm_namespace)
+        self.source = KubeSource(kube, self.store, namespaced=())
+        self.ready = asyncio.Event()
+        self.injector: Injector | None = None
+        self.port = 0
+        self.health: HealthServer | None = None
+
+    def _is_ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self.ready.is_set() else (False, "the webhook is not serving yet")
+
+    async def run(self) -> None:
+        s, cfg = self.settings, self.settings.config
+        if s.http_address:
+            self.health = HealthServer(s.http_address, ready=self._is_ready)
+            await self.health.start()
+        runner: web.AppRunner | None = None
+        watching = asyncio.create_task(self.source.run())
+        try:
+            ca, _ = await load_or_create_ca(self.kube, cfg.osm_namespace, s.ca_bundle_secret, now=_now())
+            certs = CertificateManager(ca, clock=_now)
+            self.injector = Injector(KubeBackend(self.kube, self.store, certs), cfg)
+            server_cert = certs.issue_internal(f"{INJECTOR_SERVICE}.{cfg.osm_namespace}.svc")
+            runner = web.AppRunner(self.injector.app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            host, port = _split(s.webhook_address)
+            site = web.TCPSite(runner, host, port, ssl_context=server_ssl(server_cert), reuse_address=True)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            self.port = int(sockets[0].getsockname()[1]) if sockets else port
+            await self.source.synced.wait()
+            if s.register:
+                name = s.webhook_config_name or default_config_name(cfg.mesh_name)
+                body = mutating_webhook_configuration(
+                    name,
+                    mesh_name=cfg.mesh_name,
+                    osm_namespace=cfg.osm_namespace,
+                    ca_pem=ca.trust_bundle_pem,
+                    version=cfg.version,
+                )
+                await self.kube.apply(MUTATING_WEBHOOKS.path(name=name), body, field_manager="osm-injector")
+                log.info("registered MutatingWebhookConfiguration %s", name)
+            self.ready.set()
+            log.info("injecting sidecars on port %d", self.port)
+            await watching
+        finally:
+            self.ready.clear()
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            if runner is not None:
+                await runner.cleanup()
+            if self.health is not None:
+                await self.health.stop()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="osm-injector", description="The OSM sidecar-injection webhook.")
+    p.add_argument("--kubeconfig")
+    p.add_argument("--mesh-name", default="osm")
+    p.add_argument("--osm-namespace", default="osm-system")
+    p.add_argument("--trust-domain", default="cluster.local")
+    p.add_argument("--ca-bundle-secret-name", default="osm-ca-bundle")
+    p.add_argument("--webhook-config-name", default="", help="default: osm-webhook-<mesh-name>")
+    p.add_argument("--webhook-address", default="0.0.0.0:9090")
+    p.add_argument("--http-address", default="0.0.0.0:9091")
+    p.add_argument("--ads-host", default="", help="default: osm-controller.<osm-namespace>.svc.cluster.local")
+    p.add_argument("--ads-port", type=int, default=15128)
+    p.add_argument("--envoy-image", default=DEFAULT_ENVOY_IMAGE, help="when the MeshConfig names none")
+    p.add_argument(
+        "--init-container-image", default=DEFAULT_INIT_IMAGE, help="when the MeshConfig names none"
+    )
+    p.add_argument(
+        "--legacy-sidecar",
+        action="store_true",
+        help="append Envoy to the containers (clusters before Kubernetes 1.29) instead of a native sidecar",
+    )
+    p.add_argument("--xds", choices=["sotw", "delta"], default="sotw")
+    p.add_argument("--verbosity", "-v", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> InjectorSettings:
+    return InjectorSettings(
+        config=InjectorConfig(
+            mesh_name=args.mesh_name,
+            osm_namespace=args.osm_namespace,
+            trust_domain=args.trust_domain,
+            ads_host=args.ads_host,
+            ads_port=args.ads_port,
+            xds=args.xds,
+            envoy_image=args.envoy_image,
+            init_image=args.init_container_image,
+            native_sidecar=not args.legacy_sidecar,
+            version=__version__,
+        ),
+        webhook_address=args.webhook_address,
+        http_address=args.http_address,
+        webhook_config_name=args.webhook_config_name,
+        ca_bundle_secret=args.ca_bundle_secret_name,
+    )
+
+
+async def _serve(settings: InjectorSettings, kubeconfig: str | None) -> None:
+    async with await KubeClient.connect(kubeconfig) as kube:
+        task = asyncio.create_task(InjectorServer(settings, kube).run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging_setup.setup(args.verbosity)
+    try:
+        asyncio.run(_serve(settings_from(args), args.kubeconfig))
+    except (ConfigError, CertificateError) as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Sidecar injection through the API server: fakekube calls the injector's webhook over HTTPS (checked
+against the caBundle the injector registered), the pod is stored patched, its bootstrap Secret exists,
+and a real Envoy started from that Secret is configured by the controller watching the same API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osm.cmd.controller import Controller, Settings
+from osm.cmd.injector import InjectorServer, InjectorSettings
+from osm.injector.patch import InjectorConfig, bootstrap_secret_name
+from osm.k8s.client import ApiError, KubeClient, Obj
+from osm.k8s.resources import (
+    CRDS,
+    MESH_CONFIGS,
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+)
+from osm.models.k8s import LABEL_MONITORED_BY, LABEL_PROXY_UUID
+from osm.testing.envoy import EnvoyProcess, dynamic_clusters, free_port, next_base_id
+from osm.testing.fakekube import FakeKube
+from osm.testing.kubeobjects import open_crd
+
+pytestmark = pytest.mark.asyncio
+
+
+@dataclass
+class Mesh:
+    fk: FakeKube
+    kube: KubeClient
+    controller: Controller
+    injector: InjectorServer
+
+
+def pod(ns: str, name: str, **annotations: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}, "annotations": annotations},
+        "spec": {
+            "serviceAccountName": name,
+            "containers": [
+                {
+                    "name": name,
+                    "image": "demo",
+                    "ports": [{"containerPort": 8080, "name": "http"}],
+                    "readinessProbe": {"httpGet": {"port": "http", "path": "/ready"}},
+                }
+            ],
+        },
+    }
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    injector_port = free_port()
+    fk = FakeKube(bookmark_interval=0.2, services={"osm-system/osm-injector": f"127.0.0.1:{injector_port}"})
+    await fk.serve()
+    kube = await KubeClient.connect(fk.write_kubeconfig(tmp_path / "kubeconfig"))
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await kube.create(CRDS.path(), open_crd(MESH_CONFIGS))
+        for ns, mesh_label in (
+            ("osm-system", None),
+            ("bookbuyer", "osm"),
+            ("bookstore", "osm"),
+            ("other", None),
+        ):
+            labels = {LABEL_MONITORED_BY: mesh_label} if mesh_label else {}
+            await kube.create(NAMESPACES.path(), {"metadata": {"name": ns, "labels": labels}})
+        mesh_config = {
+            "apiVersion": MESH_CONFIGS.api_version,
+            "kind": "MeshConfig",
+            "metadata": {"name": "osm-mesh-config", "namespace": "osm-system"},
+            "spec": {"traffic": {"enablePermissiveTrafficPolicyMode": True}},
+        }
+        await kube.create(MESH_CONFIGS.path("osm-system"), mesh_config)
+        for ns in ("bookbuyer", "bookstore"):
+            await kube.create(SERVICE_ACCOUNTS.path(ns), {"metadata": {"name": ns, "namespace": ns}})
+        await kube.create(
+            SERVICES.path("bookstore"),
+            {
+                "metadata": {"name": "bookstore", "namespace": "bookstore"},
+                "spec": {"selector": {"app": "bookstore"}, "ports": [{"name": "http", "port": 14001}]},
+            },
+        )
+        settings = Settings(local_dir=None, state_dir=None, kubernetes=True, ads_address="127.0.0.1:0")
+        controller = await Controller.on_kubernetes(settings, kube)
+        tasks.append(asyncio.create_task(controller.run()))
+        await asyncio.wait_for(controller.ready.wait(), 10)
+        injector = InjectorServer(
+            InjectorSettings(
+                config=InjectorConfig(ads_host="127.0.0.1", ads_port=controller.port),
+                webhook_address=f"127.0.0.1:{injector_port}",
+                http_address=None,
+            ),
+            kube,
+        )
+        tasks.append(asyncio.create_task(injector.run()))
+        await asyncio.wait_for(injector.ready.wait(), 10)
+        yield Mesh(fk, kube, controller, injector)
+    finally:
+        for task in reversed(tasks):
+            await _stop(task)
+        await kube.close()
+        await fk.stop()
+
+
+async def test_the_injector_registers_its_webhook_with_the_mesh_ca(mesh: Mesh) -> None:
+    config = await mesh.kube.get(MUTATING_WEBHOOKS.path(name="osm-webhook-osm"))
+    hook = config["webhooks"][0]
+    assert hook["name"] == "osm-inject.k8s.io" and hook["failurePolicy"] == "Fail"
+    assert hook["clientConfig"]["service"] == {
+        "name": "osm-injector",
+        "namespace": "osm-system",
+        "path": "/mutate-pod-creation",
+        "port": 9090,
+    }
+    assert base64.b64decode(hook["clientConfig"]["caBundle"]) == mesh.controller.ca.trust_bundle_pem
+
+
+@pytest.mark.envoy
+async def test_a_pod_created_through_the_api_gets_a_sidecar_the_controller_configures(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    created = await mesh.kube.create(PODS.path("bookbuyer"), pod("bookbuyer", "bookbuyer"))
+    uuid = created["metadata"]["labels"][LABEL_PROXY_UUID]
+    spec = created["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["osm-init", "envoy"]
+    envoy = spec["initContainers"][1]
+    assert envoy["restartPolicy"] == "Always" and envoy["securityContext"]["runAsUser"] == 1500
+    assert "--service-cluster" in envoy["args"] and "bookbuyer.bookbuyer" in envoy["args"]
+    assert {"name": "readiness-port", "containerPort": 15902} in envoy["ports"]
+    probe = spec["containers"][0]["readinessProbe"]["httpGet"]
+    assert (probe["port"], probe["path"]) == (15902, "/osm-readiness-probe")
+    assert {
+        "name": "envoy-bootstrap-config-volume",
+        "secret": {"secretName": bootstrap_secret_name(uuid)},
+    } in spec["volumes"]
+    assert "iptables-restore" in spec["initContainers"][0]["args"][0]
+
+    secret = await mesh.kube.get(SECRETS.path("bookbuyer", bootstrap_secret_name(uuid)))
+    files = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    assert set(files) == {
+        "bootstrap.yaml",
+        "tls_certificate_sds_secret.yaml",
+        "validation_context_sds_secret.yaml",
+        "sds_cert.pem",
+        "sds_key.pem",
+        "cacert.pem",
+    }
+    # Mount the Secret as the kubelet would (here: a directory, and a free admin port on loopback).
+    mount = tmp_path / "etc-envoy"
+    mount.mkdir()
+    admin = free_port()
+    for name, content in files.items():
+        text = content.replace(b"/etc/envoy", str(mount).encode())
+        if name == "bootstrap.yaml":
+            boot = yaml.safe_load(text)
+            boot["admin"]["address"]["socket_address"]["port_value"] = admin
+            text = yaml.safe_dump(boot).encode()
+        (mount / name).write_bytes(text)
+    proc = EnvoyProcess(mount / "bootstrap.yaml", admin, next_base_id(), tmp_path / "envoy.log")
+    proc.start()
+    try:
+        await asyncio.to_thread(proc.wait_ready, 20)
+
+        def configured() -> bool:
+            return "bookstore/bookstore|14001" in dynamic_clusters(proc.config_dump())
+
+        await asyncio.to_thread(proc.wait_for, configured, 20, "the bookstore cluster from the controller")
+        assert proc.stat("cluster_manager.cds.update_rejected") == 0
+    finally:
+        await asyncio.to_thread(proc.stop)
+
+
+async def test_pods_outside_the_mesh_are_not_injected_and_bad_ones_are_refused(mesh: Mesh) -> None:
+    outside = await mesh.kube.create(PODS.path("other"), pod("other", "web"))
+    assert "initContainers" not in outside["spec"]
+    assert LABEL_PROXY_UUID not in outside["metadata"]["labels"]
+    opted_out = await mesh.kube.create(
+        PODS.path("bookbuyer"),
+        pod("bookbuyer", "job", **{"openservicemesh.io/sidecar-injection": "disabled"}),
+    )
+    assert "initContainers" not in opted_out["spec"]
+    with pytest.raises(ApiError) as refused:
+        await mesh.kube.create(
+            PODS.path("bookbuyer"),
+            pod("bookbuyer", "bad", **{"openservicemesh.io/outbound-port-exclusion-list": "80,http"}),
+        )
+    assert "Pod bookbuyer/bad: the sidecar cannot be injected" in refused.value.message
+    assert "openservicemesh.io/outbound-port-exclusion-list: invalid port 'http'" in refused.value.message
+    with pytest.raises(ApiError):
+        await mesh.kube.get(PODS.path("bookbuyer", "bad"))
+    # a dry run is injected but leaves no Secret behind
+    secrets_before = len((await mesh.kube.list(SECRETS.path("bookbuyer")))[0])
+    await mesh.kube.request(
+        "POST", PODS.path("bookbuyer"), query={"dryRun": "All"}, body=pod("bookbuyer", "dry")
+    )
+    assert len((await mesh.kube.list(SECRETS.path("bookbuyer")))[0]) == secrets_before
