@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from osm.cmd.controller import Controller, Settings
-from osm.cmd.injector import InjectorServer, InjectorSettings
+from osm.cmd.injector import InjectorServer, InjectorSettings, KubeBackend
 from osm.injector.patch import InjectorConfig, bootstrap_secret_name
 from osm.k8s.client import ApiError, KubeClient, Obj
 from osm.k8s.resources import (
@@ -29,6 +29,7 @@ from osm.k8s.resources import (
     SERVICES,
 )
 from osm.models.k8s import LABEL_MONITORED_BY, LABEL_PROXY_UUID
+from osm.state.store import Store
 from osm.testing.envoy import EnvoyProcess, dynamic_clusters, free_port, next_base_id
 from osm.testing.fakekube import FakeKube
 from osm.testing.kubeobjects import open_crd
@@ -141,7 +142,8 @@ async def test_the_injector_registers_its_webhook_with_the_mesh_ca(mesh: Mesh) -
 async def test_a_pod_created_through_the_api_gets_a_sidecar_the_controller_configures(
     mesh: Mesh, tmp_path: Path
 ) -> None:
-    created = await mesh.kube.create(PODS.path("bookbuyer"), pod("bookbuyer", "bookbuyer"))
+    native = pod("bookbuyer", "bookbuyer", **{"openservicemesh.io/native-sidecar": "enabled"})
+    created = await mesh.kube.create(PODS.path("bookbuyer"), native)
     uuid = created["metadata"]["labels"][LABEL_PROXY_UUID]
     spec = created["spec"]
     assert [c["name"] for c in spec["initContainers"]] == ["osm-init", "envoy"]
@@ -216,3 +218,17 @@ async def test_pods_outside_the_mesh_are_not_injected_and_bad_ones_are_refused(m
         "POST", PODS.path("bookbuyer"), query={"dryRun": "All"}, body=pod("bookbuyer", "dry")
     )
     assert len((await mesh.kube.list(SECRETS.path("bookbuyer")))[0]) == secrets_before
+
+
+async def test_a_pod_created_right_after_its_namespace_is_injected(mesh: Mesh) -> None:
+    await mesh.kube.create(
+        NAMESPACES.path(), {"metadata": {"name": "fresh", "labels": {LABEL_MONITORED_BY: "osm"}}}
+    )
+    created = await mesh.kube.create(PODS.path("fresh"), pod("fresh", "app"))
+    assert LABEL_PROXY_UUID in created["metadata"]["labels"]
+    assert [c["name"] for c in created["spec"]["containers"]] == ["app", "envoy"]
+    # the lookup the webhook falls back on when its cache does not have the namespace yet
+    backend = KubeBackend(mesh.kube, Store(), mesh.controller.certs)
+    fresh = await backend.namespace("fresh")
+    assert fresh is not None and fresh.monitored_by == "osm"
+    assert await backend.namespace("missing") is None

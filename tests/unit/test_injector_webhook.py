@@ -15,7 +15,7 @@ from cryptography import x509
 from osm.apis.meshconfig import MeshConfig
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
-from osm.injector.patch import InjectorConfig, inject
+from osm.injector.patch import InjectorConfig, inject, native_sidecar
 from osm.injector.webhook import MAX_REVIEW_BYTES, Injector
 from osm.models.identity import ProxyCertCN
 from osm.models.k8s import Namespace
@@ -54,7 +54,7 @@ class Backend:
         self.mesh = mesh or MeshConfig()
         self.secrets: list[dict[str, Any]] = []
 
-    def namespace(self, name: str) -> Namespace | None:
+    async def namespace(self, name: str) -> Namespace | None:
         return self.namespaces.get(name)
 
     def mesh_config(self) -> MeshConfig:
@@ -117,7 +117,12 @@ def test_the_patch_adds_a_native_sidecar_and_keeps_the_pod() -> None:
     injection = inject(
         original,
         "bookbuyer",
-        mesh_config(envoyImage="envoy:custom", resources={"limits": {"cpu": "1"}}, logLevel="debug"),
+        mesh_config(
+            envoyImage="envoy:custom",
+            resources={"limits": {"cpu": "1"}},
+            logLevel="debug",
+            enableNativeSidecar=True,
+        ),
         InjectorConfig(),
         namespace_annotations={"openservicemesh.io/metrics": "enabled"},
         proxy_uuid="0f0e",
@@ -151,7 +156,7 @@ def test_the_legacy_layout_appends_envoy_to_the_containers() -> None:
         pod(),
         "bookbuyer",
         MeshConfig(),
-        InjectorConfig(native_sidecar=False, envoy_image="envoy:default"),
+        InjectorConfig(envoy_image="envoy:default"),
         namespace_annotations={},
         proxy_uuid="1",
         cert_pem=cert.cert_pem,
@@ -236,3 +241,12 @@ async def test_the_http_handler_bounds_and_checks_its_input() -> None:
             assert bad.status == 400
         big = await client.post("/mutate-pod-creation", data=b" " * (MAX_REVIEW_BYTES + 1))
         assert big.status == 413
+
+
+def test_native_sidecar_is_chosen_by_the_pod_annotation_over_the_mesh_config() -> None:
+    on, off = mesh_config(enableNativeSidecar=True), MeshConfig()
+    key = "openservicemesh.io/native-sidecar"
+    assert native_sidecar(on, {}) and not native_sidecar(off, {})
+    assert native_sidecar(off, {key: "enabled"}) and not native_sidecar(on, {key: "no"})
+    with pytest.raises(ValueError, match=r"openservicemesh.io/native-sidecar='sometimes'"):
+        native_sidecar(on, {key: "sometimes"})

@@ -38,6 +38,8 @@ class SidecarSpec:
     envoy_image: str = ""  # "" : the injector's default
     init_container_image: str = ""
     resources_json: str = ""  # the sidecar's ResourceRequirements, canonical JSON ("" when unset)
+    # Beyond upstream: Envoy as a native sidecar (an init container with restartPolicy Always, 1.29+)
+    enable_native_sidecar: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class MeshConfig:
                 envoy_image=s.str("envoyImage"),
                 init_container_image=s.str("initContainerImage"),
                 resources_json=resources(s),
+                enable_native_sidecar=s.bool("enableNativeSidecar"),
             ),
             traffic=TrafficSpec(
                 enable_egress=t.bool("enableEgress"),
@@ -207,6 +210,7 @@ SPEC_FIELDS: Fields = {
         "cipherSuites": None,
         "ecdhCurves": None,
         "localProxyMode": None,
+        "enableNativeSidecar": None,  # ours, not upstream's
     },
     "traffic": {
         "enableEgress": None,

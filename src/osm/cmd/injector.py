@@ -31,8 +31,8 @@ from osm.injector.patch import DEFAULT_ENVOY_IMAGE, DEFAULT_INIT_IMAGE, Injector
 from osm.injector.registration import INJECTOR_SERVICE, default_config_name, mutating_webhook_configuration
 from osm.injector.webhook import Injector
 from osm.k8s.casecret import load_or_create_ca
-from osm.k8s.client import ConfigError, KubeClient
-from osm.k8s.resources import MUTATING_WEBHOOKS, SECRETS
+from osm.k8s.client import ApiError, ConfigError, KubeClient
+from osm.k8s.resources import MUTATING_WEBHOOKS, NAMESPACES, SECRETS
 from osm.k8s.source import KubeSource
 from osm.models.k8s import Namespace
 from osm.state.decode import ObjectKey
@@ -63,9 +63,18 @@ class KubeBackend:
         self.store = store
         self.certs = certs
 
-    def namespace(self, name: str) -> Namespace | None:
+    async def namespace(self, name: str) -> Namespace | None:
+        """From the cache; from the API when the cache does not have it yet (a pod created right after
+        its namespace)."""
         obj = self.store.get(ObjectKey("Namespace", "", name))
-        return obj if isinstance(obj, Namespace) else None
+        if isinstance(obj, Namespace):
+            return obj
+        try:
+            return Namespace.from_k8s(await self.kube.get(NAMESPACES.path(name=name)))
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
 
     def mesh_config(self) -> MeshConfig:
         obj = self.store.get(ObjectKey("MeshConfig", self.store.osm_namespace, MESH_CONFIG_NAME))
@@ -171,11 +180,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--init-container-image", default=DEFAULT_INIT_IMAGE, help="when the MeshConfig names none"
     )
-    p.add_argument(
-        "--legacy-sidecar",
-        action="store_true",
-        help="append Envoy to the containers (clusters before Kubernetes 1.29) instead of a native sidecar",
-    )
     p.add_argument("--xds", choices=["sotw", "delta"], default="sotw")
     p.add_argument("--verbosity", "-v", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
@@ -192,7 +196,6 @@ def settings_from(args: argparse.Namespace) -> InjectorSettings:
             xds=args.xds,
             envoy_image=args.envoy_image,
             init_image=args.init_container_image,
-            native_sidecar=not args.legacy_sidecar,
             version=__version__,
         ),
         webhook_address=args.webhook_address,

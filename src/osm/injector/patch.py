@@ -1,10 +1,11 @@
 """The sidecar injection patch (pure): what the mutating webhook adds to a pod, and its bootstrap Secret.
 
-Upstream's patch (contract section 5.3) with one change, for its pain point 5: Envoy is a native
-sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+) placed right after the
-iptables init container. The kubelet starts it before the app's containers, so the app's first
-connections already have a proxy, and stops it after them, so a Job completes. `native_sidecar=False`
-gives upstream's layout (Envoy appended to the containers) for older clusters.
+Upstream's patch (contract section 5.3), with one opt-in for its pain point 5: Envoy as a native
+sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+) right after the iptables
+init container. The kubelet then starts it before the app's containers, so the app's first
+connections already have a proxy, and stops it after them, so a Job completes. Chosen by MeshConfig
+`spec.sidecar.enableNativeSidecar` and, over it, the pod annotation `openservicemesh.io/native-sidecar`
+(enabled|disabled); otherwise upstream's layout (Envoy appended to the containers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from osm.injector.iptables import init_container_command, iptables_config_for_po
 from osm.injector.probes import rewrite_probes
 from osm.models.fields import Doc
 from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
-from osm.models.k8s import ANNOTATION_METRICS, LABEL_PROXY_UUID, Container, Probe
+from osm.models.k8s import (
+    ANNOTATION_METRICS,
+    ANNOTATION_NATIVE_SIDECAR,
+    LABEL_PROXY_UUID,
+    Container,
+    Probe,
+)
 
 ENVOY_CONTAINER = "envoy"
 INIT_CONTAINER = "osm-init"
@@ -33,6 +40,7 @@ ENVOY_UID = 1500
 DEFAULT_ENVOY_IMAGE = "envoyproxy/envoy-distroless:v1.40.0"
 DEFAULT_INIT_IMAGE = "openservicemesh/init:v1.2.4"
 TRUE_VALUES = frozenset({"enabled", "yes", "true"})
+FALSE_VALUES = frozenset({"disabled", "no", "false"})
 
 
 def bootstrap_secret_name(proxy_uuid: str) -> str:
@@ -49,7 +57,6 @@ class InjectorConfig:
     xds: str = "sotw"
     envoy_image: str = DEFAULT_ENVOY_IMAGE  # when the MeshConfig names none
     init_image: str = DEFAULT_INIT_IMAGE
-    native_sidecar: bool = True
     version: str = ""
 
     @property
@@ -70,6 +77,19 @@ def proxy_cn(proxy_uuid: str, namespace: str, service_account: str, trust_domain
     )
 
 
+def native_sidecar(mesh: MeshConfig, annotations: Mapping[str, str]) -> bool:
+    """Whether Envoy goes in as a native sidecar: the pod's annotation, else the MeshConfig."""
+    value = annotations.get(ANNOTATION_NATIVE_SIDECAR)
+    if value is None:
+        return mesh.sidecar.enable_native_sidecar
+    v = value.strip().lower()
+    if v not in TRUE_VALUES | FALSE_VALUES:
+        raise ValueError(
+            f"annotation {ANNOTATION_NATIVE_SIDECAR}={value!r}: must be enabled|yes|true or disabled|no|false"
+        )
+    return v in TRUE_VALUES
+
+
 def _probe_json(raw: Mapping[str, Any], probe: Probe) -> dict[str, Any]:
     """`raw` (the container's probe as written) with the port, path and scheme of `probe`."""
     out = copy.deepcopy(dict(raw))
@@ -87,7 +107,7 @@ def _env_from(name: str, field_path: str) -> dict[str, Any]:
 
 
 def _envoy_container(
-    mesh: MeshConfig, cfg: InjectorConfig, service_cluster: str, probe_kinds: list[str]
+    mesh: MeshConfig, cfg: InjectorConfig, service_cluster: str, probe_kinds: list[str], native: bool
 ) -> dict[str, Any]:
     ports = [
         {"name": "proxy-admin", "containerPort": PORT_ADMIN},
@@ -121,7 +141,7 @@ def _envoy_container(
     }
     if mesh.sidecar.resources_json:
         c["resources"] = json.loads(mesh.sidecar.resources_json)
-    if cfg.native_sidecar:
+    if native:
         c["restartPolicy"] = "Always"
     return c
 
@@ -207,11 +227,12 @@ def inject(
         "data": {k: base64.b64encode(v).decode() for k, v in files.items()},
     }
 
-    envoy = _envoy_container(mesh, cfg, str(cn.identity), [r.kind for r in rewritten.routes])
+    native = native_sidecar(mesh, annotations)
+    envoy = _envoy_container(mesh, cfg, str(cn.identity), [r.kind for r in rewritten.routes], native)
     init = _init_container(mesh, cfg, annotations)
     init_containers = [dict(c) for c in spec.get("initContainers") or []]
-    init_containers = [init, envoy, *init_containers] if cfg.native_sidecar else [*init_containers, init]
-    if not cfg.native_sidecar:
+    init_containers = [init, envoy, *init_containers] if native else [*init_containers, init]
+    if not native:
         raw_containers.append(envoy)
     volumes = [
         *(spec.get("volumes") or []),

@@ -33,7 +33,7 @@ ADMISSION_API = "admission.k8s.io/v1"
 
 
 class Backend(Protocol):
-    def namespace(self, name: str) -> Namespace | None: ...
+    async def namespace(self, name: str) -> Namespace | None: ...
 
     def mesh_config(self) -> MeshConfig: ...
 
@@ -87,7 +87,7 @@ class Injector:
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         what = f"Pod {namespace}/{meta.get('name') or meta.get('generateName') or '<unnamed>'}"
-        ns = self.backend.namespace(namespace)
+        ns = await self.backend.namespace(namespace)
         try:
             wanted = must_inject(
                 ns,
