@@ -24,7 +24,11 @@ def test_arguments_and_defaults(tmp_path: Path) -> None:
     assert local.mesh_name == "osm" and local.trust_domain == "cluster.local"
     kube = _settings("--mesh-name", "m2", "--ca-bundle-secret-name", "ca")
     assert kube.kubernetes and kube.local_dir is None and kube.state_dir is None
-    assert (kube.ads_address, kube.http_address) == ("0.0.0.0:15128", "0.0.0.0:9091")
+    assert (kube.ads_address, kube.http_address, kube.webhook_address) == (
+        "0.0.0.0:15128",
+        "0.0.0.0:9091",
+        "0.0.0.0:9093",
+    )
     assert (kube.mesh_name, kube.ca_bundle_secret, kube.osm_namespace) == ("m2", "ca", "osm-system")
     with pytest.raises(ValueError, match="--state-dir is required"):
         _settings("--local", str(tmp_path))

@@ -16,10 +16,11 @@ from osm.apis.meshconfig import MeshConfig
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
 from osm.injector.patch import InjectorConfig, inject, native_sidecar
-from osm.injector.webhook import MAX_REVIEW_BYTES, Injector
+from osm.injector.webhook import Injector
 from osm.models.identity import ProxyCertCN
 from osm.models.k8s import Namespace
 from osm.testing.fakekube.patch import json_patch
+from osm.webhook.http import MAX_REVIEW_BYTES
 
 NOW = datetime.now(UTC)
 CA = TresorCA.create(now=NOW)

@@ -60,7 +60,7 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     targets = [o for o in objs if isinstance(o, TrafficTarget)]
     groups = [o for o in objs if isinstance(o, HTTPRouteGroup)]
     splits = [o for o in objs if isinstance(o, TrafficSplit)]
-    choice = rnd.randrange(9)
+    choice = rnd.randrange(10)
     new: MeshObject | None = None
     gone: ObjectKey | None = None
     if choice == 0 and pods:
@@ -90,6 +90,8 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
                 *(TrafficSplitBackend(b.service, 100 - w) for b in sp.backends[1:]),
             ),
         )
+    elif choice == 8 and groups:  # the TrafficTargets using it grant nothing: their sources lose access
+        gone = key_of(rnd.choice(groups))
     elif choice == 7 and services:
         svc = rnd.choice(services)
         new = replace(svc, ports=(ServicePort(8080 + rnd.randrange(3), 8080, "http"),))
@@ -137,3 +139,26 @@ def test_scoped_and_memoized_configs_equal_a_full_recomputation(rnd: random.Rand
                 if not scope.touches(deps, key, identity):
                     assert versions(after[key][0]) == versions(res), (changed, key)
         before = after
+
+
+def test_deleting_any_route_group_changes_no_proxy_outside_the_scope() -> None:
+    """A TrafficTarget whose routes are gone grants nothing: its sources lose the destination."""
+    objects = build(10, 1, mode="smi", targets=8, sources_per_target=1, seed=3).objects
+    groups = [key_of(o) for o in objects if isinstance(o, HTTPRouteGroup)]
+    assert groups
+    for group in groups:
+        store = Store()
+        for obj in objects:
+            store.apply(obj)
+        previous = MeshCatalog(store.snapshot())
+        before = configs(previous, ConfigGenerator())
+        store.delete(group)
+        catalog = MeshCatalog(store.snapshot(), previous, {group})
+        after = configs(catalog, ConfigGenerator())
+        scope = scope_of_change(previous.index, catalog.index, {group})
+        assert scope is not None
+        changed = {key for key in before if versions(after[key][0]) != versions(before[key][0])}
+        for key in changed:
+            pod = previous.state.pods[key]
+            identity = ServiceIdentity(pod.meta.namespace, pod.service_account)
+            assert scope.touches(before[key][1], key, identity), (group, key)

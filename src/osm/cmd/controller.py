@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
+
 from osm import logging_setup
 from osm.certificate.manager import CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
@@ -24,6 +26,7 @@ from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_cr
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import ConfigError, KubeClient
+from osm.k8s.resources import VALIDATING_WEBHOOKS
 from osm.k8s.source import KubeSource
 from osm.local.feed import FeedSource
 from osm.local.source import DEFAULT_SOURCE_LIMITS, ManifestSource, SourceLimits
@@ -32,12 +35,20 @@ from osm.messaging.debounce import Debouncer
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState
 from osm.state.store import Store
+from osm.validator.webhook import (
+    VALIDATOR_SERVICE,
+    Validator,
+    validating_webhook_configuration,
+)
+from osm.validator.webhook import default_config_name as validator_config_name
+from osm.webhook.http import serve, server_ssl
 
 log = logging.getLogger("osm.controller")
 
 DEFAULT_LOCAL_ADS = "127.0.0.1:15128"
 DEFAULT_KUBE_ADS = "0.0.0.0:15128"
 DEFAULT_KUBE_HTTP = "0.0.0.0:9091"
+DEFAULT_KUBE_WEBHOOK = "0.0.0.0:9093"
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class Settings:
     kubernetes: bool = False  # the API server is the source (see `Controller.on_kubernetes`)
     ca_bundle_secret: str = "osm-ca-bundle"
     http_address: str | None = None  # HOST:PORT of /health/ready, /health/alive and /version (9091)
+    webhook_address: str | None = None  # HOST:PORT of the validating webhook (9093; on Kubernetes)
+    validator_config_name: str = ""  # "" : osm-validator-mesh-<mesh>
 
 
 def _now() -> datetime:
@@ -101,6 +114,7 @@ class Controller:
         self.state: MeshState | None = None
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
+        self.validator_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc = GcTuner() if settings.tune_gc else None
 
@@ -161,6 +175,7 @@ class Controller:
         s = self.settings
         health = self.health = HealthServer(s.http_address, ready=self._is_ready) if s.http_address else None
         feeding: asyncio.Task[None] | None = None
+        validator: web.AppRunner | None = None
         try:
             if health is not None:
                 await health.start()
@@ -175,14 +190,37 @@ class Controller:
                     await feeding  # raises: the source ended before its first list
             else:
                 self.source.load()
+            if self.kube is not None and s.webhook_address:
+                validator = await self._start_validator(self.kube, s.webhook_address)
             await self._serve(feeding)
         finally:
+            if validator is not None:
+                await validator.cleanup()
             if feeding is not None and not feeding.done():
                 feeding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeding
             if health is not None:
                 await health.stop()
+
+    async def _start_validator(self, kube: KubeClient, address: str) -> web.AppRunner:
+        """Serve the validating webhook over HTTPS and register its ValidatingWebhookConfiguration."""
+        s = self.settings
+        cert = self.certs.issue_internal(f"{VALIDATOR_SERVICE}.{s.osm_namespace}.svc")
+        runner, self.validator_port = await serve(
+            Validator().app(), address, server_ssl(cert.cert_pem, cert.key_pem)
+        )
+        name = s.validator_config_name or validator_config_name(s.mesh_name)
+        body = validating_webhook_configuration(
+            name, mesh_name=s.mesh_name, osm_namespace=s.osm_namespace, ca_pem=self.ca.trust_bundle_pem
+        )
+        try:
+            await kube.apply(VALIDATING_WEBHOOKS.path(name=name), body, field_manager="osm-controller")
+        except BaseException:
+            await runner.cleanup()
+            raise
+        log.info("validating webhook on port %d, registered as %s", self.validator_port, name)
+        return runner
 
     async def _serve(self, feeding: asyncio.Task[None] | None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -341,6 +379,8 @@ def settings_from(args: argparse.Namespace, limits: AdsLimits, source_limits: So
         state_dir=args.state_dir,
         ads_address=args.ads_address or (DEFAULT_KUBE_ADS if kubernetes else DEFAULT_LOCAL_ADS),
         http_address=args.http_address or (DEFAULT_KUBE_HTTP if kubernetes else None),
+        webhook_address=args.webhook_address or (DEFAULT_KUBE_WEBHOOK if kubernetes else None),
+        validator_config_name=args.validator_webhook_config,
         mesh_name=args.mesh_name,
         osm_namespace=args.osm_namespace,
         trust_domain=args.trust_domain,

@@ -13,11 +13,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-import ssl
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +34,7 @@ from osm.k8s.source import KubeSource
 from osm.models.k8s import Namespace
 from osm.state.decode import ObjectKey
 from osm.state.store import Store
+from osm.webhook.http import serve, server_ssl
 
 log = logging.getLogger("osm.injector")
 
@@ -87,23 +85,6 @@ class KubeBackend:
         await self.kube.create(SECRETS.path(secret["metadata"]["namespace"]), secret)
 
 
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def server_ssl(cert: Certificate) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    with tempfile.TemporaryDirectory() as d:  # the ssl module loads keys from files only
-        crt, key = Path(d) / "tls.crt", Path(d) / "tls.key"
-        crt.write_bytes(cert.cert_pem)
-        key.touch(0o600)
-        key.write_bytes(cert.key_pem)
-        ctx.load_cert_chain(crt, key)
-    return ctx
-
-
 class InjectorServer:
     def __init__(self, settings: InjectorSettings, kube: KubeClient) -> None:
         self.settings = settings
@@ -131,13 +112,8 @@ class InjectorServer:
             certs = CertificateManager(ca, clock=_now)
             self.injector = Injector(KubeBackend(self.kube, self.store, certs), cfg)
             server_cert = certs.issue_internal(f"{INJECTOR_SERVICE}.{cfg.osm_namespace}.svc")
-            runner = web.AppRunner(self.injector.app(), handle_signals=False, access_log=None)
-            await runner.setup()
-            host, port = _split(s.webhook_address)
-            site = web.TCPSite(runner, host, port, ssl_context=server_ssl(server_cert), reuse_address=True)
-            await site.start()
-            sockets = getattr(site._server, "sockets", None) or []
-            self.port = int(sockets[0].getsockname()[1]) if sockets else port
+            context = server_ssl(server_cert.cert_pem, server_cert.key_pem)
+            runner, self.port = await serve(self.injector.app(), s.webhook_address, context)
             await self.source.synced.wait()
             if s.register:
                 name = s.webhook_config_name or default_config_name(cfg.mesh_name)

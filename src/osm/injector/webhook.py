@@ -9,8 +9,6 @@ sidecar would silently take it out of the mesh.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -25,11 +23,10 @@ from osm.injector.patch import BOOTSTRAP_VOLUME, InjectorConfig, inject, proxy_c
 from osm.injector.registration import MUTATE_PATH
 from osm.models.errors import ValidationError
 from osm.models.k8s import Namespace
+from osm.webhook import http
+from osm.webhook.review import request_of, response
 
 log = logging.getLogger(__name__)
-
-MAX_REVIEW_BYTES = 4 * 1024 * 1024  # an AdmissionReview of a pod (Kubernetes caps objects near 1.5 MiB)
-ADMISSION_API = "admission.k8s.io/v1"
 
 
 class Backend(Protocol):
@@ -42,33 +39,6 @@ class Backend(Protocol):
     async def create_secret(self, secret: dict[str, Any]) -> None: ...
 
 
-class ReviewError(Exception):
-    """The request is not an AdmissionReview this webhook can answer."""
-
-
-def _response(
-    uid: str, allowed: bool, *, message: str = "", code: int = 0, patch: Any = None
-) -> dict[str, Any]:
-    resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
-    if message or code:
-        resp["status"] = {"message": message, "code": code or (200 if allowed else 400)}
-    if patch is not None:
-        resp["patchType"] = "JSONPatch"
-        resp["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
-    return {"apiVersion": ADMISSION_API, "kind": "AdmissionReview", "response": resp}
-
-
-def _request(review: Any) -> Mapping[str, Any]:
-    if not isinstance(review, Mapping) or review.get("kind") != "AdmissionReview":
-        raise ReviewError("the body is not an AdmissionReview")
-    if review.get("apiVersion") != ADMISSION_API:
-        raise ReviewError(f"AdmissionReview {review.get('apiVersion')!r}: only {ADMISSION_API} is served")
-    req = review.get("request")
-    if not isinstance(req, Mapping) or not isinstance(req.get("uid"), str) or not req.get("uid"):
-        raise ReviewError("the AdmissionReview has no request.uid")
-    return req
-
-
 class Injector:
     def __init__(self, backend: Backend, cfg: InjectorConfig) -> None:
         self.backend = backend
@@ -77,12 +47,12 @@ class Injector:
         self.refused = 0
 
     async def review(self, review: Any) -> dict[str, Any]:
-        req = _request(review)
+        req = request_of(review)
         uid = str(req["uid"])
         kind = req.get("kind") or {}
         pod = req.get("object")
         if kind.get("kind") != "Pod" or req.get("operation") != "CREATE" or not isinstance(pod, Mapping):
-            return _response(uid, True)
+            return response(uid, True)
         namespace = str(req.get("namespace") or (pod.get("metadata") or {}).get("namespace") or "default")
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
@@ -99,12 +69,12 @@ class Injector:
         except InjectionError as e:
             return self._refuse(uid, what, str(e))
         if not wanted:
-            return _response(uid, True)
+            return response(uid, True)
         if any(
             v.get("name") == BOOTSTRAP_VOLUME for v in spec.get("volumes") or [] if isinstance(v, Mapping)
         ):
             log.info("%s already has a sidecar; admitted unchanged", what)
-            return _response(uid, True)
+            return response(uid, True)
         proxy_uuid = str(uuid.uuid4())
         sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
         cn = proxy_cn(proxy_uuid, namespace, sa, self.cfg.trust_domain)
@@ -127,33 +97,13 @@ class Injector:
             await self.backend.create_secret(injection.secret)
         self.injected += 1
         log.info("%s: sidecar injected (proxy %s)", what, proxy_uuid)
-        return _response(uid, True, patch=injection.patch)
+        return response(uid, True, patch=injection.patch)
 
     def _refuse(self, uid: str, what: str, reason: str) -> dict[str, Any]:
         self.refused += 1
         message = f"{what}: the sidecar cannot be injected: {reason}"
         log.warning("%s", message)
-        return _response(uid, False, message=message, code=400)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
-            return web.Response(status=413, text=f"an AdmissionReview over {MAX_REVIEW_BYTES} bytes\n")
-        body = await request.content.read(MAX_REVIEW_BYTES + 1)
-        if len(body) > MAX_REVIEW_BYTES:
-            return web.Response(status=413, text=f"an AdmissionReview over {MAX_REVIEW_BYTES} bytes\n")
-        try:
-            review = json.loads(body)
-            uid = str(_request(review)["uid"])
-        except (ValueError, ReviewError) as e:
-            return web.Response(status=400, text=f"{e}\n")
-        try:
-            answer = await self.review(review)
-        except Exception as e:  # the API server needs an answer; failurePolicy Fail refuses the pod
-            log.exception("injection failed")
-            return web.json_response(_response(uid, False, message=f"injection failed: {e}", code=500))
-        return web.json_response(answer)
+        return response(uid, False, message=message, code=400)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REVIEW_BYTES)
-        app.router.add_post(MUTATE_PATH, self.handle)
-        return app
+        return http.app(MUTATE_PATH, self.review, "injection")

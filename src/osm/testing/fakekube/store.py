@@ -30,6 +30,9 @@ DEFAULT_NAMESPACES = (
 )  # the event log keeps at most this many (older ones are compacted)
 
 
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -429,6 +432,14 @@ class Store:
                         "causes": [{"message": e} for e in errors[:20]],
                     },
                 )
+        if t.kind == "Namespace" and t.group == "":
+            # as the API server does (1.21+): a label naming the namespace, for namespaceSelectors
+            meta = obj.setdefault("metadata", {})
+            labels = meta.get("labels")
+            meta["labels"] = {
+                **(labels if isinstance(labels, dict) else {}),
+                NAME_LABEL: meta.get("name", ""),
+            }
         for hook in self.admission:
             obj = hook(op, t, obj, old)
         return obj

@@ -1,6 +1,8 @@
-"""Sidecar injection through the API server: fakekube calls the injector's webhook over HTTPS (checked
-against the caBundle the injector registered), the pod is stored patched, its bootstrap Secret exists,
-and a real Envoy started from that Secret is configured by the controller watching the same API."""
+"""The control plane on an API server. Sidecar injection: fakekube calls the injector's webhook over
+HTTPS (checked against the caBundle the injector registered), the pod is stored patched, its bootstrap
+Secret exists, and a real Envoy started from that Secret is configured by the controller watching the
+same API. Policy validation: the controller's validating webhook refuses an invalid TrafficTarget with
+its reason."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from osm.injector.patch import InjectorConfig, bootstrap_secret_name
 from osm.k8s.client import ApiError, KubeClient, Obj
 from osm.k8s.resources import (
     CRDS,
+    HTTP_ROUTE_GROUPS,
     MESH_CONFIGS,
     MUTATING_WEBHOOKS,
     NAMESPACES,
@@ -27,9 +30,12 @@ from osm.k8s.resources import (
     SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
+    TRAFFIC_TARGETS,
+    VALIDATING_WEBHOOKS,
 )
 from osm.models.k8s import LABEL_MONITORED_BY, LABEL_PROXY_UUID
 from osm.state.store import Store
+from osm.testing import kubetools
 from osm.testing.envoy import EnvoyProcess, dynamic_clusters, free_port, next_base_id
 from osm.testing.fakekube import FakeKube
 from osm.testing.kubeobjects import open_crd
@@ -72,13 +78,18 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 @pytest.fixture
 async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
-    injector_port = free_port()
-    fk = FakeKube(bookmark_interval=0.2, services={"osm-system/osm-injector": f"127.0.0.1:{injector_port}"})
+    injector_port, validator_port = free_port(), free_port()
+    services = {
+        "osm-system/osm-injector": f"127.0.0.1:{injector_port}",
+        "osm-system/osm-validator": f"127.0.0.1:{validator_port}",
+    }
+    fk = FakeKube(bookmark_interval=0.2, services=services)
     await fk.serve()
     kube = await KubeClient.connect(fk.write_kubeconfig(tmp_path / "kubeconfig"))
     tasks: list[asyncio.Task[None]] = []
     try:
-        await kube.create(CRDS.path(), open_crd(MESH_CONFIGS))
+        for crd in (MESH_CONFIGS, TRAFFIC_TARGETS, HTTP_ROUTE_GROUPS):
+            await kube.create(CRDS.path(), open_crd(crd))
         for ns, mesh_label in (
             ("osm-system", None),
             ("bookbuyer", "osm"),
@@ -103,7 +114,13 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
                 "spec": {"selector": {"app": "bookstore"}, "ports": [{"name": "http", "port": 14001}]},
             },
         )
-        settings = Settings(local_dir=None, state_dir=None, kubernetes=True, ads_address="127.0.0.1:0")
+        settings = Settings(
+            local_dir=None,
+            state_dir=None,
+            kubernetes=True,
+            ads_address="127.0.0.1:0",
+            webhook_address=f"127.0.0.1:{validator_port}",
+        )
         controller = await Controller.on_kubernetes(settings, kube)
         tasks.append(asyncio.create_task(controller.run()))
         await asyncio.wait_for(controller.ready.wait(), 10)
@@ -140,7 +157,7 @@ async def test_the_injector_registers_its_webhook_with_the_mesh_ca(mesh: Mesh) -
 
 @pytest.mark.envoy
 async def test_a_pod_created_through_the_api_gets_a_sidecar_the_controller_configures(
-    mesh: Mesh, tmp_path: Path
+    mesh: Mesh, tools: kubetools.Tools, tmp_path: Path
 ) -> None:
     native = pod("bookbuyer", "bookbuyer", **{"openservicemesh.io/native-sidecar": "enabled"})
     created = await mesh.kube.create(PODS.path("bookbuyer"), native)
@@ -188,8 +205,34 @@ async def test_a_pod_created_through_the_api_gets_a_sidecar_the_controller_confi
         def configured() -> bool:
             return "bookstore/bookstore|14001" in dynamic_clusters(proc.config_dump())
 
-        await asyncio.to_thread(proc.wait_for, configured, 20, "the bookstore cluster from the controller")
+        await asyncio.to_thread(
+            proc.wait_for, configured, 20, what="the bookstore cluster from the controller"
+        )
+
+        # SMI mode: without a TrafficTarget bookbuyer may not reach bookstore (served by the pod of the
+        # bookstore identity); kubectl applies one
+        await mesh.kube.create(PODS.path("bookstore"), pod("bookstore", "bookstore"))
+        await mesh.kube.apply(
+            MESH_CONFIGS.path("osm-system", "osm-mesh-config"),
+            {
+                "apiVersion": MESH_CONFIGS.api_version,
+                "kind": "MeshConfig",
+                "metadata": {"name": "osm-mesh-config", "namespace": "osm-system"},
+                "spec": {"traffic": {"enablePermissiveTrafficPolicyMode": False}},
+            },
+            field_manager="test",
+        )
+        await asyncio.to_thread(
+            proc.wait_for, lambda: not configured(), 20, what="the bookstore cluster gone in SMI mode"
+        )
+        policy = TRAFFIC_TARGET.replace("DEST", "bookstore") + "---\n" + ROUTES
+        rc, out = await kubectl(tools, tmp_path, tmp_path / "kubeconfig", "apply", "-f", "-", stdin=policy)
+        assert rc == 0, out
+        await asyncio.to_thread(
+            proc.wait_for, configured, 20, what="the bookstore cluster allowed by the TrafficTarget"
+        )
         assert proc.stat("cluster_manager.cds.update_rejected") == 0
+        assert proc.stat("listener_manager.lds.update_rejected") == 0
     finally:
         await asyncio.to_thread(proc.stop)
 
@@ -232,3 +275,87 @@ async def test_a_pod_created_right_after_its_namespace_is_injected(mesh: Mesh) -
     fresh = await backend.namespace("fresh")
     assert fresh is not None and fresh.monitored_by == "osm"
     assert await backend.namespace("missing") is None
+
+
+TRAFFIC_TARGET = """
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata:
+  name: bookbuyer-to-bookstore
+  namespace: bookstore
+spec:
+  destination: {kind: ServiceAccount, name: bookstore, namespace: DEST}
+  sources: [{kind: ServiceAccount, name: bookbuyer, namespace: bookbuyer}]
+  rules: [{kind: HTTPRouteGroup, name: routes, matches: [all]}]
+"""
+
+
+ROUTES = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata:
+  name: routes
+  namespace: bookstore
+spec:
+  matches: [{name: all, pathRegex: ".*", methods: ["*"]}]
+"""
+
+
+async def kubectl(
+    tools: kubetools.Tools, home: Path, kubeconfig: Path, *args: str, stdin: str = ""
+) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(tools.kubectl),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=tools.env(kubeconfig, home),
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return int(proc.returncode or 0), out.decode()
+
+
+async def test_kubectl_sees_the_validators_reason_for_an_invalid_traffic_target(
+    mesh: Mesh, tools: kubetools.Tools, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    config = await mesh.kube.get(VALIDATING_WEBHOOKS.path(name="osm-validator-mesh-osm"))
+    assert [w["name"] for w in config["webhooks"]] == [
+        "osm-validator.k8s.io",
+        "meshconfig.osm-validator.k8s.io",
+    ]
+
+    rc, out = await kubectl(
+        tools, tmp_path, kubeconfig, "apply", "-f", "-", stdin=TRAFFIC_TARGET.replace("DEST", "bookbuyer")
+    )
+    assert rc != 0
+    assert 'admission webhook "osm-validator.k8s.io" denied the request' in out
+    assert (
+        "TrafficTarget bookstore/bookbuyer-to-bookstore: field spec.destination.namespace: must equal the "
+        "TrafficTarget's namespace 'bookstore', got 'bookbuyer'"
+    ) in out
+    rc, out = await kubectl(
+        tools, tmp_path, kubeconfig, "apply", "-f", "-", stdin=TRAFFIC_TARGET.replace("DEST", "bookstore")
+    )
+    assert rc == 0, out
+    # a MeshConfig that would break the mesh is refused too (a misspelt field would be ignored otherwise)
+    rc, out = await kubectl(
+        tools,
+        tmp_path,
+        kubeconfig,
+        "patch",
+        "meshconfig",
+        "osm-mesh-config",
+        "-n",
+        "osm-system",
+        "--type=merge",
+        "-p",
+        '{"spec": {"traffic": {"enablePermisiveTrafficPolicyMode": false}}}',
+    )
+    assert rc != 0 and "did you mean 'enablePermissiveTrafficPolicyMode'?" in out

@@ -1,0 +1,1 @@
+"""What the admission webhooks share: AdmissionReview v1 parsing and answers, the bounded HTTP handler."""

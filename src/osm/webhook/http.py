@@ -1,0 +1,86 @@
+"""The HTTP side of an admission webhook: bounded body, 400 for what is not an AdmissionReview, and an
+answer (never a 500) when the review itself fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from osm.webhook.review import ReviewError, request_of, response
+
+log = logging.getLogger(__name__)
+
+MAX_REVIEW_BYTES = 4 * 1024 * 1024  # an AdmissionReview of one object (Kubernetes caps objects near 1.5 MiB)
+
+Review = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+def handler(review: Review, what: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        too_big = web.Response(status=413, text=f"an AdmissionReview over {MAX_REVIEW_BYTES} bytes\n")
+        if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
+            return too_big
+        body = await request.content.read(MAX_REVIEW_BYTES + 1)
+        if len(body) > MAX_REVIEW_BYTES:
+            return too_big
+        try:
+            doc = json.loads(body)
+            uid = str(request_of(doc)["uid"])
+        except (ValueError, ReviewError) as e:
+            return web.Response(status=400, text=f"{e}\n")
+        try:
+            answer = await review(doc)
+        except Exception as e:  # the API server needs an answer; failurePolicy Fail refuses the request
+            log.exception("%s failed", what)
+            return web.json_response(response(uid, False, message=f"{what} failed: {e}", code=500))
+        return web.json_response(answer)
+
+    return handle
+
+
+def app(path: str, review: Review, what: str) -> web.Application:
+    application = web.Application(client_max_size=MAX_REVIEW_BYTES)
+    application.router.add_post(path, handler(review, what))
+    return application
+
+
+def server_ssl(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A TLS 1.2+ server context for a webhook's certificate (signed by the mesh CA: the caBundle)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as d:  # the ssl module loads keys from files only
+        crt, key = Path(d) / "tls.crt", Path(d) / "tls.key"
+        crt.write_bytes(cert_pem)
+        key.touch(0o600)
+        key.write_bytes(key_pem)
+        ctx.load_cert_chain(crt, key)
+    return ctx
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def serve(
+    application: web.Application, address: str, context: ssl.SSLContext
+) -> tuple[web.AppRunner, int]:
+    """Serve over HTTPS on HOST:PORT; the runner (to clean up) and the port bound."""
+    runner = web.AppRunner(application, handle_signals=False, access_log=None)
+    await runner.setup()
+    host, port = split_address(address)
+    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, int(sockets[0].getsockname()[1]) if sockets else port
