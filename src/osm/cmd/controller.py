@@ -288,6 +288,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Kubernetes, none locally)",
     )
     p.add_argument(
+        "--webhook-address",
+        help=f"HOST:PORT for the validating webhook (default: {DEFAULT_KUBE_WEBHOOK} on Kubernetes)",
+    )
+    p.add_argument("--validator-webhook-config", default="", help="default: osm-validator-mesh-<mesh-name>")
+    p.add_argument(
         "--ca-bundle-secret-name", default="osm-ca-bundle", help="the Secret that holds the mesh CA"
     )
     p.add_argument("--mesh-name", default="osm")
