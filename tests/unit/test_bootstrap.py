@@ -177,7 +177,7 @@ def test_osm_local_bootstrap_errors(tmp_path: Path, args: list[str], message: st
 
 
 def test_osm_version() -> None:
-    result = CliRunner().invoke(cli, ["version"])
+    result = CliRunner().invoke(cli, ["version", "--client-only"])
     assert result.exit_code == 0 and result.output.startswith("osm version ")
 
 

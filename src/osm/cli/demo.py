@@ -19,19 +19,19 @@ from typing import Any
 import click
 import yaml
 
-import osm
 from osm.apis.meshconfig import MeshConfig
 from osm.demo.dashboard import build_rows, collect, render
 from osm.demo.manifests import THIEF_TARGET
 from osm.local import up
 from osm.models.errors import ValidationError
+from osm.paths import DATA
 
 WINDOW = 2.0  # seconds of traffic an expectation must hold over
 STEP_TIMEOUT = 45.0
 
 
 def default_manifests() -> Path:
-    return Path(osm.__file__).resolve().parents[2] / "demo"
+    return DATA / "demo"
 
 
 def traffic_mode(manifests: Path) -> str:
@@ -242,7 +242,7 @@ def dashboard(state_dir: Path, manifests: Path) -> None:
     "--manifests",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="the demo manifests to copy (default: the repository's demo/)",
+    help="the demo manifests to copy (default: the ones installed with osm)",
 )
 def demo_cmd(state_dir: Path, script: bool, manifests: Path | None) -> None:
     """Run the bookstore demo on this machine (root, Linux) with real Envoy sidecars."""

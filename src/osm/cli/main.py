@@ -16,9 +16,16 @@ def cli() -> None:
 
 
 @cli.command()
-def version() -> None:
-    """Print the CLI version."""
+@click.option("--client-only", is_flag=True, help="only the CLI's version")
+@click.option("--osm-namespace", default="osm-system", show_default=True)
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None)
+def version(client_only: bool, osm_namespace: str, kubeconfig: str | None) -> None:
+    """Print the CLI's version, and the control plane's when it is reachable."""
     click.echo(f"osm version {__version__}")
+    if not client_only:
+        from osm.cli.cluster import controller_version
+
+        click.echo(f"control plane ({osm_namespace}): {controller_version(kubeconfig, osm_namespace)}")
 
 
 @cli.group()
@@ -184,9 +191,11 @@ def exec_cmd(pod: str, namespace: str, state_dir: Path, command: tuple[str, ...]
 
 
 def _commands() -> None:
+    from osm.cli.cluster import install_cmd, mesh_group, namespace_group, uninstall_group
     from osm.cli.demo import demo_cmd
 
-    cli.add_command(demo_cmd)
+    for command in (demo_cmd, install_cmd, uninstall_group, namespace_group, mesh_group):
+        cli.add_command(command)
 
 
 _commands()

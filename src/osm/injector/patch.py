@@ -164,6 +164,36 @@ def _init_container(mesh: MeshConfig, cfg: InjectorConfig, annotations: Mapping[
     }
 
 
+RESERVED_PORTS = frozenset({PORT_ADMIN, 15001, PORT_INBOUND, PORT_METRICS, *PROBE_PORTS.values(), 15904})
+
+
+def _check_reserved(spec: Mapping[str, Any], envoy: Mapping[str, Any]) -> None:
+    """The sidecar's container, volume, port names and ports must not clash with the pod's own."""
+    names = {ENVOY_CONTAINER, INIT_CONTAINER}
+    port_names = {str(p["name"]) for p in envoy["ports"]}
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(field) or []):
+            if not isinstance(c, Mapping):
+                continue
+            where = f"spec.{field}[{i}]"
+            if c.get("name") in names:
+                raise ValueError(f"{where}.name: {c.get('name')!r} is the sidecar's container name")
+            for j, p in enumerate(c.get("ports") or []):
+                if not isinstance(p, Mapping):
+                    continue
+                if p.get("containerPort") in RESERVED_PORTS:
+                    reserved = ", ".join(str(n) for n in sorted(RESERVED_PORTS))
+                    raise ValueError(
+                        f"{where}.ports[{j}].containerPort: {p.get('containerPort')} is reserved for the "
+                        f"sidecar ({reserved})"
+                    )
+                if p.get("name") in port_names:
+                    raise ValueError(f"{where}.ports[{j}].name: {p.get('name')!r} is the sidecar's port name")
+    for i, v in enumerate(spec.get("volumes") or []):
+        if isinstance(v, Mapping) and v.get("name") == BOOTSTRAP_VOLUME:
+            raise ValueError(f"spec.volumes[{i}].name: {BOOTSTRAP_VOLUME!r} is the sidecar's volume name")
+
+
 def inject(
     pod: Mapping[str, Any],
     namespace: str,
@@ -229,6 +259,7 @@ def inject(
 
     native = native_sidecar(mesh, annotations)
     envoy = _envoy_container(mesh, cfg, str(cn.identity), [r.kind for r in rewritten.routes], native)
+    _check_reserved(spec, envoy)
     init = _init_container(mesh, cfg, annotations)
     init_containers = [dict(c) for c in spec.get("initContainers") or []]
     init_containers = [init, envoy, *init_containers] if native else [*init_containers, init]

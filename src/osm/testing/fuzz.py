@@ -15,13 +15,11 @@ import copy
 import functools
 import random
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 from google.protobuf.message import DecodeError
 
-import osm
 from osm.apis.meshconfig import MeshConfig
 from osm.catalog import MeshCatalog
 from osm.envoy.ads.delta import DeltaRequest, DeltaStream
@@ -32,11 +30,12 @@ from osm.envoy.sds.secrets import CertMaterial
 from osm.envoy.types import ORDER, WILDCARD_TYPES, ProxyResources
 from osm.local.source import DocumentError, SourceLimits, parse_manifest
 from osm.models.errors import ValidationError
+from osm.paths import DATA
 from osm.state.decode import decode
 from osm.state.snapshot import MeshState
 from osm.testing.mesh import build
 
-DEMO = Path(osm.__file__).resolve().parents[2] / "demo"
+DEMO = DATA / "demo"
 FAKE_CERT = CertMaterial(b"<cert>", b"<key>", b"<bundle>")
 LIMITS = SourceLimits(max_file_bytes=64 * 1024, max_files=10, max_documents=200)
 MAX_NAMES = 200

@@ -18,17 +18,17 @@ import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-import osm
 from osm.certificate.manager import CertificateManager
 from osm.certificate.tresor import TresorCA
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
 from osm.local.source import ManifestSource
 from osm.local.uuids import ProxyUuids
+from osm.paths import DATA
 from osm.state.store import Store
 from osm.testing.wait import wait_for
 
-EXAMPLE = Path(osm.__file__).resolve().parents[2] / "examples" / "bookstore"
+EXAMPLE = DATA / "examples" / "bookstore"
 SERVER_CN = "ads.cluster.local"
 SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
