@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench bench-full bench-hardening demo demo-script test lint typecheck imports unit run-example system-deps clean
+.PHONY: bench bench-full bench-hardening bench-kube demo demo-script test lint typecheck imports unit run-example system-deps clean
 
 # The bookstore demo on this machine (as root): pods in network namespaces, real Envoy sidecars.
 demo: system-deps $(STAMP)
@@ -32,6 +32,9 @@ bench-full: system-deps $(STAMP)
 
 # Hardening figures: the fuzz targets over 1.8 M inputs (atheris for the byte-level ones), the controller
 # under hostile clients, and (as root) fault injection on the local mesh.
+bench-kube: $(STAMP)
+	$(PY) bench/kube_sync.py
+
 bench-hardening: system-deps $(STAMP)
 	$(PY) -m pip install -q atheris
 	$(PY) bench/fuzz.py

@@ -289,7 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--webhook-address",
-        help=f"HOST:PORT for the validating webhook (default: {DEFAULT_KUBE_WEBHOOK} on Kubernetes)",
+        help=f"HOST:PORT of the validating webhook (default: {DEFAULT_KUBE_WEBHOOK} on Kubernetes; '': none)",
     )
     p.add_argument("--validator-webhook-config", default="", help="default: osm-validator-mesh-<mesh-name>")
     p.add_argument(
@@ -384,7 +384,11 @@ def settings_from(args: argparse.Namespace, limits: AdsLimits, source_limits: So
         state_dir=args.state_dir,
         ads_address=args.ads_address or (DEFAULT_KUBE_ADS if kubernetes else DEFAULT_LOCAL_ADS),
         http_address=args.http_address or (DEFAULT_KUBE_HTTP if kubernetes else None),
-        webhook_address=args.webhook_address or (DEFAULT_KUBE_WEBHOOK if kubernetes else None),
+        webhook_address=(
+            args.webhook_address
+            if args.webhook_address is not None
+            else (DEFAULT_KUBE_WEBHOOK if kubernetes else None)
+        ),
         validator_config_name=args.validator_webhook_config,
         mesh_name=args.mesh_name,
         osm_namespace=args.osm_namespace,
