@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +22,10 @@ import yaml
 
 from osm import __version__, logging_setup
 from osm.apis.meshconfig import MESH_CONFIG_NAME
-from osm.certificate.types import CertificateError
+from osm.cmd.process import StartupError, run, with_cluster
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
-from osm.k8s.client import ApiError, ConfigError, KubeClient
+from osm.k8s.client import ApiError, KubeClient
 from osm.k8s.resources import CONFIG_MAPS, CRDS, MESH_CONFIGS
 from osm.paths import CHART
 
@@ -90,8 +88,13 @@ class Bootstrap:
         preset = await self.kube.get(CONFIG_MAPS.path(ns, PRESET_CONFIG_MAP))
         text = (preset.get("data") or {}).get(PRESET_KEY)
         if not isinstance(text, str):
-            raise ValueError(f"ConfigMap {ns}/{PRESET_CONFIG_MAP} has no key {PRESET_KEY}")
-        spec = json.loads(text)
+            raise StartupError(f"ConfigMap {ns}/{PRESET_CONFIG_MAP} has no key {PRESET_KEY}")
+        try:
+            spec = json.loads(text)
+        except ValueError as e:
+            raise StartupError(
+                f"ConfigMap {ns}/{PRESET_CONFIG_MAP} key {PRESET_KEY}: not JSON: {e}"
+            ) from None
         mesh_config = {
             "apiVersion": MESH_CONFIGS.api_version,
             "kind": "MeshConfig",
@@ -164,16 +167,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _serve(settings: BootstrapSettings, kubeconfig: str | None) -> None:
-    async with await KubeClient.connect(kubeconfig) as kube:
-        task = asyncio.create_task(Bootstrap(settings, kube).run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging_setup.setup(args.verbosity)
@@ -187,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         load_crds(settings.crds_dir)
-        asyncio.run(_serve(settings, args.kubeconfig))
-    except (ConfigError, CertificateError, FileNotFoundError, ValueError) as e:
+    except (OSError, yaml.YAMLError) as e:
         log.error("%s", e)
         return 1
-    return 0
+
+    async def serve(kube: KubeClient) -> None:
+        await Bootstrap(settings, kube).run()
+
+    return run(with_cluster(args.kubeconfig, serve), log)
 
 
 if __name__ == "__main__":

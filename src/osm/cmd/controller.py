@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import resource
-import signal
 import socket
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -19,13 +18,14 @@ from aiohttp import web
 from osm import logging_setup
 from osm.certificate.manager import CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
-from osm.certificate.types import Certificate, CertificateError
+from osm.certificate.types import Certificate
 from osm.cmd.gctune import GcTuner
+from osm.cmd.process import run, until_signalled
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
-from osm.k8s.client import ConfigError, KubeClient
+from osm.k8s.client import KubeClient
 from osm.k8s.resources import VALIDATING_WEBHOOKS
 from osm.k8s.source import KubeSource
 from osm.local.feed import FeedSource
@@ -361,12 +361,7 @@ async def _serve(settings: Settings, kubeconfig: str | None = None) -> None:
             controller = await Controller.on_kubernetes(settings, kube)
         else:
             controller = Controller(settings)
-        task = asyncio.create_task(controller.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await until_signalled(controller.run())
         log.info("controller stopped")
     finally:
         if kube is not None:
@@ -417,12 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         log.error("%s", e)
         return 2
-    try:
-        asyncio.run(_serve(settings, args.kubeconfig))
-    except (ConfigError, CertificateError) as e:
-        log.error("%s", e)
-        return 1
-    return 0
+    return run(_serve(settings, args.kubeconfig), log)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +21,14 @@ from aiohttp import web
 from osm import __version__, logging_setup
 from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
 from osm.certificate.manager import CertificateManager
-from osm.certificate.types import Certificate, CertificateError
+from osm.certificate.types import Certificate
+from osm.cmd.process import run, with_cluster
 from osm.health.server import HealthServer
 from osm.injector.patch import DEFAULT_ENVOY_IMAGE, DEFAULT_INIT_IMAGE, InjectorConfig
 from osm.injector.registration import INJECTOR_SERVICE, default_config_name, mutating_webhook_configuration
 from osm.injector.webhook import Injector
 from osm.k8s.casecret import load_or_create_ca
-from osm.k8s.client import ApiError, ConfigError, KubeClient
+from osm.k8s.client import ApiError, KubeClient
 from osm.k8s.resources import MUTATING_WEBHOOKS, NAMESPACES, SECRETS
 from osm.k8s.source import KubeSource
 from osm.models.k8s import Namespace
@@ -181,25 +181,15 @@ def settings_from(args: argparse.Namespace) -> InjectorSettings:
     )
 
 
-async def _serve(settings: InjectorSettings, kubeconfig: str | None) -> None:
-    async with await KubeClient.connect(kubeconfig) as kube:
-        task = asyncio.create_task(InjectorServer(settings, kube).run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging_setup.setup(args.verbosity)
-    try:
-        asyncio.run(_serve(settings_from(args), args.kubeconfig))
-    except (ConfigError, CertificateError) as e:
-        log.error("%s", e)
-        return 1
-    return 0
+    settings = settings_from(args)
+
+    async def serve(kube: KubeClient) -> None:
+        await InjectorServer(settings, kube).run()
+
+    return run(with_cluster(args.kubeconfig, serve), log)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from osm import __version__
+from osm.webhook.http import serve, split_address
 
 Probe = Callable[[], tuple[bool, str]]
 
 
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class HealthServer:
     def __init__(self, address: str, *, ready: Probe) -> None:
-        self.host, self.port = _split(address)
+        self.host, self.port = split_address(address)
         self._ready = ready
         self._runner: web.AppRunner | None = None
 
@@ -49,14 +45,7 @@ class HealthServer:
         return web.Response(text=json.dumps(body), content_type="application/json")
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
-        self._runner = runner
+        self._runner, self.port = await serve(self.app(), f"{self.host}:{self.port}", None)
 
     async def stop(self) -> None:
         if self._runner is not None:

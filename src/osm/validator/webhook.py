@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from osm.models.k8s import LABEL_IGNORE, LABEL_MONITORED_BY
 from osm.validator.verdict import MESH_CONFIG, VALIDATED, verdict
 from osm.webhook import http
-from osm.webhook.review import request_of, response
+from osm.webhook.review import client_config, config_labels, mesh_namespaces, request_of, response
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +59,10 @@ def _rules(kinds: tuple[tuple[str, str, str], ...]) -> list[dict[str, Any]]:
 def validating_webhook_configuration(
     name: str, *, mesh_name: str, osm_namespace: str, ca_pem: bytes, version: str = ""
 ) -> dict[str, Any]:
-    client = {
-        "service": {
-            "name": VALIDATOR_SERVICE,
-            "namespace": osm_namespace,
-            "path": VALIDATE_PATH,
-            "port": VALIDATOR_PORT,
-        },
-        "caBundle": base64.b64encode(ca_pem).decode(),
-    }
     common = {
-        "clientConfig": client,
+        "clientConfig": client_config(
+            VALIDATOR_SERVICE, osm_namespace, VALIDATE_PATH, VALIDATOR_PORT, ca_pem
+        ),
         "failurePolicy": "Fail",
         "matchPolicy": "Exact",
         "sideEffects": "None",
@@ -80,36 +72,21 @@ def validating_webhook_configuration(
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/name": "openservicemesh.io",
-                "app.kubernetes.io/instance": mesh_name,
-                "app.kubernetes.io/version": version,
-                "app": "osm-controller",
-            },
-        },
+        "metadata": {"name": name, "labels": config_labels(mesh_name, version, "osm-controller")},
         "webhooks": [
             {
                 "name": WEBHOOK_NAME,
                 **common,
-                "namespaceSelector": {
-                    "matchLabels": {LABEL_MONITORED_BY: mesh_name},
-                    "matchExpressions": [
-                        {"key": LABEL_IGNORE, "operator": "DoesNotExist"},
-                        {"key": "name", "operator": "NotIn", "values": [osm_namespace]},
-                        {"key": "control-plane", "operator": "DoesNotExist"},
-                    ],
-                },
+                "namespaceSelector": mesh_namespaces(
+                    mesh_name, osm_namespace, LABEL_MONITORED_BY, LABEL_IGNORE
+                ),
                 "rules": _rules(VALIDATED),
             },
             {
                 # The mesh's own MeshConfig, in the OSM namespace (which the webhook above excludes)
                 "name": f"meshconfig.{WEBHOOK_NAME}",
                 **common,
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": osm_namespace},
-                },
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": osm_namespace}},
                 "rules": _rules((MESH_CONFIG,)),
             },
         ],

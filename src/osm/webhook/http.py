@@ -70,9 +70,9 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 async def serve(
-    application: web.Application, address: str, context: ssl.SSLContext
+    application: web.Application, address: str, context: ssl.SSLContext | None
 ) -> tuple[web.AppRunner, int]:
-    """Serve over HTTPS on HOST:PORT; the runner (to clean up) and the port bound."""
+    """Serve on HOST:PORT (over HTTPS with `context`); the runner (to clean up) and the port bound."""
     runner = web.AppRunner(application, handle_signals=False, access_log=None)
     await runner.setup()
     host, port = split_address(address)
