@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -224,3 +225,23 @@ def test_install_run_inject_and_uninstall(
     assert "osm" not in cluster.helm("list", "-n", "osm-system").split("\n", 1)[1]
     assert json.loads(cluster.kubectl("get", "deployments", "-n", "osm-system", "-o", "json"))["items"] == []
     assert "no osm control planes found" in osm(cluster, "mesh", "list")
+
+
+def test_the_chart_lints_and_every_rendered_manifest_validates(cluster: Cluster) -> None:
+    assert "0 chart(s) failed" in cluster.helm("lint", str(CHART))
+    for values in ([], ["--set", "osm.enableNativeSidecar=true", "--set", "osm.osmNamespace=mesh-system"]):
+        rendered = cluster.helm("template", "osm", str(CHART), "--include-crds", "-n", "osm-system", *values)
+        docs = [d for d in yaml.safe_load_all(rendered) if d]
+        assert {d["kind"] for d in docs} >= {
+            "CustomResourceDefinition",
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "ConfigMap",
+        }
+        for doc in docs:
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)

@@ -117,7 +117,10 @@ def _object(
         # else: pruned, as the API server prunes unknown fields
     for k, sub_schema in props.items():
         if k not in out and isinstance(sub_schema, dict) and "default" in sub_schema:
-            out[k] = copy.deepcopy(sub_schema["default"])
+            # as the API server does, a defaulted value is defaulted in turn (`default: {}` on an object
+            # brings its fields' defaults)
+            sub = f"{path}.{k}" if path else k
+            out[k] = _walk(copy.deepcopy(sub_schema["default"]), sub_schema, sub, errors, strict)
     for k in schema.get("required") or []:
         if k not in out:
             sub = f"{path}.{k}" if path else k
