@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench bench-full bench-hardening bench-kube demo demo-script test lint typecheck imports unit run-example system-deps clean
+.PHONY: install-check bench bench-full bench-hardening bench-kube demo demo-script test lint typecheck imports unit run-example system-deps clean
 
 # The bookstore demo on this machine (as root): pods in network namespaces, real Envoy sidecars.
 demo: system-deps $(STAMP)
@@ -90,3 +90,12 @@ run-example: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .osm-state .coverage
+
+# The package as users install it: a wheel into a fresh venv, its commands and data files.
+install-check:
+	rm -rf /tmp/osm-install-check && python3 -m venv /tmp/osm-install-check
+	/tmp/osm-install-check/bin/pip install -q .
+	cd /tmp && /tmp/osm-install-check/bin/python -c "from osm.paths import CHART, DATA; assert len(list((CHART / 'crds').glob('*.yaml'))) == 10 and (DATA / 'demo' / '00-mesh.yaml').is_file()"
+	for c in osm osm-controller osm-injector osm-bootstrap; do /tmp/osm-install-check/bin/$$c --help >/dev/null; done
+	HELM_BIN=$(CURDIR)/$(VENV)/lib/osm-k8s/helm /tmp/osm-install-check/bin/osm install --dry-run | grep -q "kind: Deployment"
+	rm -rf /tmp/osm-install-check

@@ -616,6 +616,7 @@ KUBE_API_FAILED = _code(
     "ErrKubernetesAPI",
     "A list or watch of the API server failed; it is retried with backoff and the last state is kept.",
 )
+RECONCILED_WEBHOOK = _code("E7002", "ErrReconcilingUpdatedMutatingWebhook")
 KUBE_OBJECT_REJECTED = _code(
     "E9202",
     "ErrObjectRejected",

@@ -120,6 +120,7 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
             kubernetes=True,
             ads_address="127.0.0.1:0",
             webhook_address=f"127.0.0.1:{validator_port}",
+            reconcile_interval=0.2,
         )
         controller = await Controller.on_kubernetes(settings, kube)
         tasks.append(asyncio.create_task(controller.run()))
@@ -129,6 +130,7 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
                 config=InjectorConfig(ads_host="127.0.0.1", ads_port=controller.port),
                 webhook_address=f"127.0.0.1:{injector_port}",
                 http_address=None,
+                reconcile_interval=0.2,
             ),
             kube,
         )
@@ -359,3 +361,25 @@ async def test_kubectl_sees_the_validators_reason_for_an_invalid_traffic_target(
         '{"spec": {"traffic": {"enablePermisiveTrafficPolicyMode": false}}}',
     )
     assert rc != 0 and "did you mean 'enablePermissiveTrafficPolicyMode'?" in out
+
+
+async def test_the_webhook_configurations_are_restored_when_deleted_or_edited(mesh: Mesh) -> None:
+    mutating = MUTATING_WEBHOOKS.path(name="osm-webhook-osm")
+    validating = VALIDATING_WEBHOOKS.path(name="osm-validator-mesh-osm")
+    await mesh.kube.delete(mutating)
+    edited = await mesh.kube.get(validating)
+    edited["webhooks"][0]["failurePolicy"] = "Ignore"
+    await mesh.kube.replace(validating, edited)
+
+    async def restored() -> bool:
+        try:
+            hooks = (await mesh.kube.get(mutating))["webhooks"]
+        except ApiError:
+            return False
+        return bool(hooks) and (await mesh.kube.get(validating))["webhooks"][0]["failurePolicy"] == "Fail"
+
+    for _ in range(50):
+        if await restored():
+            break
+        await asyncio.sleep(0.1)
+    assert await restored()

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_cr
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import KubeClient
+from osm.k8s.reconcile import keep_applied
 from osm.k8s.resources import VALIDATING_WEBHOOKS
 from osm.k8s.source import KubeSource
 from osm.local.feed import FeedSource
@@ -74,6 +76,7 @@ class Settings:
     http_address: str | None = None  # HOST:PORT of /health/ready, /health/alive and /version (9091)
     webhook_address: str | None = None  # HOST:PORT of the validating webhook (9093; on Kubernetes)
     validator_config_name: str = ""  # "" : osm-validator-mesh-<mesh>
+    reconcile_interval: float = 30.0  # how often the webhook configuration is checked (and restored)
 
 
 def _now() -> datetime:
@@ -115,6 +118,7 @@ class Controller:
         self.ready = asyncio.Event()
         self.health: HealthServer | None = None
         self.validator_port = 0
+        self._keep: tuple[KubeClient, str, dict[str, Any]] | None = None  # the webhook configuration kept
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc = GcTuner() if settings.tune_gc else None
 
@@ -214,11 +218,13 @@ class Controller:
         body = validating_webhook_configuration(
             name, mesh_name=s.mesh_name, osm_namespace=s.osm_namespace, ca_pem=self.ca.trust_bundle_pem
         )
+        path = VALIDATING_WEBHOOKS.path(name=name)
         try:
-            await kube.apply(VALIDATING_WEBHOOKS.path(name=name), body, field_manager="osm-controller")
+            await kube.apply(path, body, field_manager="osm-controller")
         except BaseException:
             await runner.cleanup()
             raise
+        self._keep = (kube, path, body)
         log.info("validating webhook on port %d, registered as %s", self.validator_port, name)
         return runner
 
@@ -244,6 +250,13 @@ class Controller:
                 tg.create_task(RotationLoop(self.certs, interval=s.rotation_interval).run())
                 if feeding is not None:
                     tg.create_task(_await(feeding))
+                if self._keep is not None:
+                    kube, path, body = self._keep
+                    tg.create_task(
+                        keep_applied(
+                            kube, path, body, field_manager="osm-controller", interval=s.reconcile_interval
+                        )
+                    )
                 elif s.watch and isinstance(self.source, ManifestSource):
                     tg.create_task(self.source.watch())
         finally:

@@ -29,6 +29,7 @@ from osm.injector.registration import INJECTOR_SERVICE, default_config_name, mut
 from osm.injector.webhook import Injector
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import ApiError, KubeClient
+from osm.k8s.reconcile import keep_applied
 from osm.k8s.resources import MUTATING_WEBHOOKS, NAMESPACES, SECRETS
 from osm.k8s.source import KubeSource
 from osm.models.k8s import Namespace
@@ -50,7 +51,8 @@ class InjectorSettings:
     http_address: str | None = "0.0.0.0:9091"
     webhook_config_name: str = ""  # "" : osm-webhook-<mesh>
     ca_bundle_secret: str = "osm-ca-bundle"
-    register: bool = True  # apply the MutatingWebhookConfiguration
+    register: bool = True  # apply the MutatingWebhookConfiguration (and keep it applied)
+    reconcile_interval: float = 30.0  # how often it is checked
 
 
 class KubeBackend:
@@ -115,6 +117,7 @@ class InjectorServer:
             context = server_ssl(server_cert.cert_pem, server_cert.key_pem)
             runner, self.port = await serve(self.injector.app(), s.webhook_address, context)
             await self.source.synced.wait()
+            keeper: asyncio.Task[None] | None = None
             if s.register:
                 name = s.webhook_config_name or default_config_name(cfg.mesh_name)
                 body = mutating_webhook_configuration(
@@ -124,11 +127,23 @@ class InjectorServer:
                     ca_pem=ca.trust_bundle_pem,
                     version=cfg.version,
                 )
-                await self.kube.apply(MUTATING_WEBHOOKS.path(name=name), body, field_manager="osm-injector")
+                path = MUTATING_WEBHOOKS.path(name=name)
+                await self.kube.apply(path, body, field_manager="osm-injector")
                 log.info("registered MutatingWebhookConfiguration %s", name)
+                keeper = asyncio.create_task(
+                    keep_applied(
+                        self.kube, path, body, field_manager="osm-injector", interval=s.reconcile_interval
+                    )
+                )
             self.ready.set()
             log.info("injecting sidecars on port %d", self.port)
-            await watching
+            try:
+                await watching
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper
         finally:
             self.ready.clear()
             watching.cancel()
