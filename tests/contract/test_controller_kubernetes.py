@@ -132,3 +132,32 @@ async def test_the_controller_serves_once_the_cluster_is_listed(kube: KubeClient
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_osm_install_waits_for_every_control_plane_deployment(kube: KubeClient) -> None:
+    from osm.cli.cluster import DEPLOYMENTS, wait_rollout
+
+    seen: list[str] = []
+    with pytest.raises(TimeoutError, match="osm-controller \\(not created\\)"):
+        await wait_rollout(kube, "osm-system", 0.0, seen.append)
+    for name in ("osm-controller", "osm-injector", "osm-bootstrap"):
+        deployment = {
+            "metadata": {"name": name, "namespace": "osm-system"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": name, "image": "x"}]},
+                },
+            },
+        }
+        await kube.create(DEPLOYMENTS.path("osm-system"), deployment)
+    waiting = asyncio.create_task(wait_rollout(kube, "osm-system", 30.0, seen.append))
+    await asyncio.sleep(0.2)
+    assert not waiting.done() and "osm-injector 0/1" in seen[-1]
+    for name in ("osm-controller", "osm-injector", "osm-bootstrap"):  # as the kubelet and controllers would
+        current = await kube.get(DEPLOYMENTS.path("osm-system", name))
+        current["status"] = {"replicas": 1, "availableReplicas": 1}
+        await kube.replace(DEPLOYMENTS.path("osm-system", name) + "/status", current)
+    await asyncio.wait_for(waiting, 5)
