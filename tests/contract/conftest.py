@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,17 @@ def tools() -> kubetools.Tools:
     if found is None:
         pytest.skip("kubectl and helm are not installed: python -m osm.testing.kubetools --install")
     return found
+
+
+@pytest.fixture
+async def fk() -> AsyncIterator[FakeKube]:
+    """fakekube on the test's own event loop."""
+    kube = FakeKube(bookmark_interval=0.2)
+    await kube.serve()
+    try:
+        yield kube
+    finally:
+        await kube.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -12,16 +11,6 @@ import pytest
 from osm.testing.fakekube import FakeKube
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def fk() -> AsyncIterator[FakeKube]:
-    kube = FakeKube(bookmark_interval=0.2)
-    await kube.serve()
-    try:
-        yield kube
-    finally:
-        await kube.stop()
 
 
 async def call(

@@ -84,16 +84,6 @@ async def running(kube: KubeClient, store: Store) -> AsyncIterator[KubeSource]:
 
 
 @pytest.fixture
-async def fk() -> AsyncIterator[FakeKube]:
-    kube = FakeKube(bookmark_interval=0.2)
-    await kube.serve()
-    try:
-        yield kube
-    finally:
-        await kube.stop()
-
-
-@pytest.fixture
 async def env(fk: FakeKube, tmp_path: Path) -> AsyncIterator[Env]:
     kube = await connect(fk, tmp_path)
     try:
@@ -271,3 +261,18 @@ async def test_an_event_over_the_size_limit_fails_the_watch_and_keeps_the_state(
         assert err.value.status == 413
     finally:
         await kube.close()
+
+
+async def test_watches_the_server_ends_at_once_are_retried_with_backoff(env: Env) -> None:
+    informer = next(i for i in env.source.namespaced if i.resource is PODS)
+    env.fk.api.closing = True  # every watch now ends at once, empty
+    try:
+        before = informer.watches
+        await asyncio.sleep(1.0)
+        reconnects = informer.watches - before
+    finally:
+        env.fk.api.closing = False
+    # backoff 0.05 s doubling to 0.2 s: about six in a second (a tight loop would make hundreds)
+    assert 2 <= reconnects <= 10, reconnects
+    await env.kube.create(PODS.path("bookstore"), pod("bookstore", "later"))
+    await wait_for(lambda: env.store.get(key("Pod", "bookstore", "later")) is not None, 5, "watching again")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,7 +67,7 @@ class Informer:
         self.lists = 0
         self.watches = 0
         self.failures = 0
-        self._watching: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[int] | None = None
         self._relist = False
 
     def __str__(self) -> str:
@@ -110,8 +111,10 @@ class Informer:
         self.resource_version = rv
         self.synced.set()
 
-    async def _watch(self) -> None:
+    async def _watch(self) -> int:
+        """Follow one watch until the server ends it; the number of events it brought."""
         self.watches += 1
+        events = 0
         async for ev in self.client.watch(
             self._path, self.resource_version, query=self._query, timeout_seconds=self.settings.watch_seconds
         ):
@@ -122,6 +125,8 @@ class Informer:
                 self.handler.event(self.resource, ev.type, ev.object)
             if isinstance(rv, str) and rv:
                 self.resource_version = rv
+            events += 1
+        return events
 
     async def run(self) -> None:
         delay = self.settings.backoff_min
@@ -131,12 +136,19 @@ class Informer:
                 if self._relist or not self.resource_version:
                     self._relist = False
                     await self._list()
+                started = time.monotonic()
                 self._watching = asyncio.create_task(self._watch())
                 try:
-                    await self._watching
+                    events = await self._watching
                 finally:
                     self._watching = None
-                delay = self.settings.backoff_min
+                if events == 0 and time.monotonic() - started < 1.0:
+                    # A watch the server ends at once, empty (a proxy in the way, a server shutting
+                    # down): back off instead of reconnecting in a loop.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.backoff_max)
+                else:
+                    delay = self.settings.backoff_min
             except asyncio.CancelledError:
                 if me is not None and me.cancelling():
                     raise
@@ -146,7 +158,8 @@ class Informer:
                     log.info("%s: resourceVersion %s is gone; listing again", self, self.resource_version)
                     self.resource_version = ""
                     continue
-                if e.not_found:
+                if e.not_found:  # the CRD is gone (or not there yet): list again later
+                    self.resource_version = ""
                     await asyncio.sleep(self.settings.absent_retry)
                     continue
                 delay = await self._failed(e, delay)
