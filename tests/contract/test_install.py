@@ -215,6 +215,17 @@ def test_install_run_inject_and_uninstall(
         uuid = pod["metadata"]["labels"]["osm-proxy-uuid"]
         cluster.kubectl("get", "secret", f"envoy-bootstrap-config-{uuid}", "-n", "bookstore")
         assert "osm        osm-system" in osm(cluster, "mesh", "list")
+        assert "successfully removed from mesh [osm]" in osm(cluster, "namespace", "remove", "bookstore")
+        assert "no namespaces in mesh [osm]" in osm(cluster, "namespace", "list")
+        labels = json.loads(cluster.kubectl("get", "namespace", "bookstore", "-o", "json"))["metadata"][
+            "labels"
+        ]
+        assert "openservicemesh.io/monitored-by" not in labels
+        osm(cluster, "namespace", "ignore", "bookstore")
+        labels = json.loads(cluster.kubectl("get", "namespace", "bookstore", "-o", "json"))["metadata"][
+            "labels"
+        ]
+        assert labels["openservicemesh.io/ignore"] == "true"
     finally:
         procs.stop()
 
