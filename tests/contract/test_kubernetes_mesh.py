@@ -383,3 +383,21 @@ async def test_the_webhook_configurations_are_restored_when_deleted_or_edited(me
             break
         await asyncio.sleep(0.1)
     assert await restored()
+
+
+async def test_each_bootstrap_secret_is_made_owned_by_its_pod(mesh: Mesh) -> None:
+    created = await mesh.kube.create(PODS.path("bookbuyer"), pod("bookbuyer", "owned"))
+    uuid = created["metadata"]["labels"][LABEL_PROXY_UUID]
+    path = SECRETS.path("bookbuyer", bootstrap_secret_name(uuid))
+
+    async def owners() -> list[dict[str, str]]:
+        refs: list[dict[str, str]] = (await mesh.kube.get(path))["metadata"].get("ownerReferences", [])
+        return refs
+
+    for _ in range(50):
+        if await owners():
+            break
+        await asyncio.sleep(0.1)
+    assert await owners() == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "owned", "uid": created["metadata"]["uid"]}
+    ]

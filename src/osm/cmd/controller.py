@@ -27,6 +27,7 @@ from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_cr
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import KubeClient
+from osm.k8s.ownership import BootstrapSecretOwner
 from osm.k8s.reconcile import keep_applied
 from osm.k8s.resources import VALIDATING_WEBHOOKS
 from osm.k8s.source import KubeSource
@@ -101,7 +102,7 @@ class Controller:
         self.kube = kube
         self.source: ManifestSource | FeedSource | KubeSource
         if kube is not None:
-            self.source = KubeSource(kube, self.store)
+            self.source = KubeSource(kube, self.store, owner=BootstrapSecretOwner(kube))
         elif settings.feed_fd is not None:
             self.source = FeedSource(socket.socket(fileno=settings.feed_fd), self.store)
         elif settings.local_dir is not None and settings.state_dir is not None:

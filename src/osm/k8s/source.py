@@ -20,7 +20,8 @@ from typing import Any
 from osm import errcode
 from osm.k8s.client import KubeClient, Obj
 from osm.k8s.informer import Informer, InformerSettings
-from osm.k8s.resources import MESH_CONFIGS, MESH_NAMESPACED, NAMESPACES, Resource
+from osm.k8s.ownership import BootstrapSecretOwner
+from osm.k8s.resources import MESH_CONFIGS, MESH_NAMESPACED, NAMESPACES, PODS, Resource
 from osm.models.errors import ValidationError
 from osm.models.k8s import Namespace
 from osm.state.decode import ObjectKey, decode, document_ref
@@ -37,6 +38,7 @@ class KubeSource:
         *,
         namespaced: tuple[Resource, ...] = MESH_NAMESPACED,
         settings: InformerSettings | None = None,
+        owner: BootstrapSecretOwner | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -49,6 +51,7 @@ class KubeSource:
         # Objects whose latest version was rejected: key -> reason (the accepted version, if any, is kept)
         self.rejected: dict[ObjectKey, str] = {}
         self._monitored: set[str] = set()
+        self.owner = owner  # makes each meshed pod own its bootstrap Secret
 
     @property
     def informers(self) -> list[Informer]:
@@ -88,6 +91,8 @@ class KubeSource:
             return
         self.rejected.pop(key, None)
         self.store.apply(obj)
+        if resource is PODS and self.owner is not None:
+            self.owner.notice(doc)
 
     def replace(self, resource: Resource, items: list[Obj]) -> None:
         listed: set[ObjectKey] = set()
@@ -112,6 +117,8 @@ class KubeSource:
         if type_ == "DELETED":
             self.store.delete(key)
             self.rejected.pop(key, None)
+            if resource is PODS and self.owner is not None:
+                self.owner.forget(obj)
         elif self._wanted(resource, key):
             self._accept(resource, key, obj)
         if resource is NAMESPACES:
@@ -146,6 +153,8 @@ class KubeSource:
             await self.namespaces.synced.wait()  # which namespaces are wanted, before their objects
             for informer in self.namespaced:
                 tg.create_task(informer.run())
+            if self.owner is not None:
+                tg.create_task(self.owner.run())
             for informer in self.informers:
                 await informer.synced.wait()
             self.synced.set()
