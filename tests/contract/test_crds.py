@@ -34,6 +34,7 @@ apiVersion: config.openservicemesh.io/v1alpha2
 kind: MeshRootCertificate
 metadata: {name: osm-mesh-root-certificate, namespace: osm-system}
 spec:
+  trustDomain: cluster.local
   provider: {tresor: {ca: {secretRef: {name: osm-ca-bundle, namespace: osm-system}}}}
 ---
 apiVersion: access.smi-spec.io/v1alpha3
