@@ -1,5 +1,6 @@
-# One image for every control plane entry point (osm-controller, osm-injector, osm-bootstrap) and for
-# the sidecar's iptables init container (which the injector runs as root with NET_ADMIN).
+# One image for every control plane entry point (osm-controller, osm-injector, osm-bootstrap), the
+# osm-healthcheck TCP-probe shim and the sidecar's iptables init container (which the injector runs as
+# root with NET_ADMIN).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

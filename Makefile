@@ -96,6 +96,6 @@ install-check:
 	rm -rf /tmp/osm-install-check && python3 -m venv /tmp/osm-install-check
 	/tmp/osm-install-check/bin/pip install -q .
 	cd /tmp && /tmp/osm-install-check/bin/python -c "from osm.paths import CHART, DATA; assert len(list((CHART / 'crds').glob('*.yaml'))) == 10 and (DATA / 'demo' / '00-mesh.yaml').is_file()"
-	for c in osm osm-controller osm-injector osm-bootstrap; do /tmp/osm-install-check/bin/$$c --help >/dev/null; done
+	for c in osm osm-controller osm-injector osm-bootstrap osm-healthcheck; do /tmp/osm-install-check/bin/$$c --help >/dev/null; done
 	HELM_BIN=$(CURDIR)/$(VENV)/lib/osm-k8s/helm /tmp/osm-install-check/bin/osm install --dry-run | grep -q "kind: Deployment"
 	rm -rf /tmp/osm-install-check

@@ -39,5 +39,5 @@ def test_the_wheel_holds_the_chart_the_manifests_and_the_entry_points(wheel: zip
     assert len({n for n in names if n.startswith("osm/data/demo/")}) == 7
     assert "osm/data/examples/bookstore/00-mesh.yaml" in names
     entry_points = next(wheel.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    for script in ("osm =", "osm-controller =", "osm-injector =", "osm-bootstrap ="):
+    for script in ("osm =", "osm-controller =", "osm-injector =", "osm-bootstrap =", "osm-healthcheck ="):
         assert script in entry_points

@@ -134,20 +134,32 @@ def test_the_patch_adds_a_native_sidecar_and_keeps_the_pod() -> None:
     out = json_patch(original, injection.patch)
     assert out["metadata"]["labels"] == {"app": "bookbuyer", "osm-proxy-uuid": "0f0e"}
     assert out["metadata"]["annotations"]["prometheus.io/port"] == "15010"
-    init, envoy = out["spec"]["initContainers"]
+    init, envoy, healthcheck = out["spec"]["initContainers"]
     assert init["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"]}
     assert envoy["image"] == "envoy:custom" and envoy["resources"] == {"limits": {"cpu": "1"}}
     assert envoy["args"][:2] == ["--log-level", "debug"]
+    # The app starts once Envoy has its config; the TCP-probe shim is a native sidecar too (a Job ends)
+    assert envoy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15010}
+    assert healthcheck["name"] == "osm-healthcheck" and healthcheck["restartPolicy"] == "Always"
+    assert healthcheck["args"] == ["--verbosity", "debug"]
     assert [v["name"] for v in out["spec"]["volumes"]] == ["data", "envoy-bootstrap-config-volume"]
     app = out["spec"]["containers"][0]
     assert app["livenessProbe"]["httpGet"] == {"port": 15901, "path": "/osm-liveness-probe", "scheme": "HTTP"}
     assert app["livenessProbe"]["timeoutSeconds"] == 3
-    assert app["startupProbe"] == {"tcpSocket": {"port": 8080}}  # TCP probes are left as they are
+    assert app["startupProbe"] == {  # the kubelet asks osm-healthcheck to dial the app's port
+        "httpGet": {
+            "port": 15904,
+            "path": "/osm-healthcheck",
+            "httpHeaders": [{"name": "Original-Tcp-Port", "value": "8080"}],
+        }
+    }
     assert original["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] == 8080  # not mutated
     # The bootstrap routes the rewritten probe back to the app, and names the proxy's certificate
     boot = yaml.safe_load(base64.b64decode(injection.secret["data"]["bootstrap.yaml"]))
     assert boot["node"]["id"] == injection.cert_cn == "0f0e.sidecar.bookbuyer.bookbuyer.cluster.local"
-    assert [lis["name"] for lis in boot["static_resources"]["listeners"]] == ["liveness_listener"]
+    listeners = [lis["name"] for lis in boot["static_resources"]["listeners"]]
+    assert listeners == ["liveness_listener", "inbound-prometheus-listener"]
+    assert boot["dynamic_resources"]["lds_config"]["initial_fetch_timeout"] == "0s"
     assert injection.secret["metadata"]["name"] == "envoy-bootstrap-config-0f0e"
 
 
@@ -166,9 +178,61 @@ def test_the_legacy_layout_appends_envoy_to_the_containers() -> None:
     )
     out = json_patch(pod(), injection.patch)
     assert [c["name"] for c in out["spec"]["initContainers"]] == ["osm-init"]
-    assert [c["name"] for c in out["spec"]["containers"]] == ["app", "envoy"]
-    assert "restartPolicy" not in out["spec"]["containers"][1]
+    assert [c["name"] for c in out["spec"]["containers"]] == ["app", "envoy", "osm-healthcheck"]
+    assert not any("restartPolicy" in c for c in out["spec"]["containers"])
+    assert "startupProbe" not in out["spec"]["containers"][1]
     assert out["spec"]["containers"][1]["image"] == "envoy:default"
+    # Upstream's Envoy: live with no config after its initial-fetch timeouts, as before
+    boot = yaml.safe_load(base64.b64decode(injection.secret["data"]["bootstrap.yaml"]))
+    assert "initial_fetch_timeout" not in boot["dynamic_resources"]["lds_config"]
+
+
+def test_a_pod_without_tcp_probes_gets_no_healthcheck_container() -> None:
+    cert = CA.issue("x", timedelta(hours=1), now=NOW)
+    plain = pod()
+    del plain["spec"]["containers"][0]["startupProbe"]
+    injection = inject(
+        plain,
+        "bookbuyer",
+        MeshConfig(),
+        InjectorConfig(),
+        namespace_annotations={},
+        proxy_uuid="2",
+        cert_pem=cert.cert_pem,
+        key_pem=cert.key_pem,
+        ca_pem=CA.trust_bundle_pem,
+    )
+    out = json_patch(plain, injection.patch)
+    assert [c["name"] for c in out["spec"]["containers"]] == ["app", "envoy"]
+    # Its sidecar answers /ready on 15010, but no stats without the namespace's metrics annotation
+    boot = yaml.safe_load(base64.b64decode(injection.secret["data"]["bootstrap.yaml"]))
+    (metrics,) = [
+        x
+        for x in boot["static_resources"]["listeners"]
+        if x["address"]["socket_address"]["port_value"] == 15010
+    ]
+    routes = metrics["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0][
+        "routes"
+    ]
+    assert [r["match"] for r in routes] == [{"path": "/ready"}]
+
+
+def test_a_pod_using_the_healthcheck_name_is_refused() -> None:
+    cert = CA.issue("x", timedelta(hours=1), now=NOW)
+    clash = pod()
+    clash["spec"]["containers"].append({"name": "osm-healthcheck", "image": "mine"})
+    with pytest.raises(ValueError, match=r"spec.containers\[1\].name: 'osm-healthcheck' is the sidecar's"):
+        inject(
+            clash,
+            "bookbuyer",
+            MeshConfig(),
+            InjectorConfig(),
+            namespace_annotations={},
+            proxy_uuid="3",
+            cert_pem=cert.cert_pem,
+            key_pem=cert.key_pem,
+            ca_pem=CA.trust_bundle_pem,
+        )
 
 
 async def test_a_review_injects_issues_the_proxy_certificate_and_creates_the_secret() -> None:

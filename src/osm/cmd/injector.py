@@ -24,7 +24,12 @@ from osm.certificate.manager import CertificateManager
 from osm.certificate.types import Certificate
 from osm.cmd.process import run, with_cluster
 from osm.health.server import HealthServer
-from osm.injector.patch import DEFAULT_ENVOY_IMAGE, DEFAULT_INIT_IMAGE, InjectorConfig
+from osm.injector.patch import (
+    DEFAULT_ENVOY_IMAGE,
+    DEFAULT_HEALTHCHECK_IMAGE,
+    DEFAULT_INIT_IMAGE,
+    InjectorConfig,
+)
 from osm.injector.registration import INJECTOR_SERVICE, default_config_name, mutating_webhook_configuration
 from osm.injector.webhook import Injector
 from osm.k8s.casecret import load_or_create_ca
@@ -171,6 +176,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--init-container-image", default=DEFAULT_INIT_IMAGE, help="when the MeshConfig names none"
     )
+    p.add_argument(
+        "--healthcheck-image",
+        default=DEFAULT_HEALTHCHECK_IMAGE,
+        help="the image of the osm-healthcheck container (pods with TCP probes)",
+    )
     p.add_argument("--xds", choices=["sotw", "delta"], default="sotw")
     p.add_argument("--verbosity", "-v", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
@@ -187,6 +197,7 @@ def settings_from(args: argparse.Namespace) -> InjectorSettings:
             xds=args.xds,
             envoy_image=args.envoy_image,
             init_image=args.init_container_image,
+            healthcheck_image=args.healthcheck_image,
             version=__version__,
         ),
         webhook_address=args.webhook_address,

@@ -27,6 +27,9 @@ from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
 from osm.models.k8s import (
     ANNOTATION_METRICS,
     ANNOTATION_NATIVE_SIDECAR,
+    HEALTHCHECK_HEADER,
+    HEALTHCHECK_PATH,
+    HEALTHCHECK_PORT,
     LABEL_PROXY_UUID,
     Container,
     Probe,
@@ -37,8 +40,12 @@ INIT_CONTAINER = "osm-init"
 BOOTSTRAP_VOLUME = "envoy-bootstrap-config-volume"
 BOOTSTRAP_DIR = "/etc/envoy"
 ENVOY_UID = 1500
+NATIVE_STARTUP_SECONDS = 120  # a native sidecar's first config must arrive within this, else it restarts
 DEFAULT_ENVOY_IMAGE = "envoyproxy/envoy-distroless:v1.40.0"
 DEFAULT_INIT_IMAGE = "openservicemesh/init:v1.2.4"
+DEFAULT_HEALTHCHECK_IMAGE = "openservicemesh/osm-python:latest"  # any image with the osm-healthcheck command
+HEALTHCHECK_CONTAINER = "osm-healthcheck"
+HEALTHCHECK_UID = 65532  # not Envoy's 1500: its connections to localhost must reach the app directly
 TRUE_VALUES = frozenset({"enabled", "yes", "true"})
 FALSE_VALUES = frozenset({"disabled", "no", "false"})
 
@@ -57,6 +64,7 @@ class InjectorConfig:
     xds: str = "sotw"
     envoy_image: str = DEFAULT_ENVOY_IMAGE  # when the MeshConfig names none
     init_image: str = DEFAULT_INIT_IMAGE
+    healthcheck_image: str = DEFAULT_HEALTHCHECK_IMAGE
     version: str = ""
 
     @property
@@ -97,9 +105,45 @@ def _probe_json(raw: Mapping[str, Any], probe: Probe) -> dict[str, Any]:
         http = dict(out.get("httpGet") or {})
         http.update({"port": probe.port, "path": probe.path, "scheme": probe.scheme})
         out["httpGet"] = http
-    elif probe.kind == "tcpSocket":
-        out["tcpSocket"] = {**(out.get("tcpSocket") or {}), "port": probe.port}
+    elif probe.kind == "tcpSocket" and isinstance(probe.port, int):
+        # The kubelet's connection would reach Envoy's inbound listener, not the app: ask the
+        # osm-healthcheck container to dial the app's port from inside the pod.
+        out.pop("tcpSocket", None)
+        out["httpGet"] = {
+            "port": HEALTHCHECK_PORT,
+            "path": HEALTHCHECK_PATH,
+            "httpHeaders": [{"name": HEALTHCHECK_HEADER, "value": str(probe.port)}],
+        }
     return out
+
+
+def _healthcheck_container(cfg: InjectorConfig, mesh: MeshConfig, native: bool) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": HEALTHCHECK_CONTAINER,
+        "image": cfg.healthcheck_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["osm-healthcheck"],
+        "args": ["--verbosity", _osm_level(mesh.sidecar.log_level)],
+        "ports": [{"name": HEALTHCHECK_CONTAINER, "containerPort": HEALTHCHECK_PORT}],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": HEALTHCHECK_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+    }
+    if native:
+        c["restartPolicy"] = "Always"
+    return c
+
+
+def _osm_level(envoy_level: str) -> str:
+    """The osm-healthcheck log level nearest to the sidecar's Envoy log level."""
+    return {"trace": "debug", "debug": "debug", "warn": "warning", "warning": "warning"}.get(
+        envoy_level, "error" if envoy_level in ("error", "critical", "off") else "info"
+    )
 
 
 def _env_from(name: str, field_path: str) -> dict[str, Any]:
@@ -143,6 +187,13 @@ def _envoy_container(
         c["resources"] = json.loads(mesh.sidecar.resources_json)
     if native:
         c["restartPolicy"] = "Always"
+        # The kubelet starts the app's containers once this passes: Envoy has its first config.
+        c["startupProbe"] = {
+            "httpGet": {"path": "/ready", "port": PORT_METRICS},
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "failureThreshold": NATIVE_STARTUP_SECONDS,
+        }
     return c
 
 
@@ -164,13 +215,15 @@ def _init_container(mesh: MeshConfig, cfg: InjectorConfig, annotations: Mapping[
     }
 
 
-RESERVED_PORTS = frozenset({PORT_ADMIN, 15001, PORT_INBOUND, PORT_METRICS, *PROBE_PORTS.values(), 15904})
+RESERVED_PORTS = frozenset(
+    {PORT_ADMIN, 15001, PORT_INBOUND, PORT_METRICS, *PROBE_PORTS.values(), HEALTHCHECK_PORT}
+)
 
 
-def _check_reserved(spec: Mapping[str, Any], envoy: Mapping[str, Any]) -> None:
-    """The sidecar's container, volume, port names and ports must not clash with the pod's own."""
-    names = {ENVOY_CONTAINER, INIT_CONTAINER}
-    port_names = {str(p["name"]) for p in envoy["ports"]}
+def _check_reserved(spec: Mapping[str, Any], sidecars: list[dict[str, Any]]) -> None:
+    """The sidecars' container, volume, port names and ports must not clash with the pod's own."""
+    names = {ENVOY_CONTAINER, INIT_CONTAINER, HEALTHCHECK_CONTAINER}
+    port_names = {str(p["name"]) for c in sidecars for p in c["ports"]}
     for field in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(field) or []):
             if not isinstance(c, Mapping):
@@ -220,12 +273,16 @@ def inject(
     doc = Doc(spec, "Pod", namespace, name, "spec")
     containers = tuple(Container.parse(c) for c in doc.objs("containers"))
     rewritten = rewrite_probes(containers)
+    tcp_probes = False
     for raw, c in zip(raw_containers, containers, strict=True):
         for kind in ("liveness", "readiness", "startup"):
             probe = rewritten.probes.get((c.name, kind))
             if probe is not None and f"{kind}Probe" in raw:
                 raw[f"{kind}Probe"] = _probe_json(raw[f"{kind}Probe"], probe)
+                tcp_probes = tcp_probes or (probe.kind == "tcpSocket" and isinstance(probe.port, int))
 
+    metrics = namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES
+    native = native_sidecar(mesh, annotations)
     cn = proxy_cn(proxy_uuid, namespace, sa, cfg.trust_domain)
     params = BootstrapParams(
         node_id=str(cn),
@@ -238,6 +295,9 @@ def inject(
         tls_min_version=mesh.sidecar.tls_min_protocol_version,
         tls_max_version=mesh.sidecar.tls_max_protocol_version,
         probes=rewritten.routes,
+        metrics_port=PORT_METRICS,
+        scrape_stats=metrics,
+        wait_for_config=native,
     )
     files = bootstrap_files(params, cert_pem, key_pem, ca_pem)
     secret: dict[str, Any] = {
@@ -257,14 +317,14 @@ def inject(
         "data": {k: base64.b64encode(v).decode() for k, v in files.items()},
     }
 
-    native = native_sidecar(mesh, annotations)
     envoy = _envoy_container(mesh, cfg, str(cn.identity), [r.kind for r in rewritten.routes], native)
-    _check_reserved(spec, envoy)
+    sidecars = [envoy] + ([_healthcheck_container(cfg, mesh, native)] if tcp_probes else [])
+    _check_reserved(spec, sidecars)
     init = _init_container(mesh, cfg, annotations)
     init_containers = [dict(c) for c in spec.get("initContainers") or []]
-    init_containers = [init, envoy, *init_containers] if native else [*init_containers, init]
+    init_containers = [init, *sidecars, *init_containers] if native else [*init_containers, init]
     if not native:
-        raw_containers.append(envoy)
+        raw_containers.extend(sidecars)
     volumes = [
         *(spec.get("volumes") or []),
         {"name": BOOTSTRAP_VOLUME, "secret": {"secretName": bootstrap_secret_name(proxy_uuid)}},
@@ -277,7 +337,7 @@ def inject(
         {"op": "add", "path": "/spec/containers", "value": raw_containers},
         {"op": "add", "path": "/spec/volumes", "value": volumes},
     ]
-    if namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES:
+    if metrics:
         scrape = {
             "prometheus.io/scrape": "true",
             "prometheus.io/port": str(PORT_METRICS),

@@ -73,6 +73,9 @@ def write_bootstrap(
     probes: tuple[ProbeRoute, ...] = (),
     validity: timedelta = XDS_CERT_VALIDITY,
     uid: int | None = None,
+    metrics_port: int | None = None,
+    scrape_stats: bool = False,
+    wait_for_config: bool = False,
 ) -> WrittenBootstrap:
     """Write the pod's bootstrap files into `out` (created if missing, never through a symlink), owned by
     `uid` when given (the sidecar's user)."""
@@ -90,6 +93,9 @@ def write_bootstrap(
         xds=xds,
         control_plane_san=f"ads.{trust_domain}",
         probes=probes,
+        metrics_port=metrics_port,
+        scrape_stats=scrape_stats,
+        wait_for_config=wait_for_config,
     )
     _safe_dir(out)
     for name, content in bootstrap_files(params, cert.cert_pem, cert.key_pem, ca.trust_bundle_pem).items():

@@ -18,6 +18,11 @@ from osm.models.fields import Doc
 LABEL_MONITORED_BY = "openservicemesh.io/monitored-by"
 LABEL_IGNORE = "openservicemesh.io/ignore"
 LABEL_PROXY_UUID = "osm-proxy-uuid"
+# The TCP-probe shim a meshed pod runs when it has TCP probes (upstream's osm-healthcheck): the kubelet
+# asks GET :15904/osm-healthcheck with this header naming the app's port.
+HEALTHCHECK_PORT = 15904
+HEALTHCHECK_PATH = "/osm-healthcheck"
+HEALTHCHECK_HEADER = "Original-Tcp-Port"
 ANNOTATION_SIDECAR_INJECTION = "openservicemesh.io/sidecar-injection"
 ANNOTATION_METRICS = "openservicemesh.io/metrics"
 ANNOTATION_NATIVE_SIDECAR = "openservicemesh.io/native-sidecar"

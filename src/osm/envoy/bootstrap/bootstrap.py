@@ -55,6 +55,14 @@ class BootstrapParams:
     tls_min_version: str = "TLSv1_2"
     tls_max_version: str = "TLSv1_3"
     probes: tuple[ProbeRoute, ...] = ()
+    # The static listener on 15010 (None: none): `/ready` (Envoy's readiness: 200 once its first config is
+    # in place, the native sidecar's startup probe), and `/stats/prometheus` when `scrape_stats`. Nothing
+    # else of the admin interface is reachable through it.
+    metrics_port: int | None = None
+    scrape_stats: bool = False
+    # Wait for the first CDS and LDS however long it takes (by default Envoy gives up after 15 s for
+    # each and goes live with no config): a native sidecar's app then starts only with the mesh's config.
+    wait_for_config: bool = False
 
 
 def _addr(host: str, port: int) -> dict[str, Any]:
@@ -148,6 +156,42 @@ def _probe_listener(p: ProbeRoute) -> dict[str, Any]:
     }
 
 
+METRICS_LISTENER = "inbound-prometheus-listener"  # upstream's names
+METRICS_CLUSTER = "envoy-metrics-cluster"
+
+
+def _metrics_listener(p: BootstrapParams, port: int) -> dict[str, Any]:
+    paths = ["/ready"] + (["/stats/prometheus"] if p.scrape_stats else [])
+    routes = [{"match": {"path": path}, "route": {"cluster": METRICS_CLUSTER}} for path in paths]
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+        ".HttpConnectionManager",
+        "stat_prefix": "prometheus-http-conn-manager",
+        "normalize_path": True,
+        "route_config": {
+            "name": "prometheus-route-config",
+            "virtual_hosts": [
+                {"name": "prometheus-inbound-virtual-host", "domains": ["*"], "routes": routes}
+            ],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    return {
+        "name": METRICS_LISTENER,
+        "address": _addr("0.0.0.0", port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
 def _sds_file(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "sds_config": {"path_config_source": {"path": path}}}
 
@@ -193,6 +237,11 @@ def bootstrap_config(p: BootstrapParams) -> dict[str, Any]:
         },
     }
     clusters = [ads_cluster] + [_static_cluster(f"{pr.kind}_cluster", pr.port) for pr in p.probes]
+    listeners = [_probe_listener(pr) for pr in p.probes]
+    initial_fetch = {"initial_fetch_timeout": "0s"} if p.wait_for_config else {}
+    if p.metrics_port is not None:
+        clusters.append(_static_cluster(METRICS_CLUSTER, p.admin_port))
+        listeners.append(_metrics_listener(p, p.metrics_port))
     return {
         "node": {"id": p.node_id, "cluster": p.service_cluster},
         "admin": {
@@ -218,10 +267,10 @@ def bootstrap_config(p: BootstrapParams) -> dict[str, Any]:
                     }
                 ],
             },
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
-            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+            "cds_config": {"ads": {}, "resource_api_version": "V3", **initial_fetch},
+            "lds_config": {"ads": {}, "resource_api_version": "V3", **initial_fetch},
         },
-        "static_resources": {"clusters": clusters, "listeners": [_probe_listener(pr) for pr in p.probes]},
+        "static_resources": {"clusters": clusters, "listeners": listeners},
     }
 
 
