@@ -9,15 +9,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
+import os
+import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from osm.cmd.controller import Controller, Settings
 from osm.cmd.injector import InjectorServer, InjectorSettings, KubeBackend
+from osm.envoy.ads.server import AdsLimits
 from osm.injector.patch import InjectorConfig, bootstrap_secret_name
 from osm.k8s.client import ApiError, KubeClient, Obj
 from osm.k8s.resources import (
@@ -76,8 +84,58 @@ async def _stop(task: asyncio.Task[None]) -> None:
         await task
 
 
+class Projection:
+    """A Secret volume as the kubelet's atomic writer keeps it: each file is a link through `..data` to
+    a timestamped directory, and an update swaps `..data` in one rename. Here the paths are moved from
+    /etc/envoy to the test's directory, and Envoy's admin and static listeners to free loopback ports."""
+
+    def __init__(self, mount: Path, admin_port: int) -> None:
+        self.mount = mount
+        self.admin_port = admin_port
+        self.ports: dict[int, int] = {}  # the bootstrap's listener port -> the port used here
+        mount.mkdir(parents=True, exist_ok=True)
+
+    def _content(self, name: str, content: bytes) -> bytes:
+        text = content.replace(b"/etc/envoy", str(self.mount).encode())
+        if name != "bootstrap.yaml":
+            return text
+        boot = yaml.safe_load(text)
+        boot["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
+        for listener in boot["static_resources"]["listeners"]:
+            address = listener["address"]["socket_address"]
+            port = self.ports.setdefault(address["port_value"], free_port())
+            address.update({"address": "127.0.0.1", "port_value": port})
+        return yaml.safe_dump(boot).encode()
+
+    def write(self, files: dict[str, bytes]) -> None:
+        current = self.mount / "..data"
+        old = current.resolve() if current.is_symlink() else None
+        stamp = self.mount / f"..{time.time_ns()}"
+        stamp.mkdir()
+        for name, content in files.items():
+            (stamp / name).write_bytes(self._content(name, content))
+        link = self.mount / "..data_tmp"
+        link.symlink_to(stamp.name)
+        os.replace(link, current)
+        for name in files:
+            if not (self.mount / name).is_symlink():
+                (self.mount / name).symlink_to(f"..data/{name}")
+        if old is not None:
+            shutil.rmtree(old)
+
+
 @pytest.fixture
 async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    async with running_mesh(tmp_path) as m:
+        yield m
+
+
+@contextlib.asynccontextmanager
+async def running_mesh(
+    tmp_path: Path, *, controller: dict[str, Any] | None = None, injector: dict[str, Any] | None = None
+) -> AsyncIterator[Mesh]:
+    """fakekube with the bookstore namespaces, the controller and the injector (`controller` and
+    `injector`: their settings beyond the defaults)."""
     injector_port, validator_port = free_port(), free_port()
     services = {
         "osm-system/osm-injector": f"127.0.0.1:{injector_port}",
@@ -121,22 +179,24 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
             ads_address="127.0.0.1:0",
             webhook_address=f"127.0.0.1:{validator_port}",
             reconcile_interval=0.2,
+            **(controller or {}),
         )
-        controller = await Controller.on_kubernetes(settings, kube)
-        tasks.append(asyncio.create_task(controller.run()))
-        await asyncio.wait_for(controller.ready.wait(), 10)
-        injector = InjectorServer(
+        ctrl = await Controller.on_kubernetes(settings, kube)
+        tasks.append(asyncio.create_task(ctrl.run()))
+        await asyncio.wait_for(ctrl.ready.wait(), 10)
+        inj = InjectorServer(
             InjectorSettings(
-                config=InjectorConfig(ads_host="127.0.0.1", ads_port=controller.port),
+                config=InjectorConfig(ads_host="127.0.0.1", ads_port=ctrl.port),
                 webhook_address=f"127.0.0.1:{injector_port}",
                 http_address=None,
                 reconcile_interval=0.2,
+                **(injector or {}),
             ),
             kube,
         )
-        tasks.append(asyncio.create_task(injector.run()))
-        await asyncio.wait_for(injector.ready.wait(), 10)
-        yield Mesh(fk, kube, controller, injector)
+        tasks.append(asyncio.create_task(inj.run()))
+        await asyncio.wait_for(inj.ready.wait(), 10)
+        yield Mesh(fk, kube, ctrl, inj)
     finally:
         for task in reversed(tasks):
             await _stop(task)
@@ -188,18 +248,11 @@ async def test_a_pod_created_through_the_api_gets_a_sidecar_the_controller_confi
         "sds_key.pem",
         "cacert.pem",
     }
-    # Mount the Secret as the kubelet would (here: a directory, and a free admin port on loopback).
-    mount = tmp_path / "etc-envoy"
-    mount.mkdir()
     admin = free_port()
-    for name, content in files.items():
-        text = content.replace(b"/etc/envoy", str(mount).encode())
-        if name == "bootstrap.yaml":
-            boot = yaml.safe_load(text)
-            boot["admin"]["address"]["socket_address"]["port_value"] = admin
-            text = yaml.safe_dump(boot).encode()
-        (mount / name).write_bytes(text)
-    proc = EnvoyProcess(mount / "bootstrap.yaml", admin, next_base_id(), tmp_path / "envoy.log")
+    Projection(tmp_path / "etc-envoy", admin).write(files)
+    proc = EnvoyProcess(
+        tmp_path / "etc-envoy" / "bootstrap.yaml", admin, next_base_id(), tmp_path / "envoy.log"
+    )
     proc.start()
     try:
         await asyncio.to_thread(proc.wait_ready, 20)
@@ -401,3 +454,83 @@ async def test_each_bootstrap_secret_is_made_owned_by_its_pod(mesh: Mesh) -> Non
     assert await owners() == [
         {"apiVersion": "v1", "kind": "Pod", "name": "owned", "uid": created["metadata"]["uid"]}
     ]
+
+
+def _xds_serial(proc: EnvoyProcess) -> int | None:
+    """The serial of the xDS client certificate Envoy holds (the one naming a sidecar)."""
+    for c in json.loads(proc.admin_get("/certs"))["certificates"]:
+        for chain in c.get("cert_chain", []):
+            if any(".sidecar." in san.get("dns", "") for san in chain.get("subject_alt_names", [])):
+                return int(str(chain["serial_number"]), 16)
+    return None
+
+
+def _secret_serial(secret: Obj) -> int:
+    pem = base64.b64decode(secret["data"]["sds_cert.pem"])
+    return int(x509.load_pem_x509_certificate(pem).serial_number)
+
+
+@pytest.mark.envoy
+async def test_the_controller_renews_a_sidecars_certificate_through_its_secret(tmp_path: Path) -> None:
+    """Short-lived sidecar certificates, renewed by the controller into the bootstrap Secret; the kubelet
+    projects the Secret (a `..data` swap); Envoy reloads the pair and keeps reconnecting (connections are
+    recycled every 1.5 s) through several lifetimes with a valid certificate."""
+    validity = timedelta(seconds=6)  # renewed with 2 s left: room for the kubelet's sync and a busy host
+    async with running_mesh(
+        tmp_path,
+        controller={
+            "xds_cert_validity": validity,
+            "renew_check_interval": 0.2,
+            "limits": AdsLimits(max_connection_age=1.5, max_connection_age_grace=0.5),
+        },
+        injector={"xds_cert_validity": validity},
+    ) as m:
+        created = await m.kube.create(PODS.path("bookbuyer"), pod("bookbuyer", "bookbuyer"))
+        path = SECRETS.path(
+            "bookbuyer", bootstrap_secret_name(created["metadata"]["labels"][LABEL_PROXY_UUID])
+        )
+        admin = free_port()
+        projection = Projection(tmp_path / "etc-envoy", admin)
+        secret = await m.kube.get(path)
+        projection.write({k: base64.b64decode(v) for k, v in secret["data"].items()})
+
+        async def kubelet() -> None:  # the kubelet's sync of the Secret volume
+            last = secret["data"]
+            while True:
+                await asyncio.sleep(0.2)
+                data = (await m.kube.get(path))["data"]
+                if data != last:
+                    projection.write({k: base64.b64decode(v) for k, v in data.items()})
+                    last = data
+
+        syncing = asyncio.create_task(kubelet())
+        proc = EnvoyProcess(
+            projection.mount / "bootstrap.yaml", admin, next_base_id(), tmp_path / "envoy.log"
+        )
+        proc.start()
+        try:
+            await asyncio.to_thread(proc.wait_ready, 20)
+            first = _secret_serial(secret)
+            assert await asyncio.to_thread(_xds_serial, proc) == first
+            seen: set[int | None] = set()
+
+            def renewed_three_times() -> bool:
+                seen.add(_xds_serial(proc))
+                return len(seen - {None, first}) >= 3
+
+            await asyncio.to_thread(
+                proc.wait_for, renewed_three_times, 40, 0.3, "three renewals reaching the sidecar"
+            )
+            ads, renewer = m.controller.ads, m.controller.renewer
+            assert ads is not None and renewer is not None and renewer.renewed >= 3
+            # The Secret holds what Envoy holds (or one newer), and every reconnect was accepted.
+            assert _secret_serial(await m.kube.get(path)) in seen | {_secret_serial(await m.kube.get(path))}
+            assert ads.stats.connects > 1 and ads.stats.rejected == 0
+            await asyncio.to_thread(
+                proc.wait_for, lambda: proc.stat("control_plane.connected_state") == 1, 10, 0.2, "connected"
+            )
+        finally:
+            syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncing
+            await asyncio.to_thread(proc.stop)

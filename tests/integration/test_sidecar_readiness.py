@@ -3,9 +3,9 @@
 - The sidecar's port 15010 answers `/ready` once Envoy has its first config (a native sidecar's startup
   probe), and `/stats/prometheus` when the namespace's metrics are enabled; nothing else of Envoy's
   admin interface is reachable through it.
-- A native sidecar's Envoy waits for its config however long the control plane takes (with Envoy's
-  defaults it gives up after 15 s per type and goes live empty): the app starts with the mesh's config
-  in place.
+- A native sidecar's Envoy waits for its config however long the control plane takes (Envoy's default
+  gives up after 15 s per type and goes live empty; a control with 1 s shows it): the app starts with
+  the mesh's config in place.
 - A TCP probe, as the injector rewrites it, is answered by osm-healthcheck dialling the app's port from
   inside the pod: 200 while the app listens, 503 once it does not.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from osm.apis.meshconfig import MeshConfig
 from osm.cmd.controller import Settings
@@ -53,17 +54,16 @@ def _refused(port: int) -> bool:
     return False
 
 
-@pytest.mark.envoy
-def test_a_native_sidecar_is_ready_only_once_its_config_arrives_however_late(tmp_path: Path) -> None:
-    ads_port, metrics_port, admin = free_port(), free_port(), free_port()
-    state = tmp_path / "state"
-    settings = Settings(local_dir=EXAMPLE, state_dir=state, ads_address=f"127.0.0.1:{ads_port}", watch=False)
-    with RunningController(settings):  # the controller assigns the pod its proxy uuid
-        pod = find_pod(EXAMPLE, "bookbuyer", "bookbuyer", state)
+def _sidecar(
+    tmp_path: Path, name: str, state: Path, ads_port: int, fetch_timeout: str | None
+) -> tuple[EnvoyProcess, int]:
+    """An Envoy from the bookbuyer pod's bootstrap as the injector writes it for a native sidecar
+    (`fetch_timeout`: another initial-fetch timeout written over it); its 15010 listener's port."""
+    metrics_port, admin = free_port(), free_port()
     written = write_bootstrap(
-        pod,
+        find_pod(EXAMPLE, "bookbuyer", "bookbuyer", state),
         state_dir=state,
-        out=tmp_path / "sidecar",
+        out=tmp_path / name,
         ads_host="127.0.0.1",
         ads_port=ads_port,
         admin_port=admin,
@@ -71,25 +71,44 @@ def test_a_native_sidecar_is_ready_only_once_its_config_arrives_however_late(tmp
         scrape_stats=True,
         wait_for_config=True,
     )
-    proc = EnvoyProcess(written.path, admin, next_base_id(), tmp_path / "envoy.log")
-    with proc:
-        # No control plane: past Envoy's default initial-fetch timeouts (15 s for CDS, then 15 s for
-        # LDS; an Envoy with the defaults is LIVE, empty, by now), still not ready.
-        wait_until(lambda: proc.stat("server.state") >= 0, 15, "Envoy's admin", tolerate=(OSError,))
-        time.sleep(32)
-        assert _refused(metrics_port), "a sidecar without config must not look ready"
-        assert dynamic_clusters(proc.config_dump()) == {}
+    if fetch_timeout is not None:
+        boot = yaml.safe_load(written.path.read_text())
+        for kind in ("cds_config", "lds_config"):
+            boot["dynamic_resources"][kind]["initial_fetch_timeout"] = fetch_timeout
+        written.path.write_text(yaml.safe_dump(boot))
+    return EnvoyProcess(written.path, admin, next_base_id(), tmp_path / f"{name}.log"), metrics_port
+
+
+@pytest.mark.envoy
+def test_a_native_sidecar_is_ready_only_once_its_config_arrives_however_late(tmp_path: Path) -> None:
+    ads_port = free_port()
+    state = tmp_path / "state"
+    settings = Settings(local_dir=EXAMPLE, state_dir=state, ads_address=f"127.0.0.1:{ads_port}", watch=False)
+    with RunningController(settings):  # the controller assigns the pod its proxy uuid
+        find_pod(EXAMPLE, "bookbuyer", "bookbuyer", state)
+    native, native_port = _sidecar(tmp_path, "native", state, ads_port, None)
+    # The control: Envoy giving up on its first config after 1 s per type (its default is 15 s), as
+    # every Envoy without the native sidecar's setting eventually does.
+    control, control_port = _sidecar(tmp_path, "control", state, ads_port, "1s")
+    with native, control:
+        # No control plane. The control goes live, empty, and answers ready; the native sidecar does not.
+        wait_until(lambda: not _refused(control_port), 20, "the control ready", tolerate=(OSError,))
+        assert _get(control_port, "/ready") == (200, "LIVE\n")
+        assert dynamic_clusters(control.config_dump()) == {}
+        time.sleep(3)
+        assert _refused(native_port), "a sidecar without config must not look ready"
+        assert dynamic_clusters(native.config_dump()) == {}
         with RunningController(settings):
-            wait_until(lambda: not _refused(metrics_port), 20, "15010 accepting", tolerate=(OSError,))
-            assert _get(metrics_port, "/ready") == (200, "LIVE\n")
-            assert "bookstore/bookstore-v1|14001" in dynamic_clusters(proc.config_dump())
-            status, text = _get(metrics_port, "/stats/prometheus")
+            wait_until(lambda: not _refused(native_port), 20, "15010 accepting", tolerate=(OSError,))
+            assert _get(native_port, "/ready") == (200, "LIVE\n")
+            assert "bookstore/bookstore-v1|14001" in dynamic_clusters(native.config_dump())
+            status, text = _get(native_port, "/stats/prometheus")
             assert status == 200 and "envoy_cluster_upstream_cx_total" in text
             # The rest of the admin interface stays on 127.0.0.1:15000.
-            assert _get(metrics_port, "/config_dump")[0] == 404
-            assert _get(metrics_port, "/stats/prometheus/../config_dump")[0] == 404
-            assert _get(metrics_port, "/quitquitquit", method="POST")[0] == 404
-            assert proc.running
+            assert _get(native_port, "/config_dump")[0] == 404
+            assert _get(native_port, "/stats/prometheus/../config_dump")[0] == 404
+            assert _get(native_port, "/quitquitquit", method="POST")[0] == 404
+            assert native.running
 
 
 def _app_pod(probe: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_VALIDITY = timedelta(hours=24)
 DEFAULT_INTERNAL_VALIDITY = timedelta(days=3650)
+# A sidecar's xDS client certificate (in its bootstrap): short-lived, renewed in place with a third left
+XDS_CERT_VALIDITY = timedelta(hours=24)
 RENEW_BEFORE = timedelta(seconds=30)
 MAX_JITTER_SECONDS = 5.0
 RETRY_AFTER_FAILURE = timedelta(seconds=5)

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from osm import logging_setup
-from osm.certificate.manager import CertificateManager, RotationLoop
+from osm.certificate.manager import XDS_CERT_VALIDITY, CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
 from osm.cmd.gctune import GcTuner
@@ -29,6 +29,7 @@ from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import KubeClient
 from osm.k8s.ownership import BootstrapSecretOwner
 from osm.k8s.reconcile import keep_applied
+from osm.k8s.renewal import BootstrapCertRenewer
 from osm.k8s.resources import VALIDATING_WEBHOOKS
 from osm.k8s.source import KubeSource
 from osm.local.feed import FeedSource
@@ -78,6 +79,8 @@ class Settings:
     webhook_address: str | None = None  # HOST:PORT of the validating webhook (9093; on Kubernetes)
     validator_config_name: str = ""  # "" : osm-validator-mesh-<mesh>
     reconcile_interval: float = 30.0  # how often the webhook configuration is checked (and restored)
+    xds_cert_validity: timedelta = XDS_CERT_VALIDITY  # of a renewed sidecar xDS certificate (Kubernetes)
+    renew_check_interval: float = 60.0  # how often the bootstrap Secrets due for renewal are renewed
 
 
 def _now() -> datetime:
@@ -101,8 +104,16 @@ class Controller:
         self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
         self.kube = kube
         self.source: ManifestSource | FeedSource | KubeSource
+        self.renewer: BootstrapCertRenewer | None = None  # on Kubernetes: the sidecars' xDS certificates
         if kube is not None:
-            self.source = KubeSource(kube, self.store, owner=BootstrapSecretOwner(kube))
+            self.renewer = BootstrapCertRenewer(
+                kube,
+                self.certs.issue_internal,
+                trust_domain=settings.trust_domain,
+                validity=settings.xds_cert_validity,
+                check_interval=settings.renew_check_interval,
+            )
+            self.source = KubeSource(kube, self.store, pod_hooks=(BootstrapSecretOwner(kube), self.renewer))
         elif settings.feed_fd is not None:
             self.source = FeedSource(socket.socket(fileno=settings.feed_fd), self.store)
         elif settings.local_dir is not None and settings.state_dir is not None:

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from osm import __version__, logging_setup
 from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
-from osm.certificate.manager import CertificateManager
+from osm.certificate.manager import XDS_CERT_VALIDITY, CertificateManager
 from osm.certificate.types import Certificate
 from osm.cmd.process import run, with_cluster
 from osm.health.server import HealthServer
@@ -58,15 +58,23 @@ class InjectorSettings:
     ca_bundle_secret: str = "osm-ca-bundle"
     register: bool = True  # apply the MutatingWebhookConfiguration (and keep it applied)
     reconcile_interval: float = 30.0  # how often it is checked
+    xds_cert_validity: timedelta = XDS_CERT_VALIDITY  # the sidecar's; the controller renews it
 
 
 class KubeBackend:
     """What the webhook needs from the cluster."""
 
-    def __init__(self, kube: KubeClient, store: Store, certs: CertificateManager) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        store: Store,
+        certs: CertificateManager,
+        xds_cert_validity: timedelta = XDS_CERT_VALIDITY,
+    ) -> None:
         self.kube = kube
         self.store = store
         self.certs = certs
+        self.xds_cert_validity = xds_cert_validity
 
     async def namespace(self, name: str) -> Namespace | None:
         """From the cache; from the API when the cache does not have it yet (a pod created right after
@@ -86,7 +94,7 @@ class KubeBackend:
         return obj if isinstance(obj, MeshConfig) else MeshConfig()
 
     def issue(self, cn: str) -> Certificate:
-        return self.certs.issue_internal(cn)
+        return self.certs.issue_internal(cn, self.xds_cert_validity)
 
     async def create_secret(self, secret: dict[str, Any]) -> None:
         await self.kube.create(SECRETS.path(secret["metadata"]["namespace"]), secret)
@@ -117,7 +125,7 @@ class InjectorServer:
         try:
             ca, _ = await load_or_create_ca(self.kube, cfg.osm_namespace, s.ca_bundle_secret, now=_now())
             certs = CertificateManager(ca, clock=_now)
-            self.injector = Injector(KubeBackend(self.kube, self.store, certs), cfg)
+            self.injector = Injector(KubeBackend(self.kube, self.store, certs, s.xds_cert_validity), cfg)
             server_cert = certs.issue_internal(f"{INJECTOR_SERVICE}.{cfg.osm_namespace}.svc")
             context = server_ssl(server_cert.cert_pem, server_cert.key_pem)
             runner, self.port = await serve(self.injector.app(), s.webhook_address, context)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from osm import errcode
 from osm.k8s.client import KubeClient, Obj
 from osm.k8s.informer import Informer, InformerSettings
-from osm.k8s.ownership import BootstrapSecretOwner
 from osm.k8s.resources import MESH_CONFIGS, MESH_NAMESPACED, NAMESPACES, PODS, Resource
 from osm.models.errors import ValidationError
 from osm.models.k8s import Namespace
@@ -28,6 +28,17 @@ from osm.state.decode import ObjectKey, decode, document_ref
 from osm.state.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class PodHook(Protocol):
+    """Follows the mesh's pods: told of each accepted pod and each deleted one, and run beside the
+    informers."""
+
+    def notice(self, pod: Obj) -> None: ...
+
+    def forget(self, pod: Obj) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 class KubeSource:
@@ -38,7 +49,7 @@ class KubeSource:
         *,
         namespaced: tuple[Resource, ...] = MESH_NAMESPACED,
         settings: InformerSettings | None = None,
-        owner: BootstrapSecretOwner | None = None,
+        pod_hooks: Sequence[PodHook] = (),
     ) -> None:
         self.client = client
         self.store = store
@@ -51,7 +62,8 @@ class KubeSource:
         # Objects whose latest version was rejected: key -> reason (the accepted version, if any, is kept)
         self.rejected: dict[ObjectKey, str] = {}
         self._monitored: set[str] = set()
-        self.owner = owner  # makes each meshed pod own its bootstrap Secret
+        # What else follows the mesh's pods (their bootstrap Secrets' owner references and renewals)
+        self.pod_hooks = tuple(pod_hooks)
 
     @property
     def informers(self) -> list[Informer]:
@@ -91,8 +103,9 @@ class KubeSource:
             return
         self.rejected.pop(key, None)
         self.store.apply(obj)
-        if resource is PODS and self.owner is not None:
-            self.owner.notice(doc)
+        if resource is PODS:
+            for hook in self.pod_hooks:
+                hook.notice(doc)
 
     def replace(self, resource: Resource, items: list[Obj]) -> None:
         listed: set[ObjectKey] = set()
@@ -117,8 +130,9 @@ class KubeSource:
         if type_ == "DELETED":
             self.store.delete(key)
             self.rejected.pop(key, None)
-            if resource is PODS and self.owner is not None:
-                self.owner.forget(obj)
+            if resource is PODS:
+                for hook in self.pod_hooks:
+                    hook.forget(obj)
         elif self._wanted(resource, key):
             self._accept(resource, key, obj)
         if resource is NAMESPACES:
@@ -153,8 +167,8 @@ class KubeSource:
             await self.namespaces.synced.wait()  # which namespaces are wanted, before their objects
             for informer in self.namespaced:
                 tg.create_task(informer.run())
-            if self.owner is not None:
-                tg.create_task(self.owner.run())
+            for hook in self.pod_hooks:
+                tg.create_task(hook.run())
             for informer in self.informers:
                 await informer.synced.wait()
             self.synced.set()

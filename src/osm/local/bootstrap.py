@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.certificate.tresor import TresorCA
 from osm.envoy.bootstrap.bootstrap import (
     FILE_BOOTSTRAP,
@@ -28,7 +29,6 @@ from .uuids import FILE_NAME as UUIDS_FILE
 from .uuids import ProxyUuids
 
 # The sidecar's xDS client certificate: short-lived, renewed by the runtime (see renew_certificate).
-XDS_CERT_VALIDITY = timedelta(hours=24)
 
 
 class BootstrapError(Exception):

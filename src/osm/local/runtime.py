@@ -23,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
 from osm.injector.probes import rewrite_probes
 from osm.local import netops
-from osm.local.bootstrap import XDS_CERT_VALIDITY, renew_certificate, write_bootstrap
+from osm.local.bootstrap import renew_certificate, write_bootstrap
 from osm.local.envoybin import envoy_binary
 from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
 from osm.local.supervisor import ContainerProcess

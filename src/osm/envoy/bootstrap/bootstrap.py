@@ -285,6 +285,9 @@ def sds_files(config_dir: str, control_plane_san: str) -> dict[str, dict[str, An
                     "tls_certificate": {
                         "certificate_chain": {"filename": f"{d}/{FILE_CERT}"},
                         "private_key": {"filename": f"{d}/{FILE_KEY}"},
+                        # Reload the pair on any move into the directory: a renewal written in place
+                        # (local), or the kubelet swapping the `..data` link of a projected Secret.
+                        "watched_directory": {"path": d},
                     },
                 }
             ]

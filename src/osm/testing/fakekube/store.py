@@ -377,7 +377,9 @@ class Store:
                 raise ApiError(415, "UnsupportedMediaType", f"the media type {kind!r} is not a patch type")
         except patches.PatchError as e:
             raise ApiError(422, "Invalid", f"the patch could not be applied: {e}") from None
-        new.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
+        # The patched object keeps the live resourceVersion unless the patch sets one: then, as in a real
+        # API server, it is a precondition (409 when the object has changed since).
+        new.setdefault("metadata", {}).setdefault("resourceVersion", live["metadata"]["resourceVersion"])
         return self.update(t, namespace, name, new, subresource=subresource, dry_run=dry_run, strict=strict)
 
     def _managed(self, key: tuple[str, str, str, str], manager: str, t: ApiType) -> None:
