@@ -18,6 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from osm import __version__
 from osm.cli.main import cli
 from osm.paths import CHART
 from osm.testing import kubetools
@@ -92,10 +93,11 @@ def http_status(url: str) -> int:
 
 @pytest.fixture
 def cluster_with_webhooks(tools: kubetools.Tools, tmp_path: Path) -> Iterator[tuple[Cluster, dict[str, int]]]:
-    ports = {"injector": free_port(), "validator": free_port()}
+    ports = {"injector": free_port(), "validator": free_port(), "controller-http": free_port()}
     services = {
         "osm-system/osm-injector": f"127.0.0.1:{ports['injector']}",
         "osm-system/osm-validator": f"127.0.0.1:{ports['validator']}",
+        "osm-system/osm-controller:9091": f"127.0.0.1:{ports['controller-http']}",
     }
     with FakeKube(bookmark_interval=0.2, services=services) as fk:
         kubeconfig = fk.write_kubeconfig(tmp_path / "kubeconfig")
@@ -157,7 +159,7 @@ def test_install_run_inject_and_uninstall(
     assert second.exit_code != 0 and "a mesh is already installed: osm (osm-system)" in second.output
 
     procs = Processes(tmp_path)
-    http = {name: free_port() for name in ("bootstrap", "controller", "injector")}
+    http = {"bootstrap": free_port(), "controller": ports["controller-http"], "injector": free_port()}
     try:
         common = ["--kubeconfig", kubeconfig, "--verbosity", "debug"]
         procs.start("bootstrap", *common, "--http-address", f"127.0.0.1:{http['bootstrap']}")
@@ -206,6 +208,9 @@ def test_install_run_inject_and_uninstall(
                 detail=lambda name=name: procs.log(name),
             )
 
+        # osm version reaches the controller through the API server's service proxy
+        assert f"control plane (osm-system): {__version__}" in osm(cluster, "version")
+
         cluster.kubectl("create", "namespace", "bookstore")
         assert "successfully added to mesh [osm]" in osm(cluster, "namespace", "add", "bookstore")
         assert "bookstore  osm   enabled" in osm(cluster, "namespace", "list")
@@ -236,6 +241,7 @@ def test_install_run_inject_and_uninstall(
     assert "osm" not in cluster.helm("list", "-n", "osm-system").split("\n", 1)[1]
     assert json.loads(cluster.kubectl("get", "deployments", "-n", "osm-system", "-o", "json"))["items"] == []
     assert "no osm control planes found" in osm(cluster, "mesh", "list")
+    assert "control plane (osm-system): unreachable" in osm(cluster, "version")
 
 
 def test_the_chart_lints_and_every_rendered_manifest_validates(cluster: Cluster) -> None:

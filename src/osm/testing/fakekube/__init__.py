@@ -50,8 +50,9 @@ def kubeconfig(server: str, namespace: str = "default") -> dict[str, Any]:
 class FakeKube:
     """fakekube on 127.0.0.1, in a thread of its own (tests) or on the caller's loop (`serve`).
 
-    `services` maps "namespace/name" to "host:port": where a webhook Service is reachable (in a cluster,
-    its ClusterIP)."""
+    `services` maps "namespace/name" (or "namespace/name:port", for one port of it) to "host:port": where
+    a Service is reachable (in a cluster, its ClusterIP), for the webhooks it calls and the service proxy
+    (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`)."""
 
     def __init__(
         self,

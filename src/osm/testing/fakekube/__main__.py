@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         "--service",
         action="append",
         default=[],
-        metavar="NS/NAME=HOST:PORT",
-        help="where a webhook Service is reachable (in a cluster, its ClusterIP)",
+        metavar="NS/NAME[:PORT]=HOST:PORT",
+        help="where a Service (or one port of it) is reachable, for webhooks and the service proxy",
     )
     p.add_argument("--bookmark-interval", type=float, default=30.0)
     args = p.parse_args(argv)
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.service:
         key, sep, where = item.partition("=")
         if not sep or "/" not in key or ":" not in where:
-            p.error(f"--service {item!r}: expected NS/NAME=HOST:PORT")
+            p.error(f"--service {item!r}: expected NS/NAME[:PORT]=HOST:PORT")
         services[key] = where
 
     async def run() -> None:

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
 import yaml
 from aiohttp import web
 
@@ -33,6 +34,7 @@ VERSION = {
 }
 AGGREGATED = "apidiscovery.k8s.io"
 MAX_BODY = 3 * 1024 * 1024  # the API server's request limit is about 3 MB
+MAX_PROXIED = 16 * 1024 * 1024  # a service-proxy answer
 
 
 class Api:
@@ -56,11 +58,37 @@ class Api:
         app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", self._openapi_v3_index)
         app.router.add_get("/openapi/v3/{path:.*}", self._openapi_v3)
+        app.router.add_route(
+            "*", "/api/v1/namespaces/{ns}/services/{svc}/proxy{path:(/.*)?}", self._service_proxy
+        )
         app.router.add_route("*", "/api/{rest:.*}", self._resource)
         app.router.add_route("*", "/apis/{rest:.*}", self._resource)
         return app
 
     # ---- discovery
+
+    async def _service_proxy(self, request: web.Request) -> web.Response:
+        """The service proxy (`services/[https:]NAME[:PORT]/proxy/PATH`), to where `services` says the
+        Service is reachable ("ns/name:port", else "ns/name"); 503 as a real API server answers a
+        Service without endpoints."""
+        ns, svc = request.match_info["ns"], request.match_info["svc"]
+        parts = svc.split(":")
+        scheme = "http"
+        if len(parts) > 1 and parts[0] in ("http", "https"):
+            scheme, parts = parts[0], parts[1:]
+        name, port = parts[0], (parts[1] if len(parts) > 1 else "")
+        services = self.webhooks.services
+        where = services.get(f"{ns}/{name}:{port}") if port else None
+        where = where or services.get(f"{ns}/{name}")
+        try:
+            self.store.get(self.store.type_of("", "v1", "services"), ns, name)  # 404 without the Service
+            if where is None:
+                raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
+            return await _proxy_to(where, scheme, request, request.match_info["path"])
+        except ApiError as e:
+            return _error(e)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            return _error(ApiError(503, "ServiceUnavailable", f"error trying to reach service: {e}"))
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response(VERSION)
@@ -440,6 +468,20 @@ def _json(obj: Obj, status: int = 200) -> web.Response:
 
 def _line(event: Obj) -> bytes:
     return (json.dumps(event) + "\n").encode()
+
+
+async def _proxy_to(where: str, scheme: str, request: web.Request, path: str) -> web.Response:
+    url = f"{scheme}://{where}{path or '/'}"
+    body = await request.read()
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.request(request.method, url, params=request.query, data=body or None, ssl=False) as resp,
+    ):
+        content = await resp.content.read(MAX_PROXIED + 1)
+        if len(content) > MAX_PROXIED:
+            raise ApiError(502, "BadGateway", f"the answer of {url} is over {MAX_PROXIED} bytes")
+        return web.Response(body=content, status=resp.status, content_type=resp.content_type or "text/plain")
 
 
 def _error(e: ApiError) -> web.Response:
