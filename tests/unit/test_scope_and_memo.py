@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.apis.meshconfig import MeshConfig
+from osm.apis.policy import Ref, Retry
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.scope import scope_of_change
 from osm.envoy.types import ORDER, ProxyResources
 from osm.models.identity import ServiceIdentity
-from osm.models.k8s import Pod, Service, ServicePort
+from osm.models.k8s import ObjectMeta, Pod, Service, ServicePort
+from osm.models.trafficpolicy import RetryPolicy
 from osm.smi.models import (
     HTTPMatch,
     HTTPRouteGroup,
@@ -60,7 +62,8 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     targets = [o for o in objs if isinstance(o, TrafficTarget)]
     groups = [o for o in objs if isinstance(o, HTTPRouteGroup)]
     splits = [o for o in objs if isinstance(o, TrafficSplit)]
-    choice = rnd.randrange(10)
+    retries = [o for o in objs if isinstance(o, Retry)]
+    choice = rnd.randrange(12)
     new: MeshObject | None = None
     gone: ObjectKey | None = None
     if choice == 0 and pods:
@@ -95,9 +98,22 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     elif choice == 7 and services:
         svc = rnd.choice(services)
         new = replace(svc, ports=(ServicePort(8080 + rnd.randrange(3), 8080, "http"),))
+    elif choice == 9 and pods and services:  # a client's retry policy to a service, added or edited
+        p, svc = rnd.choice(pods), rnd.choice(services)
+        new = Retry(
+            meta=ObjectMeta(name=f"retry-{rnd.randrange(3)}", namespace=p.meta.namespace),
+            source=Ref("ServiceAccount", p.service_account, p.meta.namespace),
+            destinations=(Ref("Service", svc.meta.name, svc.meta.namespace),),
+            policy=RetryPolicy("5xx", 1000, rnd.randrange(1, 6), 25),
+        )
+    elif choice == 10 and retries:
+        gone = key_of(rnd.choice(retries))
     else:
         mc = next((o for o in objs if isinstance(o, MeshConfig)), None)
-        if mc is not None:
+        if mc is not None and rnd.randrange(2):
+            flags = mc.feature_flags
+            new = replace(mc, feature_flags=replace(flags, enable_retry_policy=not flags.enable_retry_policy))
+        elif mc is not None:
             new = replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress))
     if new is not None:
         store.apply(new)
@@ -108,7 +124,7 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     return set()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False), st.sampled_from(["smi", "permissive"]))
 def test_scoped_and_memoized_configs_equal_a_full_recomputation(rnd: random.Random, mode: str) -> None:
     store = Store()

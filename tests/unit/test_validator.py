@@ -106,5 +106,6 @@ def test_the_configuration_covers_the_policies_and_the_mesh_config() -> None:
         "httproutegroups",
         "tcproutes",
         "trafficsplits",
+        "retries",
     }
     assert mesh["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "osm-system"}

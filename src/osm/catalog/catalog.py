@@ -26,6 +26,7 @@ from osm.models.trafficpolicy import (
     NetworkRBACPolicy,
     OutboundPolicy,
     ProxyPolicy,
+    RetryPolicy,
     TLSSettings,
     Upstream,
     UpstreamCluster,
@@ -86,6 +87,8 @@ class MeshCatalog:
             and changed
             and all(k.kind == "MeshConfig" for k in changed)
             and previous.state.permissive == state.permissive
+            and previous.state.mesh_config.feature_flags.enable_retry_policy
+            == state.mesh_config.feature_flags.enable_retry_policy
         ):
             self._carried_outbound = {**previous._carried_outbound, **previous._outbound}
             self._carried_inbound = {**previous._carried_inbound, **previous._inbound}
@@ -164,7 +167,7 @@ class MeshCatalog:
         if carried is not None:
             egress = self.state.mesh_config.traffic.enable_egress
             policy = carried if carried.egress == egress else replace(carried, egress=egress)
-        elif self.state.permissive:
+        elif self.state.permissive and identity not in self._retries:
             shared = self._permissive.get(identity.namespace)
             if shared is None:
                 shared = self._compute_outbound(identity)
@@ -179,11 +182,27 @@ class MeshCatalog:
         self._outbound[identity] = policy
         return policy
 
+    @cached_property
+    def _retries(self) -> dict[ServiceIdentity, dict[NsName, RetryPolicy]]:
+        """Source identity -> destination service -> its retry policy: the first Retry (by namespace
+        and name) naming the pair; none while the feature flag is off."""
+        out: dict[ServiceIdentity, dict[NsName, RetryPolicy]] = {}
+        if not self.state.mesh_config.feature_flags.enable_retry_policy:
+            return out
+        for (ns, _), retry in sorted(self.state.retries.items()):
+            if not self.state.is_monitored(ns):
+                continue
+            by_service = out.setdefault(ServiceIdentity(retry.source.namespace, retry.source.name), {})
+            for dest in retry.destinations:
+                by_service.setdefault((dest.namespace, dest.name), retry.policy)
+        return out
+
     def _compute_outbound(self, identity: ServiceIdentity) -> OutboundPolicy:
-        # Of the MeshConfig this reads only the traffic mode and the egress flag, and inbound_policy only
-        # the mode: a MeshConfig change carries policies over on that basis (see __init__). Reading any
-        # other MeshConfig field here needs the carry-over condition to include it.
+        # Of the MeshConfig this reads only the traffic mode, the egress flag and the retry flag, and
+        # inbound_policy only the mode: a MeshConfig change carries policies over on that basis (see
+        # __init__). Reading any other MeshConfig field here needs the carry-over condition to include it.
         ix = self.index
+        retries = self._retries.get(identity, {})
         permissive = self.state.permissive
         allowed = self.allowed_destinations(identity)
         upstreams: list[Upstream] = []
@@ -222,6 +241,7 @@ class MeshCatalog:
                         addresses=ix.addresses(key),
                         clusters=tuple(weighted),
                         same_namespace=key[0] == identity.namespace,
+                        retry=retries.get(key),
                     )
                 )
         return OutboundPolicy(

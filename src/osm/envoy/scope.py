@@ -8,6 +8,7 @@ what the catalog indexes for it. So a change reaches:
 - a TrafficTarget: its destination and its old and new sources;
 - an HTTPRouteGroup or TCPRoute: the destinations of the TrafficTargets that use it;
 - a TrafficSplit: the clients and the pods of its apex and its backends;
+- a Retry: its old and new source identities (whose routes carry its policy);
 - anything else (Services, MeshConfig, Namespaces, ServiceAccounts, Deployments): any proxy.
 
 tests/unit/test_scope_and_memo.py holds the rule to account: after random changes to a mesh, every
@@ -66,6 +67,11 @@ def scope_of_change(old: MeshIndex, new: MeshIndex, changed: Collection[ObjectKe
                         r.kind == key.kind and r.name == key.name for r in tt.rules
                     ):
                         sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
+        elif key.kind == "Retry":
+            for state in states:
+                retry = state.retries.get(ns_name)
+                if retry is not None:
+                    sc.identities.add(ServiceIdentity(retry.source.namespace, retry.source.name))
         elif key.kind == "TrafficSplit":
             for ix in (old, new):
                 split = ix.state.traffic_splits.get(ns_name)

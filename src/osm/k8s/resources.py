@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from osm.apis.meshconfig import CONFIG_API
+from osm.apis.policy import POLICY_API
 from osm.smi.models import ACCESS_API, SPECS_API, SPLIT_API
 
 
@@ -44,6 +45,7 @@ HTTP_ROUTE_GROUPS = Resource(SPECS_API, "HTTPRouteGroup", "httproutegroups")
 TCP_ROUTES = Resource(SPECS_API, "TCPRoute", "tcproutes")
 TRAFFIC_SPLITS = Resource(SPLIT_API, "TrafficSplit", "trafficsplits")
 MESH_CONFIGS = Resource(CONFIG_API, "MeshConfig", "meshconfigs")
+RETRIES = Resource(POLICY_API, "Retry", "retries")
 CRDS = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False)
 MUTATING_WEBHOOKS = Resource(
     "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False
@@ -65,4 +67,5 @@ MESH_NAMESPACED = (
     HTTP_ROUTE_GROUPS,
     TCP_ROUTES,
     TRAFFIC_SPLITS,
+    RETRIES,
 )

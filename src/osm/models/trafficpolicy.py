@@ -30,6 +30,16 @@ class HashedTuple(tuple[_T, ...]):
 
 
 @dataclass(frozen=True, slots=True, order=True)
+class RetryPolicy:
+    """A route's retry policy as Envoy carries it (durations in milliseconds)."""
+
+    retry_on: str  # Envoy's comma-separated retry conditions
+    per_try_timeout_ms: int
+    num_retries: int
+    backoff_base_ms: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
 class WeightedCluster:
     service: MeshService  # the backend whose cluster receives this share
     weight: int
@@ -43,12 +53,15 @@ class Upstream:
     addresses: tuple[str, ...]  # resolvable IPs: the ClusterIP, or pod IPs for a headless service
     clusters: tuple[WeightedCluster, ...]
     same_namespace: bool
+    retry: RetryPolicy | None = None  # the client's Retry policy for this service (enableRetryPolicy)
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # Tuples of upstreams key the generator's listener and route memo: hash each once.
         object.__setattr__(
-            self, "_hash", hash((self.service, self.addresses, self.clusters, self.same_namespace))
+            self,
+            "_hash",
+            hash((self.service, self.addresses, self.clusters, self.same_namespace, self.retry)),
         )
 
     def __hash__(self) -> int:

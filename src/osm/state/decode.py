@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.apis.meshconfig import CONFIG_API, MeshConfig
+from osm.apis.policy import POLICY_API, Retry
 from osm.models.errors import ValidationError
 from osm.models.k8s import (
     Deployment,
@@ -41,6 +42,7 @@ MeshObject = (
     | TCPRoute
     | TrafficSplit
     | MeshConfig
+    | Retry
 )
 
 
@@ -68,6 +70,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     (SPECS_API, "TCPRoute"): TCPRoute.from_k8s,
     (SPLIT_API, "TrafficSplit"): TrafficSplit.from_k8s,
     (CONFIG_API, "MeshConfig"): MeshConfig.from_k8s,
+    (POLICY_API, "Retry"): Retry.from_k8s,
 }
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
 CLUSTER_SCOPED = frozenset({"Namespace"})

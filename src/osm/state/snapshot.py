@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
+from osm.apis.policy import Retry
 from osm.models.k8s import (
     Deployment,
     Endpoints,
@@ -50,6 +51,7 @@ class MeshState:
     http_route_groups: Mapping[NsName, HTTPRouteGroup]
     tcp_routes: Mapping[NsName, TCPRoute]
     traffic_splits: Mapping[NsName, TrafficSplit]
+    retries: Mapping[NsName, Retry]
     pods_by_uuid: Mapping[str, tuple[Pod, ...]] = field(repr=False)
     # Why the mesh runs on defaults or ignores a MeshConfig ("" when the MeshConfig is in place).
     mesh_config_problem: str = ""
@@ -118,6 +120,7 @@ class MeshState:
             http_route_groups=kind("HTTPRouteGroup", HTTPRouteGroup),
             tcp_routes=kind("TCPRoute", TCPRoute),
             traffic_splits=kind("TrafficSplit", TrafficSplit),
+            retries=kind("Retry", Retry),
             pods_by_uuid=MappingProxyType({k: tuple(v) for k, v in uuids.items()}),
             mesh_config_problem=problem,
         )

@@ -19,6 +19,7 @@ VALIDATED = (
     ("specs.smi-spec.io", "v1alpha4", "httproutegroups"),
     ("specs.smi-spec.io", "v1alpha4", "tcproutes"),
     ("split.smi-spec.io", "v1alpha2", "trafficsplits"),
+    ("policy.openservicemesh.io", "v1alpha1", "retries"),
 )
 MESH_CONFIG = ("config.openservicemesh.io", "v1alpha2", "meshconfigs")
 

@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 
 from osm.envoy.rbac.policies import HTTP_RBAC_FILTER, http_rbac_per_route
 from osm.models.service import MeshService
-from osm.models.trafficpolicy import HTTPRouteRule, InboundService, Upstream
+from osm.models.trafficpolicy import HTTPRouteRule, InboundService, RetryPolicy, Upstream
 from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH
 
 
@@ -53,6 +53,20 @@ def _no_timeout() -> Any:
     return duration_pb2.Duration(seconds=0)
 
 
+def _ms(ms: int) -> Any:
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def retry_policy(p: RetryPolicy) -> Any:
+    """A Retry's policy on the outbound route (its conditions as Envoy's `retry_on`, gRPC ones included)."""
+    return rc.RetryPolicy(
+        retry_on=p.retry_on,
+        num_retries=wrappers_pb2.UInt32Value(value=p.num_retries),
+        per_try_timeout=_ms(p.per_try_timeout_ms),
+        retry_back_off=rc.RetryPolicy.RetryBackOff(base_interval=_ms(p.backoff_base_ms)),
+    )
+
+
 def outbound_route_config(port: int, upstreams: Iterable[Upstream], trust_domain: str) -> Any:
     config = route_pb2.RouteConfiguration(
         name=outbound_name(port),
@@ -71,6 +85,8 @@ def outbound_route_config(port: int, upstreams: Iterable[Upstream], trust_domain
                 ]
             ),
         )
+        if up.retry is not None:
+            action.retry_policy.CopyFrom(retry_policy(up.retry))
         config.virtual_hosts.append(
             rc.VirtualHost(
                 name=f"outbound_virtual-host|{up.service.fqdn(trust_domain)}",
