@@ -11,12 +11,12 @@ counters do not depend on it.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
+from tests.e2e.conftest import small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -90,18 +90,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    manifests = tmp_path_factory.mktemp("retry") / "manifests"
-    manifests.mkdir()
-    (manifests / "mesh.yaml").write_text(MANIFESTS)
-    m = LocalMesh(manifests)
-    try:
-        m.up()
-        m.wait_ready([("server", "server"), ("client", "client")])
+    with small_mesh(tmp_path_factory, "retry", MANIFESTS, [("server", "server"), ("client", "client")]) as m:
         yield m
-    finally:
-        m.down()
-        assert m.leftovers() == []
-        shutil.rmtree(m.state_dir, ignore_errors=True)
 
 
 def route_retry(m: LocalMesh) -> dict[str, object] | None:

@@ -15,14 +15,20 @@ from hypothesis import strategies as st
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.apis.meshconfig import MeshConfig
-from osm.apis.policy import Ref, Retry
+from osm.apis.policy import Ref, Retry, UpstreamTrafficSetting
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.scope import scope_of_change
 from osm.envoy.types import ORDER, ProxyResources
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import ObjectMeta, Pod, Service, ServicePort
-from osm.models.trafficpolicy import RetryPolicy
+from osm.models.trafficpolicy import (
+    ConnectionSettings,
+    HTTPRateLimit,
+    RetryPolicy,
+    TCPRateLimit,
+    UpstreamSettings,
+)
 from osm.smi.models import (
     HTTPMatch,
     HTTPRouteGroup,
@@ -63,7 +69,7 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     groups = [o for o in objs if isinstance(o, HTTPRouteGroup)]
     splits = [o for o in objs if isinstance(o, TrafficSplit)]
     retries = [o for o in objs if isinstance(o, Retry)]
-    choice = rnd.randrange(12)
+    choice = rnd.randrange(13)
     new: MeshObject | None = None
     gone: ObjectKey | None = None
     if choice == 0 and pods:
@@ -108,6 +114,20 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
         )
     elif choice == 10 and retries:
         gone = key_of(rnd.choice(retries))
+    elif choice == 11 and services:  # a service's traffic setting, added, edited or removed
+        svc = rnd.choice(services)
+        meta = ObjectMeta(name=f"uts-{rnd.randrange(2)}", namespace=svc.meta.namespace)
+        if rnd.randrange(3) == 0:
+            gone = ObjectKey("UpstreamTrafficSetting", meta.namespace, meta.name)
+        else:
+            new = UpstreamTrafficSetting(
+                meta=meta,
+                host=f"{svc.meta.name}.{svc.meta.namespace}.svc.cluster.local",
+                upstream=UpstreamSettings(ConnectionSettings(max_connections=rnd.randrange(1, 9)), None),
+                tcp_rate_limit=TCPRateLimit(rnd.randrange(1, 9), 1000),
+                http_rate_limit=HTTPRateLimit(rnd.randrange(1, 9), 1000) if rnd.randrange(2) else None,
+                route_limits=(),
+            )
     else:
         mc = next((o for o in objs if isinstance(o, MeshConfig)), None)
         if mc is not None and rnd.randrange(2):

@@ -107,5 +107,6 @@ def test_the_configuration_covers_the_policies_and_the_mesh_config() -> None:
         "tcproutes",
         "trafficsplits",
         "retries",
+        "upstreamtrafficsettings",
     }
     assert mesh["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "osm-system"}

@@ -2,17 +2,31 @@
 
 Retry: for the clients running as one ServiceAccount, how their sidecars retry requests to the listed
 Services (Envoy's route retry policy), honoured when MeshConfig `featureFlags.enableRetryPolicy` is on.
+
+UpstreamTrafficSetting: for one Service (`spec.host`, its FQDN, in the policy's namespace), connection
+limits and outlier detection on every client's cluster for it, and local rate limits (connections;
+requests per virtual host and per route) on the sidecars of its pods.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from osm.models.fields import Doc, parse_duration
 from osm.models.k8s import ObjectMeta
-from osm.models.trafficpolicy import RetryPolicy
+from osm.models.regex import regex_problem
+from osm.models.trafficpolicy import (
+    MAX_U32,
+    ConnectionSettings,
+    HTTPRateLimit,
+    OutlierDetection,
+    RetryPolicy,
+    TCPRateLimit,
+    UpstreamSettings,
+)
 
 POLICY_API = "policy.openservicemesh.io/v1alpha1"
 
@@ -36,7 +50,9 @@ GRPC_RETRY_ON = frozenset({"cancelled", "deadline-exceeded", "internal", "resour
 MAX_RETRIES = 100  # more than this is a retry storm, not a policy
 
 
-def _duration_ms(d: Doc, key: str, *, lo_ms: int = 1) -> int:
+def _duration_ms(d: Doc, key: str, *, lo_ms: int = 1, default: int | None = None) -> int:
+    if default is not None and not d.has(key):
+        return default
     text = d.str(key, required=True)
     try:
         seconds = parse_duration(text)
@@ -99,3 +115,129 @@ class Retry:
             raise spec.error("destinations", "needs at least one Service")
         policy = parse_retry_policy(spec.obj("retryPolicy", required=True))
         return Retry(meta=meta, source=source, destinations=destinations, policy=policy)
+
+
+UNITS_MS = {"second": 1000, "minute": 60_000, "hour": 3_600_000}
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _u32(d: Doc, key: str, default: int = 0, *, lo: int = 0, required: bool = False) -> int:
+    return d.int(key, default, lo=lo, hi=MAX_U32, required=required)
+
+
+def _unit(d: Doc) -> int:
+    unit = d.str("unit", required=True)
+    if unit not in UNITS_MS:
+        raise d.error("unit", f"must be one of {', '.join(UNITS_MS)}, got {unit!r}")
+    return UNITS_MS[unit]
+
+
+def parse_http_rate_limit(d: Doc) -> HTTPRateLimit:
+    status = d.int("responseStatusCode", 429)
+    if not 400 <= status <= 599:
+        raise d.error("responseStatusCode", f"must be an HTTP error status (400-599), got {status}")
+    headers = []
+    for h in d.objs("responseHeadersToAdd"):
+        name = h.str("name", required=True)
+        if not HEADER_NAME.fullmatch(name):
+            raise h.error("name", f"{name[:64]!r} is not an HTTP header name")
+        headers.append((name.lower(), h.str("value", required=True)))
+    return HTTPRateLimit(
+        requests=_u32(d, "requests", lo=1, required=True),
+        fill_interval_ms=_unit(d),
+        burst=_u32(d, "burst"),
+        status=status,
+        headers=tuple(headers),
+    )
+
+
+def parse_tcp_rate_limit(d: Doc) -> TCPRateLimit:
+    return TCPRateLimit(
+        connections=_u32(d, "connections", lo=1, required=True),
+        fill_interval_ms=_unit(d),
+        burst=_u32(d, "burst"),
+    )
+
+
+def parse_connection_settings(d: Doc) -> ConnectionSettings:
+    tcp, http = d.obj("tcp"), d.obj("http")
+    default = ConnectionSettings()
+    return ConnectionSettings(
+        max_connections=_u32(tcp, "maxConnections", default.max_connections),
+        connect_timeout_ms=_duration_ms(tcp, "connectTimeout", default=default.connect_timeout_ms),
+        max_requests=_u32(http, "maxRequests", default.max_requests),
+        max_requests_per_connection=_u32(
+            http, "maxRequestsPerConnection", default.max_requests_per_connection
+        ),
+        max_pending_requests=_u32(http, "maxPendingRequests", default.max_pending_requests),
+        max_retries=_u32(http, "maxRetries", default.max_retries),
+    )
+
+
+def parse_outlier_detection(d: Doc) -> OutlierDetection:
+    return OutlierDetection(
+        consecutive_errors=_u32(d, "consecutiveErrors", lo=1, required=True),
+        interval_ms=_duration_ms(d, "interval"),
+        base_ejection_ms=_duration_ms(d, "baseEjectionTime"),
+        max_ejection_percent=d.int("maxEjectionPercent", 10, lo=0, hi=100),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTrafficSetting:
+    KIND: ClassVar[str] = "UpstreamTrafficSetting"
+    meta: ObjectMeta
+    host: str  # a Service's FQDN (<service>.<namespace>.svc.<trust domain>), or an egress host
+    upstream: UpstreamSettings  # for the clients' clusters
+    tcp_rate_limit: TCPRateLimit | None  # for the service's pods' sidecars
+    http_rate_limit: HTTPRateLimit | None
+    route_limits: tuple[tuple[str, HTTPRateLimit], ...]  # (HTTPRouteGroup path regex, its limit)
+
+    def service(self) -> str | None:
+        """The Service `host` names (in the policy's namespace), when it names one."""
+        parts = self.host.split(".")
+        return parts[0] if len(parts) >= 4 and parts[2] == "svc" else None
+
+    @staticmethod
+    def from_k8s(data: Mapping[str, Any]) -> UpstreamTrafficSetting:
+        meta = ObjectMeta.parse("UpstreamTrafficSetting", data)
+        spec = Doc(data, "UpstreamTrafficSetting", meta.namespace, meta.name).obj("spec", required=True)
+        host = spec.str("host", required=True).strip().lower()
+        parts = host.split(".")
+        if len(host) > 253 or not all(DNS_LABEL.fullmatch(p) for p in parts):
+            raise spec.error("host", f"{host[:128]!r} is not a DNS name")
+        if len(parts) >= 4 and parts[2] == "svc" and parts[1] != meta.namespace:
+            raise spec.error(
+                "host",
+                f"{host!r} is a Service of namespace {parts[1]!r}: an UpstreamTrafficSetting applies "
+                f"to Services of its own namespace ({meta.namespace!r})",
+            )
+        connection = (
+            parse_connection_settings(spec.obj("connectionSettings"))
+            if spec.has("connectionSettings")
+            else None
+        )
+        outlier = (
+            parse_outlier_detection(spec.obj("outlierDetection")) if spec.has("outlierDetection") else None
+        )
+        local = spec.obj("rateLimit").obj("local")
+        tcp = parse_tcp_rate_limit(local.obj("tcp")) if local.has("tcp") else None
+        http = parse_http_rate_limit(local.obj("http")) if local.has("http") else None
+        routes: dict[str, HTTPRateLimit] = {}
+        for r in spec.objs("httpRoutes"):
+            path = r.str("path", required=True)
+            problem = regex_problem(path)
+            if problem is not None:
+                raise r.error("path", f"{path[:200]!r} {problem}")
+            if path in routes:
+                raise r.error("path", f"{path!r} is given twice")
+            routes[path] = parse_http_rate_limit(r.obj("rateLimit").obj("local").obj("http", required=True))
+        return UpstreamTrafficSetting(
+            meta=meta,
+            host=host,
+            upstream=UpstreamSettings(connection, outlier),
+            tcp_rate_limit=tcp,
+            http_rate_limit=http,
+            route_limits=tuple(sorted(routes.items())),
+        )

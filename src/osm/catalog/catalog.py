@@ -12,6 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from osm.apis.policy import UpstreamTrafficSetting
 from osm.catalog.index import MeshIndex
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP, Pod
@@ -30,6 +31,7 @@ from osm.models.trafficpolicy import (
     TLSSettings,
     Upstream,
     UpstreamCluster,
+    UpstreamSettings,
     WeightedCluster,
 )
 from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH, TrafficTarget
@@ -96,7 +98,7 @@ class MeshCatalog:
 
     @property
     def warnings(self) -> list[str]:
-        return self.index.warnings + self._target_warnings
+        return self.index.warnings + self._target_warnings + self._traffic_settings[1]
 
     # ---- proxies
 
@@ -197,6 +199,34 @@ class MeshCatalog:
                 by_service.setdefault((dest.namespace, dest.name), retry.policy)
         return out
 
+    @cached_property
+    def _traffic_settings(self) -> tuple[dict[NsName, UpstreamTrafficSetting], list[str]]:
+        """(namespace, service) -> its UpstreamTrafficSetting (the first by name when several name one
+        host), and what is ignored, said."""
+        out: dict[NsName, UpstreamTrafficSetting] = {}
+        warnings = []
+        for (ns, name), uts in sorted(self.state.upstream_traffic_settings.items()):
+            svc = uts.service()
+            if not self.state.is_monitored(ns) or svc is None:
+                continue
+            first = out.setdefault((ns, svc), uts)
+            if first is not uts:
+                warnings.append(
+                    f"UpstreamTrafficSetting {ns}/{name}: host {uts.host} already has "
+                    f"UpstreamTrafficSetting {ns}/{first.meta.name}; ignored"
+                )
+            elif (ns, svc) not in self.index.services:
+                warnings.append(
+                    f"UpstreamTrafficSetting {ns}/{name}: no Service {ns}/{svc} (host {uts.host})"
+                )
+        return out, warnings
+
+    def _upstream_settings(self, key: NsName) -> UpstreamSettings | None:
+        uts = self._traffic_settings[0].get(key)
+        if uts is None or (uts.upstream.connection is None and uts.upstream.outlier is None):
+            return None
+        return uts.upstream
+
     def _compute_outbound(self, identity: ServiceIdentity) -> OutboundPolicy:
         # Of the MeshConfig this reads only the traffic mode, the egress flag and the retry flag, and
         # inbound_policy only the mode: a MeshConfig change carries policies over on that basis (see
@@ -217,7 +247,9 @@ class MeshCatalog:
             if not permissive:
                 peers = tuple(p for p in peers if p in allowed)
                 eps = tuple(e for e in eps if e.identity is not None and e.identity in allowed)
-            clusters[ms] = UpstreamCluster(ms, tuple(sorted(peers)), tuple(e.endpoint for e in eps))
+            clusters[ms] = UpstreamCluster(
+                ms, tuple(sorted(peers)), tuple(e.endpoint for e in eps), self._upstream_settings(key)
+            )
 
         for key in self.outbound_services(identity):
             split = ix.splits.get(key)
@@ -271,16 +303,27 @@ class MeshCatalog:
         targets = self._targets[0].get(group.identity, [])
         routes = self._http_rules(targets)
         services = []
+        settings = self._traffic_settings[0]
+
+        def vhost(svc: MeshService) -> InboundVirtualHost:
+            uts = settings.get((svc.namespace, svc.name))
+            if uts is None:
+                return InboundVirtualHost(svc, routes)
+            return InboundVirtualHost(svc, routes, uts.http_rate_limit, uts.route_limits)
+
         for ms in group.services:
             vhosts: list[InboundVirtualHost] = []
             if ms.protocol in HTTP_PROTOCOLS:
-                vhosts.append(InboundVirtualHost(ms, routes))
+                vhosts.append(vhost(ms))
                 # Backends of a split also answer the apex's hostnames: the Host header is not rewritten.
                 for apex_key in self.index.backend_apexes.get((ms.namespace, ms.name), ()):
                     for apex in self.index.mesh_services.get(apex_key, ()):
                         if apex.port == ms.port or len(self.index.mesh_services[apex_key]) == 1:
-                            vhosts.append(InboundVirtualHost(apex, routes))
-            services.append(InboundService(ms, tuple(vhosts)))
+                            vhosts.append(vhost(apex))
+            own = settings.get((ms.namespace, ms.name))
+            services.append(
+                InboundService(ms, tuple(vhosts), own.tcp_rate_limit if own is not None else None)
+            )
         network = None if permissive else self._network_rbac(targets)
         policy = InboundPolicy(identity=group.identity, services=tuple(services), network_rbac=network)
         self._inbound[group] = policy

@@ -41,6 +41,7 @@ from osm.models.trafficpolicy import (
     TLSSettings,
     Upstream,
     UpstreamCluster,
+    UpstreamSettings,
 )
 
 HTTP_PROTOCOLS = ("http", "grpc")
@@ -278,7 +279,7 @@ class ConfigGenerator:
                 (
                     name,
                     self._part(
-                        ("cds-parts", c.service, c.peer_identities, tls, td),
+                        ("cds-parts", c.service, c.peer_identities, c.settings, tls, td),
                         partial(clusters.upstream_cluster_parts, c, tls, td),
                     ),
                 )
@@ -371,8 +372,9 @@ def _cluster_family(
 
 def _peers_of(
     upstream: tuple[UpstreamCluster, ...],
-) -> HashedTuple[tuple[MeshService, tuple[ServiceIdentity, ...]]]:
-    return HashedTuple((c.service, c.peer_identities) for c in upstream)
+) -> HashedTuple[tuple[MeshService, tuple[ServiceIdentity, ...], UpstreamSettings | None]]:
+    """What the clusters' parts are built from (not their endpoints)."""
+    return HashedTuple((c.service, c.peer_identities, c.settings) for c in upstream)
 
 
 def _http_by_port(upstreams: tuple[Upstream, ...]) -> tuple[tuple[int, HashedTuple[Upstream]], ...]:

@@ -9,6 +9,7 @@ what the catalog indexes for it. So a change reaches:
 - an HTTPRouteGroup or TCPRoute: the destinations of the TrafficTargets that use it;
 - a TrafficSplit: the clients and the pods of its apex and its backends;
 - a Retry: its old and new source identities (whose routes carry its policy);
+- an UpstreamTrafficSetting: the clients and the pods of its (old and new) service;
 - anything else (Services, MeshConfig, Namespaces, ServiceAccounts, Deployments): any proxy.
 
 tests/unit/test_scope_and_memo.py holds the rule to account: after random changes to a mesh, every
@@ -72,6 +73,19 @@ def scope_of_change(old: MeshIndex, new: MeshIndex, changed: Collection[ObjectKe
                 retry = state.retries.get(ns_name)
                 if retry is not None:
                     sc.identities.add(ServiceIdentity(retry.source.namespace, retry.source.name))
+        elif key.kind == "UpstreamTrafficSetting":
+            # the clients' clusters of its service, and its pods' inbound rate limits
+            for ix in (old, new):
+                uts = ix.state.upstream_traffic_settings.get(ns_name)
+                svc = uts.service() if uts is not None else None
+                if svc is None:
+                    continue
+                split = ix.splits.get((key.namespace, svc))  # backends answer their apex's hostnames
+                backends = [b.service for b in split.backends] if split is not None else []
+                for name in (svc, *backends):
+                    sc.services.add((key.namespace, name))
+                    pods = ix.service_pods.get((key.namespace, name), ())
+                    sc.pods |= {(p.meta.namespace, p.meta.name) for p in pods}
         elif key.kind == "TrafficSplit":
             for ix in (old, new):
                 split = ix.state.traffic_splits.get(ns_name)

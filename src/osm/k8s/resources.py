@@ -46,6 +46,7 @@ TCP_ROUTES = Resource(SPECS_API, "TCPRoute", "tcproutes")
 TRAFFIC_SPLITS = Resource(SPLIT_API, "TrafficSplit", "trafficsplits")
 MESH_CONFIGS = Resource(CONFIG_API, "MeshConfig", "meshconfigs")
 RETRIES = Resource(POLICY_API, "Retry", "retries")
+UPSTREAM_TRAFFIC_SETTINGS = Resource(POLICY_API, "UpstreamTrafficSetting", "upstreamtrafficsettings")
 CRDS = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False)
 MUTATING_WEBHOOKS = Resource(
     "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False
@@ -68,4 +69,5 @@ MESH_NAMESPACED = (
     TCP_ROUTES,
     TRAFFIC_SPLITS,
     RETRIES,
+    UPSTREAM_TRAFFIC_SETTINGS,
 )

@@ -39,6 +39,60 @@ class RetryPolicy:
     backoff_base_ms: int
 
 
+MAX_U32 = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ConnectionSettings:
+    """An UpstreamTrafficSetting's connection limits, on every client's cluster for its service (Envoy's
+    circuit-breaker thresholds; 0 requests per connection: no limit)."""
+
+    max_connections: int = MAX_U32
+    connect_timeout_ms: int = 5000
+    max_requests: int = MAX_U32
+    max_requests_per_connection: int = 0
+    max_pending_requests: int = MAX_U32
+    max_retries: int = MAX_U32
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class OutlierDetection:
+    """Ejection of an endpoint after consecutive 5xx answers (Envoy's outlier detection)."""
+
+    consecutive_errors: int
+    interval_ms: int
+    base_ejection_ms: int
+    max_ejection_percent: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UpstreamSettings:
+    """What an UpstreamTrafficSetting puts on the clients' clusters of its service."""
+
+    connection: ConnectionSettings | None = None
+    outlier: OutlierDetection | None = None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TCPRateLimit:
+    """A token bucket of connections on the server's inbound filter chain."""
+
+    connections: int
+    fill_interval_ms: int
+    burst: int = 0
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HTTPRateLimit:
+    """A token bucket of requests, on the server's virtual host or one route; answered `status`."""
+
+    requests: int
+    fill_interval_ms: int
+    burst: int = 0
+    status: int = 429
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class WeightedCluster:
     service: MeshService  # the backend whose cluster receives this share
@@ -75,11 +129,14 @@ class UpstreamCluster:
     service: MeshService
     peer_identities: tuple[ServiceIdentity, ...]
     endpoints: tuple[Endpoint, ...]
+    settings: UpstreamSettings | None = None  # from the service's UpstreamTrafficSetting
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # A proxy's tuple of upstream clusters keys the generator's shared parts: hash each once.
-        object.__setattr__(self, "_hash", hash((self.service, self.peer_identities, self.endpoints)))
+        object.__setattr__(
+            self, "_hash", hash((self.service, self.peer_identities, self.endpoints, self.settings))
+        )
 
     def __hash__(self) -> int:
         return self._hash
@@ -107,6 +164,8 @@ class HTTPRouteRule:
 class InboundVirtualHost:
     service: MeshService  # whose hostnames the virtual host answers (a backend, or the apex of its split)
     routes: tuple[HTTPRouteRule, ...]
+    rate_limit: HTTPRateLimit | None = None  # the service's UpstreamTrafficSetting, per virtual host
+    route_limits: tuple[tuple[str, HTTPRateLimit], ...] = ()  # per route: its path regex, its limit
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -122,6 +181,11 @@ class NetworkRBACPolicy:
 class InboundService:
     service: MeshService  # a service port backed by this proxy's pod
     virtual_hosts: tuple[InboundVirtualHost, ...]  # HTTP/gRPC only
+    tcp_rate_limit: TCPRateLimit | None = None  # connections, on the service's inbound filter chain
+
+    @property
+    def http_rate_limited(self) -> bool:
+        return any(vh.rate_limit is not None or vh.route_limits for vh in self.virtual_hosts)
 
 
 @dataclass(frozen=True, slots=True)

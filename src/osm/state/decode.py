@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.apis.meshconfig import CONFIG_API, MeshConfig
-from osm.apis.policy import POLICY_API, Retry
+from osm.apis.policy import POLICY_API, Retry, UpstreamTrafficSetting
 from osm.models.errors import ValidationError
 from osm.models.k8s import (
     Deployment,
@@ -43,6 +43,7 @@ MeshObject = (
     | TrafficSplit
     | MeshConfig
     | Retry
+    | UpstreamTrafficSetting
 )
 
 
@@ -71,6 +72,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     (SPLIT_API, "TrafficSplit"): TrafficSplit.from_k8s,
     (CONFIG_API, "MeshConfig"): MeshConfig.from_k8s,
     (POLICY_API, "Retry"): Retry.from_k8s,
+    (POLICY_API, "UpstreamTrafficSetting"): UpstreamTrafficSetting.from_k8s,
 }
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
 CLUSTER_SCOPED = frozenset({"Namespace"})

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
-from osm.apis.policy import Retry
+from osm.apis.policy import Retry, UpstreamTrafficSetting
 from osm.models.k8s import (
     Deployment,
     Endpoints,
@@ -52,6 +52,7 @@ class MeshState:
     tcp_routes: Mapping[NsName, TCPRoute]
     traffic_splits: Mapping[NsName, TrafficSplit]
     retries: Mapping[NsName, Retry]
+    upstream_traffic_settings: Mapping[NsName, UpstreamTrafficSetting]
     pods_by_uuid: Mapping[str, tuple[Pod, ...]] = field(repr=False)
     # Why the mesh runs on defaults or ignores a MeshConfig ("" when the MeshConfig is in place).
     mesh_config_problem: str = ""
@@ -121,6 +122,7 @@ class MeshState:
             tcp_routes=kind("TCPRoute", TCPRoute),
             traffic_splits=kind("TrafficSplit", TrafficSplit),
             retries=kind("Retry", Retry),
+            upstream_traffic_settings=kind("UpstreamTrafficSetting", UpstreamTrafficSetting),
             pods_by_uuid=MappingProxyType({k: tuple(v) for k, v in uuids.items()}),
             mesh_config_problem=problem,
         )

@@ -20,6 +20,7 @@ VALIDATED = (
     ("specs.smi-spec.io", "v1alpha4", "tcproutes"),
     ("split.smi-spec.io", "v1alpha2", "trafficsplits"),
     ("policy.openservicemesh.io", "v1alpha1", "retries"),
+    ("policy.openservicemesh.io", "v1alpha1", "upstreamtrafficsettings"),
 )
 MESH_CONFIG = ("config.openservicemesh.io", "v1alpha2", "meshconfigs")
 

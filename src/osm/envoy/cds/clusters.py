@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -19,36 +19,61 @@ from osm.envoy.sds import names
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP
 from osm.models.service import MeshService
-from osm.models.trafficpolicy import TLSSettings, UpstreamCluster
+from osm.models.trafficpolicy import (
+    ConnectionSettings,
+    OutlierDetection,
+    TLSSettings,
+    UpstreamCluster,
+    UpstreamSettings,
+)
 
 PASSTHROUGH_CLUSTER = "passthrough-outbound"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MAX = 4294967295
 _CONNECT_TIMEOUT = duration_pb2.Duration(seconds=1)
 NO_PEER = "no-allowed-peer.invalid"
+_UNLIMITED = ConnectionSettings(_MAX, 1000, _MAX, 0, _MAX, _MAX)
 
 
-def _http2_options() -> Any:
-    return pack(
-        http_protocol_options_pb2.HttpProtocolOptions(
-            explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
-            )
+def _http2_options(max_requests_per_connection: int = 0) -> Any:
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
         )
     )
+    if max_requests_per_connection:
+        options.common_http_protocol_options.max_requests_per_connection.value = max_requests_per_connection
+    return pack(options)
 
 
-def _circuit_breakers() -> Any:
+def _circuit_breakers(settings: ConnectionSettings | None = None) -> Any:
+    """Envoy's thresholds: effectively none (as upstream), or an UpstreamTrafficSetting's."""
+    s = settings or _UNLIMITED
     t = circuit_breaker_pb2.CircuitBreakers.Thresholds
     return circuit_breaker_pb2.CircuitBreakers(
         thresholds=[
             t(
-                max_connections=wrappers_pb2.UInt32Value(value=_MAX),
-                max_pending_requests=wrappers_pb2.UInt32Value(value=_MAX),
-                max_requests=wrappers_pb2.UInt32Value(value=_MAX),
-                max_retries=wrappers_pb2.UInt32Value(value=_MAX),
+                max_connections=wrappers_pb2.UInt32Value(value=s.max_connections),
+                max_pending_requests=wrappers_pb2.UInt32Value(value=s.max_pending_requests),
+                max_requests=wrappers_pb2.UInt32Value(value=s.max_requests),
+                max_retries=wrappers_pb2.UInt32Value(value=s.max_retries),
             )
         ]
+    )
+
+
+def _duration(ms: int) -> Any:
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def outlier_detection(o: OutlierDetection) -> Any:
+    """Eject an endpoint after `consecutive_errors` 5xx answers (or connection failures) in a row."""
+    return outlier_detection_pb2.OutlierDetection(
+        consecutive_5xx=wrappers_pb2.UInt32Value(value=o.consecutive_errors),
+        interval=_duration(o.interval_ms),
+        base_ejection_time=_duration(o.base_ejection_ms),
+        max_ejection_percent=wrappers_pb2.UInt32Value(value=o.max_ejection_percent),
+        enforcing_consecutive_5xx=wrappers_pb2.UInt32Value(value=100),
     )
 
 
@@ -87,19 +112,24 @@ def upstream_cluster(
     common = _common_tls(cluster, tls, trust_domain)
     common.tls_certificate_sds_secret_configs.append(sds_ref(names.service_cert(downstream)))
     upstream_tls = tls_pb2.UpstreamTlsContext(common_tls_context=common, sni=svc.fqdn(trust_domain))
+    settings = cluster.settings or UpstreamSettings()
+    conn = settings.connection
     c = cluster_pb2.Cluster(
         name=svc.cluster_name,
         type=cluster_pb2.Cluster.EDS,
-        connect_timeout=_CONNECT_TIMEOUT,
+        connect_timeout=_CONNECT_TIMEOUT if conn is None else _duration(conn.connect_timeout_ms),
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source()),
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
-        circuit_breakers=_circuit_breakers(),
+        circuit_breakers=_circuit_breakers(conn),
         transport_socket=base_pb2.TransportSocket(
             name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls)
         ),
     )
+    if settings.outlier is not None:
+        c.outlier_detection.CopyFrom(outlier_detection(settings.outlier))
     if svc.protocol in (PROTOCOL_HTTP, PROTOCOL_GRPC):
-        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(_http2_options())
+        per_connection = conn.max_requests_per_connection if conn is not None else 0
+        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(_http2_options(per_connection))
     return c
 
 

@@ -24,6 +24,7 @@ from osm.envoy.common import (
 from osm.envoy.lds.hcm import hcm_filter
 from osm.envoy.lds.outbound import original_dst_filter, tcp_proxy_filter
 from osm.envoy.rbac.policies import http_rbac_filter, network_rbac_filter
+from osm.envoy.rds import ratelimit
 from osm.envoy.rds.routes import inbound_name
 from osm.envoy.sds import names
 from osm.models.identity import ServiceIdentity
@@ -50,15 +51,17 @@ def downstream_tls(identity: ServiceIdentity, tls: TLSSettings) -> Any:
 
 def filter_chain(svc: InboundService, policy: InboundPolicy, tls: TLSSettings, trust_domain: str) -> Any:
     ms = svc.service
+    prefix = f"inbound_{ms.namespace}/{ms.name}_{ms.target_port}"
     filters = []
     if policy.network_rbac is not None:
-        filters.append(
-            network_rbac_filter(policy.network_rbac, f"inbound_{ms.namespace}/{ms.name}_{ms.target_port}")
-        )
+        filters.append(network_rbac_filter(policy.network_rbac, prefix))
+    if svc.tcp_rate_limit is not None:
+        filters.append(ratelimit.tcp_filter(svc.tcp_rate_limit, prefix))
     if ms.protocol in HTTP_PROTOCOLS:
-        filters.append(
-            hcm_filter(inbound_name(ms.target_port), [http_rbac_filter()], forward_client_cert=True)
-        )
+        http_filters = [http_rbac_filter()]
+        if svc.http_rate_limited:
+            http_filters.append(ratelimit.http_filter(prefix))
+        filters.append(hcm_filter(inbound_name(ms.target_port), http_filters, forward_client_cert=True))
     else:
         filters.append(
             tcp_proxy_filter(

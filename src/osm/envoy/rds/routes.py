@@ -12,8 +12,9 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from osm.envoy.rbac.policies import HTTP_RBAC_FILTER, http_rbac_per_route
+from osm.envoy.rds import ratelimit
 from osm.models.service import MeshService
-from osm.models.trafficpolicy import HTTPRouteRule, InboundService, RetryPolicy, Upstream
+from osm.models.trafficpolicy import HTTPRateLimit, HTTPRouteRule, InboundService, RetryPolicy, Upstream
 from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH
 
 
@@ -97,12 +98,14 @@ def outbound_route_config(port: int, upstreams: Iterable[Upstream], trust_domain
     return config
 
 
-def _inbound_route(rule: HTTPRouteRule, local: MeshService) -> Any:
+def _inbound_route(rule: HTTPRouteRule, local: MeshService, limit: HTTPRateLimit | None, prefix: str) -> Any:
     route = rc.Route(
         match=_match(rule.path_regex, rule.method, rule.headers),
         route=rc.RouteAction(cluster=local.local_cluster_name, timeout=_no_timeout()),
     )
     route.typed_per_filter_config[HTTP_RBAC_FILTER].CopyFrom(http_rbac_per_route(rule.principals))
+    if limit is not None:  # the UpstreamTrafficSetting's httpRoutes entry for this path
+        route.typed_per_filter_config[ratelimit.HTTP_FILTER].CopyFrom(ratelimit.http_per_route(limit, prefix))
     return route
 
 
@@ -119,11 +122,16 @@ def inbound_route_config(port: int, services: Iterable[InboundService], trust_do
             if name in seen:
                 continue
             seen.add(name)
-            config.virtual_hosts.append(
-                rc.VirtualHost(
-                    name=name,
-                    domains=list(vh.service.hostnames(True, trust_domain)),
-                    routes=[_inbound_route(r, svc.service) for r in vh.routes],
-                )
+            prefix = f"inbound_{vh.service.namespace}/{vh.service.name}_{svc.service.target_port}"
+            by_path = dict(vh.route_limits)
+            host = rc.VirtualHost(
+                name=name,
+                domains=list(vh.service.hostnames(True, trust_domain)),
+                routes=[_inbound_route(r, svc.service, by_path.get(r.path_regex), prefix) for r in vh.routes],
             )
+            if vh.rate_limit is not None:
+                host.typed_per_filter_config[ratelimit.HTTP_FILTER].CopyFrom(
+                    ratelimit.http_per_route(vh.rate_limit, prefix)
+                )
+            config.virtual_hosts.append(host)
     return config
