@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.apis.meshconfig import MeshConfig
-from osm.apis.policy import Ref, Retry, UpstreamTrafficSetting
+from osm.apis.policy import IngressBackend, IngressBackendPort, Ref, Retry, UpstreamTrafficSetting
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.scope import scope_of_change
@@ -56,6 +56,7 @@ def configs(
         if catalog.state.is_monitored(pod.meta.namespace):
             policy = catalog.proxy_policy(catalog.group_for_pod(pod))
             deps = frozenset((c.service.namespace, c.service.name) for c in policy.outbound.clusters)
+            deps |= policy.inbound.ingress_sources  # as the xDS cache counts them
             out[key] = (gen.resources(policy, FAKE_CERT), deps)
     return out
 
@@ -69,7 +70,7 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     groups = [o for o in objs if isinstance(o, HTTPRouteGroup)]
     splits = [o for o in objs if isinstance(o, TrafficSplit)]
     retries = [o for o in objs if isinstance(o, Retry)]
-    choice = rnd.randrange(13)
+    choice = rnd.randrange(14)
     new: MeshObject | None = None
     gone: ObjectKey | None = None
     if choice == 0 and pods:
@@ -114,6 +115,20 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
         )
     elif choice == 10 and retries:
         gone = key_of(rnd.choice(retries))
+    elif choice == 12 and services:  # ingress to a service port from another service's endpoints
+        svc, src = rnd.choice(services), rnd.choice(services)
+        meta = ObjectMeta(name="ingress", namespace=svc.meta.namespace)
+        if rnd.randrange(3) == 0:
+            gone = ObjectKey("IngressBackend", meta.namespace, meta.name)
+        else:
+            port = svc.ports[0].target_port if isinstance(svc.ports[0].target_port, int) else 8080
+            new = IngressBackend(
+                meta=meta,
+                backends=(IngressBackendPort(svc.meta.name, port, "http"),),
+                source_services=((src.meta.namespace, src.meta.name),),
+                ip_ranges=(f"10.{rnd.randrange(9)}.0.0/16",),
+                principals=(),
+            )
     elif choice == 11 and services:  # a service's traffic setting, added, edited or removed
         svc = rnd.choice(services)
         meta = ObjectMeta(name=f"uts-{rnd.randrange(2)}", namespace=svc.meta.namespace)

@@ -108,5 +108,6 @@ def test_the_configuration_covers_the_policies_and_the_mesh_config() -> None:
         "trafficsplits",
         "retries",
         "upstreamtrafficsettings",
+        "ingressbackends",
     }
     assert mesh["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "osm-system"}

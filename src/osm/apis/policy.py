@@ -3,6 +3,9 @@
 Retry: for the clients running as one ServiceAccount, how their sidecars retry requests to the listed
 Services (Envoy's route retry policy), honoured when MeshConfig `featureFlags.enableRetryPolicy` is on.
 
+IngressBackend: which sources outside the mesh (an ingress controller's Service, IP ranges, or, over
+mTLS, an authenticated principal) may reach a Service port of the mesh, over HTTP or HTTPS.
+
 UpstreamTrafficSetting: for one Service (`spec.host`, its FQDN, in the policy's namespace), connection
 limits and outlier detection on every client's cluster for it, and local rate limits (connections;
 requests per virtual host and per route) on the sidecars of its pods.
@@ -10,6 +13,7 @@ requests per virtual host and per route) on the sidecars of its pods.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -240,4 +244,84 @@ class UpstreamTrafficSetting:
             tcp_rate_limit=tcp,
             http_rate_limit=http,
             route_limits=tuple(sorted(routes.items())),
+        )
+
+
+INGRESS_PROTOCOLS = ("http", "https")
+INGRESS_SOURCE_KINDS = ("Service", "AuthenticatedPrincipal", "IPRange")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class IngressBackendPort:
+    name: str  # the Service
+    port: int  # its targetPort
+    protocol: str  # http | https
+    sni_hosts: tuple[str, ...] = ()
+    skip_client_cert_validation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IngressBackend:
+    KIND: ClassVar[str] = "IngressBackend"
+    meta: ObjectMeta
+    backends: tuple[IngressBackendPort, ...]
+    source_services: tuple[tuple[str, str], ...]  # (namespace, name): their endpoints' IPs may connect
+    ip_ranges: tuple[str, ...]  # CIDRs
+    principals: tuple[str, ...]  # authenticated principals (HTTPS with client certificates)
+
+    @staticmethod
+    def from_k8s(data: Mapping[str, Any]) -> IngressBackend:
+        meta = ObjectMeta.parse("IngressBackend", data)
+        spec = Doc(data, "IngressBackend", meta.namespace, meta.name).obj("spec", required=True)
+        sources: list[tuple[str, str]] = []
+        ranges: list[str] = []
+        principals: list[str] = []
+        for src in spec.objs("sources", required=True):
+            kind = src.str("kind", required=True)
+            if kind not in INGRESS_SOURCE_KINDS:
+                raise src.error("kind", f"must be one of {', '.join(INGRESS_SOURCE_KINDS)}, got {kind!r}")
+            name = src.str("name", required=True)
+            if kind == "Service":
+                sources.append((src.str("namespace", required=True), name))
+            elif kind == "IPRange":
+                try:
+                    ranges.append(str(ipaddress.ip_network(name, strict=False)))
+                except ValueError:
+                    raise src.error("name", f"{name[:64]!r} is not a CIDR") from None
+            else:
+                principals.append(name)
+        if not (sources or ranges or principals):
+            raise spec.error("sources", "needs at least one source")
+        backends: dict[tuple[str, int], IngressBackendPort] = {}
+        for b in spec.objs("backends", required=True):
+            port = b.obj("port", required=True)
+            protocol = port.str("protocol", required=True).lower()
+            if protocol not in INGRESS_PROTOCOLS:
+                raise port.error("protocol", f"must be http or https, got {protocol!r}")
+            tls = b.obj("tls")
+            backend = IngressBackendPort(
+                name=b.str("name", required=True),
+                port=port.int("number", required=True, lo=1, hi=65535),
+                protocol=protocol,
+                sni_hosts=tls.strs("sniHosts"),
+                skip_client_cert_validation=tls.bool("skipClientCertValidation"),
+            )
+            if protocol == "https" and not backend.skip_client_cert_validation and not principals:
+                raise b.error(
+                    "tls",
+                    "HTTPS with client certificate validation needs an AuthenticatedPrincipal source "
+                    "(or tls.skipClientCertValidation: true)",
+                )
+            key = (backend.name, backend.port)
+            if key in backends:
+                raise b.error("", f"backend {backend.name} port {backend.port} is listed twice")
+            backends[key] = backend
+        if not backends:
+            raise spec.error("backends", "needs at least one backend")
+        return IngressBackend(
+            meta=meta,
+            backends=tuple(backends.values()),
+            source_services=tuple(sources),
+            ip_ranges=tuple(ranges),
+            principals=tuple(sorted(set(principals))),
         )

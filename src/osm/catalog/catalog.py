@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from osm.apis.policy import UpstreamTrafficSetting
+from osm.apis.policy import IngressBackend, UpstreamTrafficSetting
 from osm.catalog.index import MeshIndex
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP, Pod
@@ -24,6 +24,7 @@ from osm.models.trafficpolicy import (
     InboundPolicy,
     InboundService,
     InboundVirtualHost,
+    IngressRoute,
     NetworkRBACPolicy,
     OutboundPolicy,
     ProxyPolicy,
@@ -39,6 +40,7 @@ from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
 
 HTTP_PROTOCOLS = (PROTOCOL_HTTP, PROTOCOL_GRPC)
+NO_SOURCE = "0.0.0.0/32"  # a source range no connection comes from
 _WILDCARD_ROUTE = (WILDCARD_PATH, WILDCARD_METHOD, ())
 
 
@@ -98,7 +100,7 @@ class MeshCatalog:
 
     @property
     def warnings(self) -> list[str]:
-        return self.index.warnings + self._target_warnings + self._traffic_settings[1]
+        return self.index.warnings + self._target_warnings + self._traffic_settings[1] + self._ingress[1]
 
     # ---- proxies
 
@@ -325,9 +327,63 @@ class MeshCatalog:
                 InboundService(ms, tuple(vhosts), own.tcp_rate_limit if own is not None else None)
             )
         network = None if permissive else self._network_rbac(targets)
-        policy = InboundPolicy(identity=group.identity, services=tuple(services), network_rbac=network)
+        ingress, sources = self._ingress_routes(group)
+        policy = InboundPolicy(
+            identity=group.identity,
+            services=tuple(services),
+            network_rbac=network,
+            ingress=ingress,
+            ingress_sources=sources,
+        )
         self._inbound[group] = policy
         return policy
+
+    @cached_property
+    def _ingress(self) -> tuple[dict[tuple[str, str, int], IngressBackend], list[str]]:
+        """(namespace, service, targetPort) -> the IngressBackend for it (the first by name when several
+        claim one backend), and the conflicts, said."""
+        out: dict[tuple[str, str, int], IngressBackend] = {}
+        warnings = []
+        for (ns, name), ib in sorted(self.state.ingress_backends.items()):
+            if not self.state.is_monitored(ns):
+                continue
+            for b in ib.backends:
+                first = out.setdefault((ns, b.name, b.port), ib)
+                if first is not ib:
+                    warnings.append(
+                        f"IngressBackend {ns}/{name}: backend {b.name} port {b.port} conflicts with "
+                        f"IngressBackend {ns}/{first.meta.name}; ignored"
+                    )
+        return out, warnings
+
+    def _ingress_routes(self, group: ProxyGroup) -> tuple[tuple[IngressRoute, ...], frozenset[NsName]]:
+        routes: list[IngressRoute] = []
+        sources: set[NsName] = set()
+        by_backend = self._ingress[0]
+        for ms in group.services:
+            ib = by_backend.get((ms.namespace, ms.name, ms.target_port))
+            if ib is None:
+                continue
+            backend = next(b for b in ib.backends if (b.name, b.port) == (ms.name, ms.target_port))
+            ranges = set(ib.ip_ranges)
+            for key in ib.source_services:
+                sources.add(key)
+                for src in self.index.mesh_services.get(key, ()):
+                    ranges.update(f"{e.endpoint.ip}/32" for e in self.index.endpoints.get(src, ()))
+            if ib.source_services and not ranges:
+                ranges.add(NO_SOURCE)  # the source Services have no endpoints: nobody may connect yet
+            skip = backend.skip_client_cert_validation
+            routes.append(
+                IngressRoute(
+                    service=ms,
+                    protocol=backend.protocol,
+                    source_ranges=tuple(sorted(ranges)),
+                    principals=(ANY_PRINCIPAL,) if skip else ib.principals,
+                    sni_hosts=backend.sni_hosts,
+                    require_client_cert=not skip,
+                )
+            )
+        return tuple(routes), frozenset(sources)
 
     def _principals(self, tt: TrafficTarget) -> tuple[str, ...]:
         return tuple(

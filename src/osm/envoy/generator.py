@@ -36,6 +36,7 @@ from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
     HashedTuple,
     InboundService,
+    IngressRoute,
     OutboundPolicy,
     ProxyPolicy,
     TLSSettings,
@@ -194,6 +195,19 @@ class ConfigGenerator:
                     TYPE_ROUTE,
                     routes.inbound_name(port),
                     partial(routes.inbound_route_config, port, ts, td),
+                )
+            )
+        ingress_port: dict[int, list[IngressRoute]] = defaultdict(list)
+        for r in ib.ingress:
+            ingress_port[r.service.target_port].append(r)
+        for port, rs in sorted(ingress_port.items()):
+            tr = tuple(rs)
+            out.append(
+                get(
+                    ("rds-ingress", port, tr),
+                    TYPE_ROUTE,
+                    routes.ingress_name(port),
+                    partial(routes.ingress_route_config, port, tr),
                 )
             )
         # SDS

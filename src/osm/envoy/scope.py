@@ -10,6 +10,8 @@ what the catalog indexes for it. So a change reaches:
 - a TrafficSplit: the clients and the pods of its apex and its backends;
 - a Retry: its old and new source identities (whose routes carry its policy);
 - an UpstreamTrafficSetting: the clients and the pods of its (old and new) service;
+- an IngressBackend: the pods of its backends (its source Services' endpoints are the deps of those
+  pods' proxies, so their changes reach them as endpoint changes do);
 - anything else (Services, MeshConfig, Namespaces, ServiceAccounts, Deployments): any proxy.
 
 tests/unit/test_scope_and_memo.py holds the rule to account: after random changes to a mesh, every
@@ -85,6 +87,12 @@ def scope_of_change(old: MeshIndex, new: MeshIndex, changed: Collection[ObjectKe
                 for name in (svc, *backends):
                     sc.services.add((key.namespace, name))
                     pods = ix.service_pods.get((key.namespace, name), ())
+                    sc.pods |= {(p.meta.namespace, p.meta.name) for p in pods}
+        elif key.kind == "IngressBackend":  # the pods of its (old and new) backend services
+            for ix in (old, new):
+                ingress = ix.state.ingress_backends.get(ns_name)
+                for b in ingress.backends if ingress is not None else ():
+                    pods = ix.service_pods.get((key.namespace, b.name), ())
                     sc.pods |= {(p.meta.namespace, p.meta.name) for p in pods}
         elif key.kind == "TrafficSplit":
             for ix in (old, new):

@@ -188,11 +188,27 @@ class InboundService:
         return any(vh.rate_limit is not None or vh.route_limits for vh in self.virtual_hosts)
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class IngressRoute:
+    """Traffic from outside the mesh to a service port this proxy's pod backs (an IngressBackend):
+    plaintext HTTP from the source ranges, or HTTPS (the service's certificate) from the principals."""
+
+    service: MeshService
+    protocol: str  # http | https
+    source_ranges: tuple[str, ...]  # CIDRs allowed to connect; empty: any source
+    principals: tuple[str, ...] = ()  # https: the client certificates' principals allowed ("*": any)
+    sni_hosts: tuple[str, ...] = ()
+    require_client_cert: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class InboundPolicy:
     identity: ServiceIdentity
     services: tuple[InboundService, ...]
     network_rbac: tuple[NetworkRBACPolicy, ...] | None  # None in permissive mode (no network RBAC filter)
+    ingress: tuple[IngressRoute, ...] = ()
+    # The Services whose endpoints are ingress sources: a change of their endpoints changes this policy
+    ingress_sources: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.apis.meshconfig import CONFIG_API, MeshConfig
-from osm.apis.policy import POLICY_API, Retry, UpstreamTrafficSetting
+from osm.apis.policy import POLICY_API, IngressBackend, Retry, UpstreamTrafficSetting
 from osm.models.errors import ValidationError
 from osm.models.k8s import (
     Deployment,
@@ -44,6 +44,7 @@ MeshObject = (
     | MeshConfig
     | Retry
     | UpstreamTrafficSetting
+    | IngressBackend
 )
 
 
@@ -73,6 +74,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     (CONFIG_API, "MeshConfig"): MeshConfig.from_k8s,
     (POLICY_API, "Retry"): Retry.from_k8s,
     (POLICY_API, "UpstreamTrafficSetting"): UpstreamTrafficSetting.from_k8s,
+    (POLICY_API, "IngressBackend"): IngressBackend.from_k8s,
 }
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
 CLUSTER_SCOPED = frozenset({"Namespace"})

@@ -21,6 +21,7 @@ VALIDATED = (
     ("split.smi-spec.io", "v1alpha2", "trafficsplits"),
     ("policy.openservicemesh.io", "v1alpha1", "retries"),
     ("policy.openservicemesh.io", "v1alpha1", "upstreamtrafficsettings"),
+    ("policy.openservicemesh.io", "v1alpha1", "ingressbackends"),
 )
 MESH_CONFIG = ("config.openservicemesh.io", "v1alpha2", "meshconfigs")
 

@@ -183,5 +183,6 @@ class XdsCache:
             deps = self._deps_of[upstream] = frozenset(
                 (c.service.namespace, c.service.name) for c in upstream
             )
-        self._deps[group] = deps
+        # an ingress source's endpoints are this proxy's allowed source addresses
+        self._deps[group] = deps | policy.inbound.ingress_sources if policy.inbound.ingress_sources else deps
         return res

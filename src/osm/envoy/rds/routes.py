@@ -14,7 +14,14 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from osm.envoy.rbac.policies import HTTP_RBAC_FILTER, http_rbac_per_route
 from osm.envoy.rds import ratelimit
 from osm.models.service import MeshService
-from osm.models.trafficpolicy import HTTPRateLimit, HTTPRouteRule, InboundService, RetryPolicy, Upstream
+from osm.models.trafficpolicy import (
+    HTTPRateLimit,
+    HTTPRouteRule,
+    InboundService,
+    IngressRoute,
+    RetryPolicy,
+    Upstream,
+)
 from osm.smi.models import WILDCARD_METHOD, WILDCARD_PATH
 
 
@@ -24,6 +31,10 @@ def outbound_name(port: int) -> str:
 
 def inbound_name(port: int) -> str:
     return f"rds-inbound.{port}"
+
+
+def ingress_name(port: int) -> str:
+    return f"rds-ingress.{port}"
 
 
 def _regex(value: str) -> Any:
@@ -135,3 +146,25 @@ def inbound_route_config(port: int, services: Iterable[InboundService], trust_do
                 )
             config.virtual_hosts.append(host)
     return config
+
+
+def ingress_route_config(port: int, routes: Iterable[IngressRoute]) -> Any:
+    """`rds-ingress.<targetPort>`: whatever the ingress asks, to the app (the sources were checked by the
+    filter chain)."""
+    first = next(iter(routes))
+    return route_pb2.RouteConfiguration(
+        name=ingress_name(port),
+        validate_clusters=wrappers_pb2.BoolValue(value=False),
+        virtual_hosts=[
+            rc.VirtualHost(
+                name=f"ingress_virtual-host|{port}",
+                domains=["*"],
+                routes=[
+                    rc.Route(
+                        match=rc.RouteMatch(prefix="/"),
+                        route=rc.RouteAction(cluster=first.service.local_cluster_name, timeout=_no_timeout()),
+                    )
+                ],
+            )
+        ],
+    )
