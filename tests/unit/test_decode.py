@@ -65,7 +65,7 @@ def test_decode_dispatches_by_api_version_and_kind(api, kind, extra, cls):
     [
         ("v1", "ConfigMap"),
         ("apps/v1", "StatefulSet"),
-        ("policy.openservicemesh.io/v1alpha1", "Egress"),
+        ("config.openservicemesh.io/v1alpha2", "MeshRootCertificate"),
         ("v1", "List"),
     ],
 )

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.golden.scenarios import FAKE_CERT
 
 from osm.apis.meshconfig import MeshConfig
-from osm.apis.policy import IngressBackend, IngressBackendPort, Ref, Retry, UpstreamTrafficSetting
+from osm.apis.policy import Egress, IngressBackend, IngressBackendPort, Ref, Retry, UpstreamTrafficSetting
 from osm.catalog import MeshCatalog
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.scope import scope_of_change
@@ -70,7 +70,7 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
     groups = [o for o in objs if isinstance(o, HTTPRouteGroup)]
     splits = [o for o in objs if isinstance(o, TrafficSplit)]
     retries = [o for o in objs if isinstance(o, Retry)]
-    choice = rnd.randrange(14)
+    choice = rnd.randrange(15)
     new: MeshObject | None = None
     gone: ObjectKey | None = None
     if choice == 0 and pods:
@@ -115,6 +115,21 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
         )
     elif choice == 10 and retries:
         gone = key_of(rnd.choice(retries))
+    elif choice == 13 and pods:  # egress for a client, added, edited or removed
+        p = rnd.choice(pods)
+        meta = ObjectMeta(name=f"egress-{rnd.randrange(2)}", namespace=p.meta.namespace)
+        if rnd.randrange(3) == 0:
+            gone = ObjectKey("Egress", meta.namespace, meta.name)
+        else:
+            new = Egress(
+                meta=meta,
+                sources=(Ref("ServiceAccount", p.service_account, p.meta.namespace),),
+                hosts=("api.example.com",),
+                ip_ranges=(f"10.{rnd.randrange(9)}.0.0/16",),
+                ports=((80, "http"), (8443 + rnd.randrange(2), "tcp")),
+                route_groups=tuple(g.meta.name for g in groups[:1] if g.meta.namespace == p.meta.namespace),
+                traffic_setting="",
+            )
     elif choice == 12 and services:  # ingress to a service port from another service's endpoints
         svc, src = rnd.choice(services), rnd.choice(services)
         meta = ObjectMeta(name="ingress", namespace=svc.meta.namespace)
@@ -145,9 +160,13 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
             )
     else:
         mc = next((o for o in objs if isinstance(o, MeshConfig)), None)
-        if mc is not None and rnd.randrange(2):
-            flags = mc.feature_flags
+        flags = mc.feature_flags if mc is not None else None
+        if mc is not None and flags is not None and rnd.randrange(3) == 0:
             new = replace(mc, feature_flags=replace(flags, enable_retry_policy=not flags.enable_retry_policy))
+        elif mc is not None and flags is not None and rnd.randrange(2):
+            new = replace(
+                mc, feature_flags=replace(flags, enable_egress_policy=not flags.enable_egress_policy)
+            )
         elif mc is not None:
             new = replace(mc, traffic=replace(mc.traffic, enable_egress=not mc.traffic.enable_egress))
     if new is not None:
@@ -164,6 +183,9 @@ def random_change(store: Store, rnd: random.Random) -> set[ObjectKey]:
 def test_scoped_and_memoized_configs_equal_a_full_recomputation(rnd: random.Random, mode: str) -> None:
     store = Store()
     for obj in build(10, 2, mode=mode, seed=rnd.randrange(100)).objects:
+        if isinstance(obj, MeshConfig):  # the policies' feature flags on (changes turn them off and on)
+            flags = replace(obj.feature_flags, enable_retry_policy=True, enable_egress_policy=True)
+            obj = replace(obj, feature_flags=flags)
         store.apply(obj)
     memo = ConfigGenerator()
     state = store.snapshot()

@@ -109,5 +109,6 @@ def test_the_configuration_covers_the_policies_and_the_mesh_config() -> None:
         "retries",
         "upstreamtrafficsettings",
         "ingressbackends",
+        "egresses",
     }
     assert mesh["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "osm-system"}

@@ -3,6 +3,10 @@
 Retry: for the clients running as one ServiceAccount, how their sidecars retry requests to the listed
 Services (Envoy's route retry policy), honoured when MeshConfig `featureFlags.enableRetryPolicy` is on.
 
+Egress: which destinations outside the mesh the sidecars of some ServiceAccounts may reach: HTTP by
+host (optionally narrowed by HTTPRouteGroup matches), HTTPS by SNI, TCP by port and IP range; honoured
+when MeshConfig `featureFlags.enableEgressPolicy` is on.
+
 IngressBackend: which sources outside the mesh (an ingress controller's Service, IP ranges, or, over
 mTLS, an authenticated principal) may reach a Service port of the mesh, over HTTP or HTTPS.
 
@@ -324,4 +328,81 @@ class IngressBackend:
             source_services=tuple(sources),
             ip_ranges=tuple(ranges),
             principals=tuple(sorted(set(principals))),
+        )
+
+
+EGRESS_PROTOCOLS = ("http", "https", "tcp", "tcp-server-first")
+HOST_NAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    KIND: ClassVar[str] = "Egress"
+    meta: ObjectMeta
+    sources: tuple[Ref, ...]  # ServiceAccounts
+    hosts: tuple[str, ...]  # http: Host; https: SNI
+    ip_ranges: tuple[str, ...]  # CIDRs (tcp)
+    ports: tuple[tuple[int, str], ...]  # (number, protocol)
+    route_groups: tuple[str, ...]  # HTTPRouteGroups of the policy's namespace narrowing HTTP egress
+    traffic_setting: str  # an UpstreamTrafficSetting of the policy's namespace ("" : none)
+
+    @staticmethod
+    def from_k8s(data: Mapping[str, Any]) -> Egress:
+        meta = ObjectMeta.parse("Egress", data)
+        spec = Doc(data, "Egress", meta.namespace, meta.name).obj("spec", required=True)
+        sources = tuple(Ref.parse(d, "ServiceAccount") for d in spec.objs("sources", required=True))
+        if not sources:
+            raise spec.error("sources", "needs at least one ServiceAccount")
+        hosts = []
+        for i, h in enumerate(spec.strs("hosts")):
+            host = h.strip().lower()
+            if len(host) > 253 or not HOST_NAME.fullmatch(host):
+                raise spec.error(f"hosts[{i}]", f"{h[:128]!r} is not a host name")
+            hosts.append(host)
+        ranges = []
+        for i, cidr in enumerate(spec.strs("ipAddresses")):
+            try:
+                ranges.append(str(ipaddress.ip_network(cidr, strict=False)))
+            except ValueError:
+                raise spec.error(f"ipAddresses[{i}]", f"{cidr[:64]!r} is not a CIDR") from None
+        ports: dict[int, str] = {}
+        for p in spec.objs("ports", required=True):
+            number = p.int("number", required=True, lo=1, hi=65535)
+            protocol = p.str("protocol", required=True).lower()
+            if protocol not in EGRESS_PROTOCOLS:
+                raise p.error("protocol", f"must be one of {', '.join(EGRESS_PROTOCOLS)}, got {protocol!r}")
+            if protocol in ("http", "https") and not hosts:
+                raise p.error("protocol", f"{protocol} egress needs spec.hosts (matched by Host or SNI)")
+            if ports.setdefault(number, protocol) != protocol:
+                raise p.error("number", f"port {number} is given twice with different protocols")
+        if not ports:
+            raise spec.error("ports", "needs at least one port")
+        groups: list[str] = []
+        setting = ""
+        for m in spec.objs("matches"):
+            kind, group = m.str("kind", required=True), m.str("apiGroup")
+            name = m.str("name", required=True)
+            if kind == "HTTPRouteGroup" and group.split("/")[0] in ("", "specs.smi-spec.io"):
+                groups.append(name)
+            elif kind == "UpstreamTrafficSetting" and group.split("/")[0] in (
+                "",
+                "policy.openservicemesh.io",
+            ):
+                if setting:
+                    raise m.error("kind", "at most one UpstreamTrafficSetting may be matched")
+                setting = name
+            else:
+                raise m.error(
+                    "kind",
+                    f"{group or '<no apiGroup>'} {kind}: must be specs.smi-spec.io HTTPRouteGroup or "
+                    "policy.openservicemesh.io UpstreamTrafficSetting",
+                )
+        return Egress(
+            meta=meta,
+            sources=sources,
+            hosts=tuple(dict.fromkeys(hosts)),
+            ip_ranges=tuple(dict.fromkeys(ranges)),
+            ports=tuple(sorted(ports.items())),
+            route_groups=tuple(groups),
+            traffic_setting=setting,
         )

@@ -12,13 +12,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from osm.apis.policy import IngressBackend, UpstreamTrafficSetting
+from osm.apis.policy import Egress, IngressBackend, UpstreamTrafficSetting
 from osm.catalog.index import MeshIndex
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP, Pod
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
     ANY_PRINCIPAL,
+    EgressHost,
+    EgressPort,
     HashedTuple,
     HTTPRouteRule,
     InboundPolicy,
@@ -93,6 +95,8 @@ class MeshCatalog:
             and previous.state.permissive == state.permissive
             and previous.state.mesh_config.feature_flags.enable_retry_policy
             == state.mesh_config.feature_flags.enable_retry_policy
+            and previous.state.mesh_config.feature_flags.enable_egress_policy
+            == state.mesh_config.feature_flags.enable_egress_policy
         ):
             self._carried_outbound = {**previous._carried_outbound, **previous._outbound}
             self._carried_inbound = {**previous._carried_inbound, **previous._inbound}
@@ -100,7 +104,13 @@ class MeshCatalog:
 
     @property
     def warnings(self) -> list[str]:
-        return self.index.warnings + self._target_warnings + self._traffic_settings[1] + self._ingress[1]
+        return (
+            self.index.warnings
+            + self._target_warnings
+            + self._traffic_settings[1]
+            + self._ingress[1]
+            + self._egresses[1]
+        )
 
     # ---- proxies
 
@@ -171,7 +181,7 @@ class MeshCatalog:
         if carried is not None:
             egress = self.state.mesh_config.traffic.enable_egress
             policy = carried if carried.egress == egress else replace(carried, egress=egress)
-        elif self.state.permissive and identity not in self._retries:
+        elif self.state.permissive and identity not in self._retries and identity not in self._egresses[0]:
             shared = self._permissive.get(identity.namespace)
             if shared is None:
                 shared = self._compute_outbound(identity)
@@ -229,6 +239,67 @@ class MeshCatalog:
             return None
         return uts.upstream
 
+    @cached_property
+    def _egresses(self) -> tuple[dict[ServiceIdentity, tuple[EgressPort, ...]], list[str]]:
+        """Source identity -> what its Egress policies allow, port by port (none while the feature flag
+        is off), and what conflicts, said."""
+        if not self.state.mesh_config.feature_flags.enable_egress_policy:
+            return {}, []
+        by_source: dict[ServiceIdentity, list[Egress]] = defaultdict(list)
+        for (ns, _), eg in sorted(self.state.egresses.items()):
+            if self.state.is_monitored(ns):
+                for src in eg.sources:
+                    by_source[ServiceIdentity(src.namespace, src.name)].append(eg)
+        warnings: list[str] = []
+        out = {identity: self._egress_ports(policies, warnings) for identity, policies in by_source.items()}
+        return out, sorted(set(warnings))
+
+    def _egress_routes(self, eg: Egress) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] | None:
+        """The HTTP routes an Egress narrows its hosts to (None: any request)."""
+        if not eg.route_groups:
+            return None
+        routes: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+        for name in eg.route_groups:
+            group = self.state.http_route_groups.get((eg.meta.namespace, name))
+            for m in group.matches if group is not None else ():
+                routes.update((m.path_regex, method, m.headers) for method in m.methods)
+        return tuple(sorted(routes))
+
+    def _egress_ports(self, policies: list[Egress], warnings: list[str]) -> tuple[EgressPort, ...]:
+        protocol: dict[int, str] = {}
+        hosts: dict[int, dict[str, set[tuple[str, str, tuple[tuple[str, str], ...]]] | None]] = {}
+        ranges: dict[int, set[str] | None] = {}
+        for eg in policies:
+            routes = self._egress_routes(eg)
+            for port, proto in eg.ports:
+                if protocol.setdefault(port, proto) != proto:
+                    warnings.append(
+                        f"Egress {eg.meta.namespace}/{eg.meta.name}: port {port} is {protocol[port]} by "
+                        f"another Egress of the same source; its {proto} rule is ignored"
+                    )
+                    continue
+                if proto == "http" or proto == "https":
+                    by_host = hosts.setdefault(port, {})
+                    for h in eg.hosts:
+                        known = by_host.get(h, set())
+                        by_host[h] = None if routes is None or known is None else known | set(routes)
+                elif not eg.ip_ranges:
+                    ranges[port] = None  # any address
+                elif ranges.get(port, set()) is not None:
+                    ranges[port] = (ranges.get(port) or set()) | set(eg.ip_ranges)
+        out = []
+        for port, proto in sorted(protocol.items()):
+            host_list = tuple(
+                EgressHost(name, tuple(sorted(r)) if r is not None else ())
+                for name, r in sorted(hosts.get(port, {}).items())
+                if r is None or r  # a host whose route groups match nothing grants nothing
+            )
+            if proto in ("http", "https") and not host_list:
+                continue
+            cidrs = ranges.get(port)
+            out.append(EgressPort(port, proto, host_list, tuple(sorted(cidrs)) if cidrs else ()))
+        return tuple(out)
+
     def _compute_outbound(self, identity: ServiceIdentity) -> OutboundPolicy:
         # Of the MeshConfig this reads only the traffic mode, the egress flag and the retry flag, and
         # inbound_policy only the mode: a MeshConfig change carries policies over on that basis (see
@@ -283,6 +354,7 @@ class MeshCatalog:
             upstreams=HashedTuple(sorted(upstreams)),
             clusters=HashedTuple(sorted(clusters.values())),
             egress=self.state.mesh_config.traffic.enable_egress,
+            egress_ports=self._egresses[0].get(identity, ()),
         )
 
     def _backend_port(self, key: NsName, port: int) -> MeshService | None:

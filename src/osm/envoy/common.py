@@ -13,6 +13,7 @@ from google.protobuf import any_pb2, struct_pb2
 from osm.models.trafficpolicy import TLSSettings
 
 ALPN_MESH = "osm"
+PASSTHROUGH_CLUSTER = "passthrough-outbound"  # ORIGINAL_DST: global egress, and HTTPS/TCP egress policy
 PORT_OUTBOUND = 15001
 PORT_INBOUND = 15003
 PORT_ADMIN = 15000

@@ -16,6 +16,7 @@ from typing import Any
 
 from osm.envoy import wire
 from osm.envoy.cds import clusters
+from osm.envoy.common import PASSTHROUGH_CLUSTER
 from osm.envoy.eds import cla
 from osm.envoy.lds import inbound, outbound
 from osm.envoy.rds import routes
@@ -34,6 +35,7 @@ from osm.envoy.types import (
 from osm.models.identity import ServiceIdentity
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
+    EgressPort,
     HashedTuple,
     InboundService,
     IngressRoute,
@@ -151,17 +153,32 @@ class ConfigGenerator:
                     partial(clusters.local_cluster, s.service),
                 )
             )
-        if ob.egress:
+        for eg in ob.egress_ports:
+            for host in eg.hosts if eg.protocol == "http" else ():
+                if routes.egress_cluster_name(host.name, eg.port) != PASSTHROUGH_CLUSTER:
+                    out.append(
+                        get(
+                            ("cds-egress", host.name, eg.port),
+                            TYPE_CLUSTER,
+                            routes.egress_cluster_name(host.name, eg.port),
+                            partial(clusters.egress_cluster, host.name, eg.port),
+                        )
+                    )
+        if ob.egress or any(_original_destination(eg) for eg in ob.egress_ports):
             out.append(
                 get(
                     ("cds-passthrough",),
                     TYPE_CLUSTER,
-                    clusters.PASSTHROUGH_CLUSTER,
+                    PASSTHROUGH_CLUSTER,
                     clusters.passthrough_cluster,
                 )
             )
         # LDS
-        out.append(self._part(("lds-out", ob.upstreams, ob.egress), partial(self._outbound_listener, ob)))
+        out.append(
+            self._part(
+                ("lds-out", ob.upstreams, ob.egress, ob.egress_ports), partial(self._outbound_listener, ob)
+            )
+        )
         out.append(
             get(
                 ("lds-in", ib, tls, td),
@@ -183,6 +200,16 @@ class ConfigGenerator:
                     partial(routes.outbound_route_config, port, t, td),
                 )
             )
+        for eg in ob.egress_ports:
+            if eg.protocol == "http":
+                out.append(
+                    get(
+                        ("rds-egress", eg),
+                        TYPE_ROUTE,
+                        routes.egress_name(eg.port),
+                        partial(routes.egress_route_config, eg),
+                    )
+                )
         in_port: dict[int, list[InboundService]] = defaultdict(list)
         for s in ib.services:
             if s.service.protocol in HTTP_PROTOCOLS:
@@ -245,6 +272,10 @@ class ConfigGenerator:
         A change to one upstream (or to egress) rebuilds its own parts, not every chain of every
         proxy's listener. Repeated fields may be concatenated in any order relative to other fields.
         """
+        if ob.egress_ports:  # an identity with Egress policies: built as a message
+            built: Any = outbound.outbound_listener(ob)  # never None with egress ports
+            body = built.SerializeToString(deterministic=True)
+            return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, body)
         chains = outbound.chain_addresses(ob.upstreams)
         if not chains and not ob.egress:
             return None
@@ -398,3 +429,10 @@ def _http_by_port(upstreams: tuple[Upstream, ...]) -> tuple[tuple[int, HashedTup
         if up.service.protocol in HTTP_PROTOCOLS and up.addresses and sum(w.weight for w in up.clusters):
             by_port[up.service.port].append(up)
     return tuple((port, HashedTuple(ups)) for port, ups in sorted(by_port.items()))
+
+
+def _original_destination(eg: EgressPort) -> bool:
+    """Whether an egress port sends anything to the original-destination cluster."""
+    return eg.protocol != "http" or any(
+        routes.egress_cluster_name(h.name, eg.port) == PASSTHROUGH_CLUSTER for h in eg.hosts
+    )

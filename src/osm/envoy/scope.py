@@ -6,7 +6,9 @@ what the catalog indexes for it. So a change reaches:
   whose config holds those services' clusters) and the changed pods' own proxies; a pod that changes
   which identities back a service changes who may reach it: any proxy;
 - a TrafficTarget: its destination and its old and new sources;
-- an HTTPRouteGroup or TCPRoute: the destinations of the TrafficTargets that use it;
+- an HTTPRouteGroup or TCPRoute: the destinations of the TrafficTargets that use it, and the sources of
+  the Egress policies that use it;
+- an Egress: its old and new sources;
 - a TrafficSplit: the clients and the pods of its apex and its backends;
 - a Retry: its old and new source identities (whose routes carry its policy);
 - an UpstreamTrafficSetting: the clients and the pods of its (old and new) service;
@@ -70,6 +72,14 @@ def scope_of_change(old: MeshIndex, new: MeshIndex, changed: Collection[ObjectKe
                         r.kind == key.kind and r.name == key.name for r in tt.rules
                     ):
                         sc.identities.add(ServiceIdentity(tt.destination.namespace, tt.destination.name))
+                for eg in state.egresses.values():  # route groups narrow HTTP egress too
+                    if eg.meta.namespace == key.namespace and key.name in eg.route_groups:
+                        sc.identities |= {ServiceIdentity(s.namespace, s.name) for s in eg.sources}
+        elif key.kind == "Egress":
+            for state in states:
+                egress = state.egresses.get(ns_name)
+                if egress is not None:
+                    sc.identities |= {ServiceIdentity(s.namespace, s.name) for s in egress.sources}
         elif key.kind == "Retry":
             for state in states:
                 retry = state.retries.get(ns_name)

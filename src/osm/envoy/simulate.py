@@ -34,7 +34,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 from xds.type.matcher.v3 import ip_pb2
 
 from osm.catalog import MeshCatalog
-from osm.envoy.cds.clusters import PASSTHROUGH_CLUSTER
+from osm.envoy.common import PASSTHROUGH_CLUSTER
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.lds.inbound import INBOUND_LISTENER
 from osm.envoy.lds.outbound import OUTBOUND_LISTENER

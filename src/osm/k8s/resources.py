@@ -46,6 +46,7 @@ TCP_ROUTES = Resource(SPECS_API, "TCPRoute", "tcproutes")
 TRAFFIC_SPLITS = Resource(SPLIT_API, "TrafficSplit", "trafficsplits")
 MESH_CONFIGS = Resource(CONFIG_API, "MeshConfig", "meshconfigs")
 RETRIES = Resource(POLICY_API, "Retry", "retries")
+EGRESSES = Resource(POLICY_API, "Egress", "egresses")
 INGRESS_BACKENDS = Resource(POLICY_API, "IngressBackend", "ingressbackends")
 UPSTREAM_TRAFFIC_SETTINGS = Resource(POLICY_API, "UpstreamTrafficSetting", "upstreamtrafficsettings")
 CRDS = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False)
@@ -72,4 +73,5 @@ MESH_NAMESPACED = (
     RETRIES,
     UPSTREAM_TRAFFIC_SETTINGS,
     INGRESS_BACKENDS,
+    EGRESSES,
 )

@@ -74,9 +74,17 @@ class ServiceEntry:
     cluster_ip: str
 
 
-def hosts_file(pod_namespace: str, hostname: str, pod_ip: str, services: Iterable[ServiceEntry]) -> str:
-    """/etc/hosts for one pod: short names resolve in the pod's own namespace, qualified names everywhere."""
+def hosts_file(
+    pod_namespace: str,
+    hostname: str,
+    pod_ip: str,
+    services: Iterable[ServiceEntry],
+    aliases: Iterable[tuple[str, tuple[str, ...]]] = (),
+) -> str:
+    """/etc/hosts for one pod: short names resolve in the pod's own namespace, qualified names everywhere;
+    the pod's hostAliases first, as the kubelet writes them."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{pod_ip}\t{hostname}"]
+    lines += [f"{ip}\t{' '.join(names)}" for ip, names in aliases if names]
     for s in sorted(services, key=lambda s: (s.namespace, s.name)):
         names = [
             f"{s.name}.{s.namespace}",

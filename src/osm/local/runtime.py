@@ -237,7 +237,8 @@ class Runtime:
             self._services = entries
             for lp in self.pods.values():
                 if lp.phase != "stopping":
-                    netops.write_hosts(lp.netns, hosts_file(lp.namespace, lp.name, lp.ip, entries))
+                    hosts = hosts_file(lp.namespace, lp.name, lp.ip, entries, lp.pod.spec.host_aliases)
+                    netops.write_hosts(lp.netns, hosts)
 
     # ---- pods
 
@@ -285,7 +286,7 @@ class Runtime:
             lp.netns,
             lp.index,
             lp.ip,
-            hosts_file(lp.namespace, lp.name, lp.ip, service_entries(state)),
+            hosts_file(lp.namespace, lp.name, lp.ip, service_entries(state), lp.pod.spec.host_aliases),
         )
         self._publish(lp)
         spec = lp.pod.spec

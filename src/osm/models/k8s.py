@@ -338,6 +338,7 @@ class PodSpec:
     containers: tuple[Container, ...] = ()
     init_containers: tuple[Container, ...] = ()
     host_network: bool = False
+    host_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ip, hostnames): extra /etc/hosts lines
 
     @staticmethod
     def parse(d: Doc) -> PodSpec:
@@ -354,6 +355,7 @@ class PodSpec:
             containers=containers,
             init_containers=tuple(Container.parse(c) for c in d.objs("initContainers")),
             host_network=d.bool("hostNetwork"),
+            host_aliases=tuple(_host_alias(a) for a in d.objs("hostAliases")),
         )
 
     def container_port(self, name: str) -> int | None:
@@ -362,6 +364,19 @@ class PodSpec:
                 if p.name == name:
                     return p.container_port
         return None
+
+
+def _host_alias(d: Doc) -> tuple[str, tuple[str, ...]]:
+    ip = d.str("ip", required=True)
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise d.error("ip", f"{ip[:64]!r} is not an IP address") from None
+    names = d.strs("hostnames")
+    for i, name in enumerate(names):
+        if not name or any(c.isspace() for c in name) or len(name) > 253:
+            raise d.error(f"hostnames[{i}]", f"{name[:64]!r} is not a host name")
+    return ip, names
 
 
 @dataclass(frozen=True, slots=True)

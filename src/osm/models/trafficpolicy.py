@@ -142,12 +142,35 @@ class UpstreamCluster:
         return self._hash
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class EgressHost:
+    """An HTTP egress host (its virtual host) with the routes allowed to it; no routes: any request."""
+
+    name: str
+    routes: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()  # (path regex, method, headers)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EgressPort:
+    """What an identity's Egress policies allow on one destination port outside the mesh."""
+
+    port: int
+    protocol: str  # http | https | tcp | tcp-server-first
+    hosts: tuple[EgressHost, ...] = ()  # http: by Host header; https: by SNI (names only)
+    ip_ranges: tuple[str, ...] = ()  # tcp: destination ranges; empty: any address on the port
+
+    @property
+    def chain_name(self) -> str:
+        return f"outbound-egress-{self.protocol}.{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundPolicy:
     identity: ServiceIdentity
     upstreams: tuple[Upstream, ...]
     clusters: tuple[UpstreamCluster, ...]
     egress: bool
+    egress_ports: tuple[EgressPort, ...] = ()  # from the identity's Egress policies
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.apis.meshconfig import CONFIG_API, MeshConfig
-from osm.apis.policy import POLICY_API, IngressBackend, Retry, UpstreamTrafficSetting
+from osm.apis.policy import POLICY_API, Egress, IngressBackend, Retry, UpstreamTrafficSetting
 from osm.models.errors import ValidationError
 from osm.models.k8s import (
     Deployment,
@@ -45,6 +45,7 @@ MeshObject = (
     | Retry
     | UpstreamTrafficSetting
     | IngressBackend
+    | Egress
 )
 
 
@@ -75,6 +76,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     (POLICY_API, "Retry"): Retry.from_k8s,
     (POLICY_API, "UpstreamTrafficSetting"): UpstreamTrafficSetting.from_k8s,
     (POLICY_API, "IngressBackend"): IngressBackend.from_k8s,
+    (POLICY_API, "Egress"): Egress.from_k8s,
 }
 KNOWN_KINDS = frozenset(kind for _, kind in _PARSERS)
 CLUSTER_SCOPED = frozenset({"Namespace"})

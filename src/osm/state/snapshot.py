@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from osm.apis.meshconfig import MESH_CONFIG_NAME, MeshConfig
-from osm.apis.policy import IngressBackend, Retry, UpstreamTrafficSetting
+from osm.apis.policy import Egress, IngressBackend, Retry, UpstreamTrafficSetting
 from osm.models.k8s import (
     Deployment,
     Endpoints,
@@ -54,6 +54,7 @@ class MeshState:
     retries: Mapping[NsName, Retry]
     upstream_traffic_settings: Mapping[NsName, UpstreamTrafficSetting]
     ingress_backends: Mapping[NsName, IngressBackend]
+    egresses: Mapping[NsName, Egress]
     pods_by_uuid: Mapping[str, tuple[Pod, ...]] = field(repr=False)
     # Why the mesh runs on defaults or ignores a MeshConfig ("" when the MeshConfig is in place).
     mesh_config_problem: str = ""
@@ -125,6 +126,7 @@ class MeshState:
             retries=kind("Retry", Retry),
             upstream_traffic_settings=kind("UpstreamTrafficSetting", UpstreamTrafficSetting),
             ingress_backends=kind("IngressBackend", IngressBackend),
+            egresses=kind("Egress", Egress),
             pods_by_uuid=MappingProxyType({k: tuple(v) for k, v in uuids.items()}),
             mesh_config_problem=problem,
         )

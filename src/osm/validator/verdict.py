@@ -22,6 +22,7 @@ VALIDATED = (
     ("policy.openservicemesh.io", "v1alpha1", "retries"),
     ("policy.openservicemesh.io", "v1alpha1", "upstreamtrafficsettings"),
     ("policy.openservicemesh.io", "v1alpha1", "ingressbackends"),
+    ("policy.openservicemesh.io", "v1alpha1", "egresses"),
 )
 MESH_CONFIG = ("config.openservicemesh.io", "v1alpha2", "meshconfigs")
 

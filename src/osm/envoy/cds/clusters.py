@@ -7,14 +7,24 @@ from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.network.dns_resolver.getaddrinfo.v3 import getaddrinfo_dns_resolver_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from osm.envoy import wire
-from osm.envoy.common import ALPN_MESH, ads_source, pack, sds_ref, socket_address, tls_params
+from osm.envoy.common import (
+    ALPN_MESH,
+    PASSTHROUGH_CLUSTER,
+    ads_source,
+    pack,
+    sds_ref,
+    socket_address,
+    tls_params,
+)
 from osm.envoy.sds import names
 from osm.models.identity import ServiceIdentity
 from osm.models.k8s import PROTOCOL_GRPC, PROTOCOL_HTTP
@@ -27,7 +37,6 @@ from osm.models.trafficpolicy import (
     UpstreamSettings,
 )
 
-PASSTHROUGH_CLUSTER = "passthrough-outbound"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _MAX = 4294967295
 _CONNECT_TIMEOUT = duration_pb2.Duration(seconds=1)
@@ -158,6 +167,36 @@ def local_cluster(svc: MeshService) -> Any:
     if svc.protocol == PROTOCOL_GRPC:
         c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(_http2_options())
     return c
+
+
+def egress_cluster(host: str, port: int) -> Any:
+    """`<host>:<port>`: an HTTP egress host, resolved by DNS (as upstream); plaintext, as the app sent it.
+    Names resolve as the app's do (getaddrinfo: /etc/hosts and the pod's hostAliases first, then the
+    pod's resolv.conf), not by Envoy's own resolver, which skips the hosts file."""
+    name = f"{host}:{port}"
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STRICT_DNS,
+        typed_dns_resolver_config=TypedExtensionConfig(
+            name="envoy.network.dns_resolver.getaddrinfo",
+            typed_config=pack(getaddrinfo_dns_resolver_pb2.GetAddrInfoDnsResolverConfig()),
+        ),
+        connect_timeout=_CONNECT_TIMEOUT,
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        circuit_breakers=_circuit_breakers(),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(address=socket_address(host, port))
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
 
 
 def passthrough_cluster() -> Any:

@@ -9,20 +9,23 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import wrappers_pb2
 from xds.core.v3 import cidr_pb2 as range_pb2
 from xds.core.v3.extension_pb2 import TypedExtensionConfig
 from xds.type.matcher.v3 import ip_pb2, matcher_pb2
 
 from osm.envoy import wire
-from osm.envoy.cds.clusters import PASSTHROUGH_CLUSTER
-from osm.envoy.common import PORT_OUTBOUND, pack, socket_address, stdout_access_log
+from osm.envoy.common import PASSTHROUGH_CLUSTER, PORT_OUTBOUND, pack, socket_address, stdout_access_log
 from osm.envoy.lds.hcm import hcm_filter
-from osm.envoy.rds.routes import outbound_name
-from osm.models.trafficpolicy import OutboundPolicy, Upstream, WeightedCluster
+from osm.envoy.rds.routes import egress_name, outbound_name
+from osm.models.trafficpolicy import EgressPort, OutboundPolicy, Upstream, WeightedCluster
 
 OUTBOUND_LISTENER = "outbound-listener"
 EGRESS_CHAIN = "outbound-egress-filter-chain"
@@ -156,24 +159,82 @@ def addresses_by_port_and_chain(
     return out
 
 
-def chain_matcher(chains: Iterable[tuple[Upstream, tuple[str, ...]]]) -> Any:
-    """Listener.filter_chain_matcher for `chains` (see chain_addresses), built as a message."""
+def chain_matcher(
+    chains: Iterable[tuple[Upstream, tuple[str, ...]]], egress: Iterable[EgressPort] = ()
+) -> Any:
+    """Listener.filter_chain_matcher for `chains` (see chain_addresses), built as a message. An egress
+    port's chain takes its ranges (TCP with ipAddresses), else whatever no mesh address of the port
+    matches."""
     m = matcher_pb2.Matcher()
     tree = m.matcher_tree
     tree.input.CopyFrom(_PORT_INPUT)
-    for port, by_chain in addresses_by_port_and_chain(chains).items():
-        inner = tree.exact_match_map.map[str(port)].matcher.matcher_tree
-        inner.input.CopyFrom(_IP_INPUT)
-        ip_matcher = ip_pb2.IPMatcher(
-            range_matchers=[
+    mesh = addresses_by_port_and_chain(chains)
+    by_port = {e.port: e for e in egress}
+    for port in sorted(set(mesh) | set(by_port), key=lambda p: (p not in mesh, p)):
+        by_chain = mesh.get(port, {})
+        eg = by_port.get(port)
+        range_matchers = [
+            ip_pb2.IPMatcher.IPRangeMatcher(ranges=[_cidr(ip) for ip in ips], on_match=_on_match_chain(name))
+            for name, ips in by_chain.items()
+        ]
+        if eg is not None and eg.ip_ranges:
+            range_matchers.append(
                 ip_pb2.IPMatcher.IPRangeMatcher(
-                    ranges=[_cidr(ip) for ip in ips], on_match=_on_match_chain(name)
+                    ranges=[_network(c) for c in eg.ip_ranges], on_match=_on_match_chain(eg.chain_name)
                 )
-                for name, ips in by_chain.items()
-            ]
-        )
+            )
+        entry = tree.exact_match_map.map[str(port)]
+        if not range_matchers:  # egress on a port without mesh addresses: any destination
+            entry.CopyFrom(_on_match_chain(eg.chain_name if eg is not None else ""))
+            continue
+        inner = entry.matcher.matcher_tree
+        inner.input.CopyFrom(_IP_INPUT)
+        ip_matcher = ip_pb2.IPMatcher(range_matchers=range_matchers)
         inner.custom_match.CopyFrom(TypedExtensionConfig(name=IP_MATCHER, typed_config=pack(ip_matcher)))
+        if eg is not None and not eg.ip_ranges:
+            entry.matcher.on_no_match.CopyFrom(_on_match_chain(eg.chain_name))
     return m
+
+
+def _network(cidr: str) -> Any:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return range_pb2.CidrRange(
+        address_prefix=str(net.network_address), prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen)
+    )
+
+
+def egress_filter_chain(eg: EgressPort) -> Any:
+    """An egress port's chain: HTTP routed by host (`rds-egress.<port>`); HTTPS to the original
+    destination when the SNI is an allowed host; TCP to the original destination."""
+    stat_prefix = f"outbound-egress-{eg.protocol}.{eg.port}"
+    if eg.protocol == "http":
+        filters = [hcm_filter(egress_name(eg.port), [])]
+    elif eg.protocol == "https":
+        filters = [sni_filter(eg, stat_prefix), tcp_proxy_filter(stat_prefix, PASSTHROUGH_CLUSTER)]
+    else:
+        filters = [tcp_proxy_filter(stat_prefix, PASSTHROUGH_CLUSTER)]
+    return lc.FilterChain(name=eg.chain_name, filters=filters)
+
+
+def sni_filter(eg: EgressPort, stat_prefix: str) -> Any:
+    """Network RBAC: only TLS whose server name is an allowed host (a `*.` host: its subdomains)."""
+    names = [
+        string_pb2.StringMatcher(suffix=h.name[1:])
+        if h.name.startswith("*.")
+        else string_pb2.StringMatcher(exact=h.name)
+        for h in eg.hosts
+    ]
+    allowed = rbac_pb2.Permission(
+        or_rules=rbac_pb2.Permission.Set(rules=[rbac_pb2.Permission(requested_server_name=n) for n in names])
+    )
+    rules = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
+    rules.policies["egress-sni"].CopyFrom(
+        rbac_pb2.Policy(permissions=[allowed], principals=[rbac_pb2.Principal(any=True)])
+    )
+    return lc.Filter(
+        name="envoy.filters.network.rbac",
+        typed_config=pack(network_rbac_pb2.RBAC(stat_prefix=f"{stat_prefix}.", rules=rules)),
+    )
 
 
 def ip_range(ip: str) -> bytes:
@@ -220,14 +281,23 @@ def compose_chain_matcher(ports: Iterable[tuple[int, Iterable[tuple[bytes, Itera
 
 
 def outbound_listener(policy: OutboundPolicy) -> Any | None:
-    """The outbound listener built as a message (the generator composes the same bytes from parts)."""
+    """The outbound listener built as a message (the generator composes the same bytes from parts, but
+    for identities with Egress policies)."""
     chains = chain_addresses(policy.upstreams)
-    if not chains and not policy.egress:
+    if not chains and not policy.egress and not policy.egress_ports:
         return None
     listener = listener_shell(policy.egress)
+    if any(e.protocol == "https" for e in policy.egress_ports):  # SNI for the HTTPS egress chains
+        listener.listener_filters.append(
+            lc.ListenerFilter(
+                name="envoy.filters.listener.tls_inspector",
+                typed_config=pack(tls_inspector_pb2.TlsInspector()),
+            )
+        )
     listener.filter_chains.extend(build_filter_chain(up) for _, up in filter_chains(chains))
-    if chains:
-        listener.filter_chain_matcher.CopyFrom(chain_matcher(chains))
+    listener.filter_chains.extend(egress_filter_chain(e) for e in policy.egress_ports)
+    if chains or policy.egress_ports:
+        listener.filter_chain_matcher.CopyFrom(chain_matcher(chains, policy.egress_ports))
     return listener
 
 

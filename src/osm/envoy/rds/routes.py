@@ -11,10 +11,12 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
+from osm.envoy.common import PASSTHROUGH_CLUSTER
 from osm.envoy.rbac.policies import HTTP_RBAC_FILTER, http_rbac_per_route
 from osm.envoy.rds import ratelimit
 from osm.models.service import MeshService
 from osm.models.trafficpolicy import (
+    EgressPort,
     HTTPRateLimit,
     HTTPRouteRule,
     InboundService,
@@ -31,6 +33,34 @@ def outbound_name(port: int) -> str:
 
 def inbound_name(port: int) -> str:
     return f"rds-inbound.{port}"
+
+
+def egress_name(port: int) -> str:
+    return f"rds-egress.{port}"
+
+
+def egress_cluster_name(host: str, port: int) -> str:
+    """An HTTP egress host's cluster: DNS for a name, the original destination for a wildcard."""
+    return PASSTHROUGH_CLUSTER if host.startswith("*.") else f"{host}:{port}"
+
+
+def egress_route_config(egress: EgressPort) -> Any:
+    """`rds-egress.<port>`: a virtual host per allowed host, with its allowed routes (any without route
+    groups); a request for another host, or another route, gets 404."""
+    config = route_pb2.RouteConfiguration(
+        name=egress_name(egress.port), validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )
+    for host in egress.hosts:
+        action = rc.RouteAction(cluster=egress_cluster_name(host.name, egress.port), timeout=_no_timeout())
+        rules = host.routes or ((WILDCARD_PATH, WILDCARD_METHOD, ()),)
+        config.virtual_hosts.append(
+            rc.VirtualHost(
+                name=f"egress_virtual-host|{host.name}",
+                domains=[host.name, f"{host.name}:{egress.port}"],
+                routes=[rc.Route(match=_match(p, m, h), route=action) for p, m, h in rules],
+            )
+        )
+    return config
 
 
 def ingress_name(port: int) -> str:
