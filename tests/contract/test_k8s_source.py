@@ -276,3 +276,45 @@ async def test_watches_the_server_ends_at_once_are_retried_with_backoff(env: Env
     assert 2 <= reconnects <= 10, reconnects
     await env.kube.create(PODS.path("bookstore"), pod("bookstore", "later"))
     await wait_for(lambda: env.store.get(key("Pod", "bookstore", "later")) is not None, 5, "watching again")
+
+
+async def test_the_osm_policy_kinds_arrive_through_their_informers(env: Env) -> None:
+    """Retry, UpstreamTrafficSetting, IngressBackend and Egress, with the chart's own CRDs."""
+    import yaml
+
+    from osm.k8s.resources import EGRESSES, INGRESS_BACKENDS, RETRIES, UPSTREAM_TRAFFIC_SETTINGS
+    from osm.paths import CHART
+
+    for f in ("policy_retry", "policy_upstream_traffic_setting", "policy_ingress_backend", "policy_egress"):
+        await env.kube.create(CRDS.path(), yaml.safe_load((CHART / "crds" / f"{f}.yaml").read_text()))
+    sa = {"kind": "ServiceAccount", "name": "bookbuyer", "namespace": "bookstore"}
+    objects = {
+        RETRIES: {
+            "source": sa,
+            "destinations": [{"kind": "Service", "name": "bookstore", "namespace": "bookstore"}],
+            "retryPolicy": {
+                "retryOn": "5xx",
+                "perTryTimeout": "1s",
+                "numRetries": 3,
+                "retryBackoffBaseInterval": "25ms",
+            },
+        },
+        UPSTREAM_TRAFFIC_SETTINGS: {"host": "bookstore.bookstore.svc.cluster.local"},
+        INGRESS_BACKENDS: {
+            "backends": [{"name": "bookstore", "port": {"number": 14001, "protocol": "http"}}],
+            "sources": [{"kind": "IPRange", "name": "10.0.0.0/8"}],
+        },
+        EGRESSES: {"sources": [sa], "ports": [{"number": 5432, "protocol": "tcp"}]},
+    }
+    for resource, spec in objects.items():
+        body = {
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": {"name": "p", "namespace": "bookstore"},
+            "spec": spec,
+        }
+        await env.kube.create(resource.path("bookstore"), body)
+    for resource in objects:
+        await wait_for(
+            lambda r=resource: env.store.get(key(r.kind, "bookstore", "p")) is not None, 20, resource.kind
+        )
