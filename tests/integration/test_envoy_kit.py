@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from osm.testing.envoy import (
+    SHM_DIR,
     EnvoyError,
     EnvoyProcess,
     dynamic_clusters,
@@ -270,3 +273,29 @@ def test_config_dump_helpers_tolerate_missing_sections() -> None:
     assert list(dynamic_route_configs(dump)) == ["r"]
     assert list(dynamic_secrets(dump)) == ["s"]
     assert warming_count(dump) == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts Envoy as another user")
+def test_a_stale_region_of_a_killed_envoy_of_another_user_does_not_stop_a_new_one() -> None:
+    """A root Envoy killed with SIGKILL leaves /dev/shm/envoy_shared_memory_<id>; an Envoy of uid 1500
+    with the same base id cannot open it and panics ("File exists"), unless the stale region goes."""
+    base_id = next_base_id()
+    stale = SHM_DIR / f"envoy_shared_memory_{base_id * 10}"
+    stale.write_bytes(b"\0" * 64)  # as root: what the killed Envoy left
+    work = Path(tempfile.mkdtemp(prefix="osm-shm-"))  # uid 1500 can traverse it (pytest's tmp is 0700)
+    envoy = None
+    try:
+        work.chmod(0o755)
+        os.chown(work, 1500, 1500)
+        admin = free_port()
+        cfg = work / "admin.yaml"
+        address = {"socket_address": {"address": "127.0.0.1", "port_value": admin}}
+        cfg.write_text(json.dumps({"admin": {"address": address}}))
+        envoy = EnvoyProcess(cfg, admin, base_id, work / "envoy.log", uid=1500)
+        envoy.start()
+        envoy.wait_ready(timeout=15)
+        assert stale.stat().st_uid == 1500  # the new Envoy's own region
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -8,6 +8,7 @@ admin calls then go through `ip netns exec <ns> curl`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -68,6 +69,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 _base_ids: Iterator[int] = itertools.count()
+SHM_DIR = Path("/dev/shm")
 
 
 def next_base_id() -> int:
@@ -158,6 +160,12 @@ class EnvoyProcess:
     def start(self) -> EnvoyProcess:
         if self._proc is not None:
             raise EnvoyError("this EnvoyProcess was already started")
+        # An Envoy killed with SIGKILL leaves its hot-restart region behind; one of another user with
+        # the same base id would make this one fail to open it ("File exists"): it is stale, remove it.
+        shm = SHM_DIR / f"envoy_shared_memory_{self.base_id * 10}"
+        with contextlib.suppress(OSError):
+            if shm.stat().st_uid != (os.getuid() if self.uid is None else self.uid):
+                shm.unlink()
         cmd = self.command()
         with self.output_path.open("ab") as out:
             self._proc = subprocess.Popen(
