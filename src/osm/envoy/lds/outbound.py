@@ -16,6 +16,7 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.matching.common_inputs.network.v3 import network_inputs_pb2
 from envoy.type.matcher.v3 import string_pb2
+from envoy.type.v3 import range_pb2 as int_range_pb2
 from google.protobuf import wrappers_pb2
 from xds.core.v3 import cidr_pb2 as range_pb2
 from xds.core.v3.extension_pb2 import TypedExtensionConfig
@@ -280,6 +281,20 @@ def compose_chain_matcher(ports: Iterable[tuple[int, Iterable[tuple[bytes, Itera
     return wire.field_bytes(FILTER_CHAIN_MATCHER_FIELD, wire.field_bytes(_FIELD_TREE, body))
 
 
+def sni_inspector(ports: Iterable[int]) -> Any:
+    """The TLS inspector (the SNI of HTTPS egress) on `ports` only: a server-first protocol on another
+    port (the client waits for the server) would otherwise stall in it until the listener's timeout."""
+    predicate = lc.ListenerFilterChainMatchPredicate
+    ranges = [int_range_pb2.Int32Range(start=p, end=p + 1) for p in ports]
+    rules = [predicate(destination_port_range=r) for r in ranges]
+    on_ports = rules[0] if len(rules) == 1 else predicate(or_match=predicate.MatchSet(rules=rules))
+    return lc.ListenerFilter(
+        name="envoy.filters.listener.tls_inspector",
+        typed_config=pack(tls_inspector_pb2.TlsInspector()),
+        filter_disabled=predicate(not_match=on_ports),
+    )
+
+
 def outbound_listener(policy: OutboundPolicy) -> Any | None:
     """The outbound listener built as a message (the generator composes the same bytes from parts, but
     for identities with Egress policies)."""
@@ -287,13 +302,9 @@ def outbound_listener(policy: OutboundPolicy) -> Any | None:
     if not chains and not policy.egress and not policy.egress_ports:
         return None
     listener = listener_shell(policy.egress)
-    if any(e.protocol == "https" for e in policy.egress_ports):  # SNI for the HTTPS egress chains
-        listener.listener_filters.append(
-            lc.ListenerFilter(
-                name="envoy.filters.listener.tls_inspector",
-                typed_config=pack(tls_inspector_pb2.TlsInspector()),
-            )
-        )
+    https_ports = [e.port for e in policy.egress_ports if e.protocol == "https"]
+    if https_ports:
+        listener.listener_filters.append(sni_inspector(https_ports))
     listener.filter_chains.extend(build_filter_chain(up) for _, up in filter_chains(chains))
     listener.filter_chains.extend(egress_filter_chain(e) for e in policy.egress_ports)
     if chains or policy.egress_ports:
