@@ -124,6 +124,16 @@ def test_resync_interval_off_or_at_least_30s(resync, seconds):
             "got '81'",
         ),
         ({"traffic": "permissive"}, "spec.traffic", "must be an object"),
+        (
+            {"sidecar": {"tlsMaxProtocolVersion": "TLSv1_1"}},
+            "spec.sidecar.tlsMaxProtocolVersion",
+            "would cut every sidecar off the control plane, which needs TLSv1_2 or later",
+        ),
+        (
+            {"sidecar": {"tlsMinProtocolVersion": "TLSv1_3", "tlsMaxProtocolVersion": "TLSv1_2"}},
+            "spec.sidecar.tlsMinProtocolVersion",
+            "TLSv1_3 is above tlsMaxProtocolVersion TLSv1_2",
+        ),
     ],
 )
 def test_rejections(spec, field, reason):

@@ -148,6 +148,18 @@ class MeshConfig:
         validity = duration(c, "serviceCertValidityDuration", d_cert.service_cert_validity_duration)
         if validity < 1:
             raise c.error("serviceCertValidityDuration", "must be at least 1s")
+        tls_min = enum(s, "tlsMinProtocolVersion", d_side.tls_min_protocol_version, TLS_VERSIONS)
+        tls_max = enum(s, "tlsMaxProtocolVersion", d_side.tls_max_protocol_version, TLS_VERSIONS)
+        order = {v: i for i, v in enumerate(TLS_VERSIONS)}
+        if tls_max not in ("TLS_AUTO", "TLSv1_2", "TLSv1_3"):
+            # Sidecars reach the control plane with these settings too, and it speaks TLS 1.2 and later:
+            # upstream accepts the value and every sidecar loses its control plane.
+            raise s.error(
+                "tlsMaxProtocolVersion",
+                f"{tls_max} would cut every sidecar off the control plane, which needs TLSv1_2 or later",
+            )
+        if "TLS_AUTO" not in (tls_min, tls_max) and order[tls_min] > order[tls_max]:
+            raise s.error("tlsMinProtocolVersion", f"{tls_min} is above tlsMaxProtocolVersion {tls_max}")
         return MeshConfig(
             meta=meta,
             sidecar=SidecarSpec(
@@ -155,12 +167,8 @@ class MeshConfig:
                 log_level=enum(s, "logLevel", d_side.log_level, LOG_LEVELS),
                 max_data_plane_connections=s.int("maxDataPlaneConnections", 0, lo=0),
                 config_resync_interval=resync,
-                tls_min_protocol_version=enum(
-                    s, "tlsMinProtocolVersion", d_side.tls_min_protocol_version, TLS_VERSIONS
-                ),
-                tls_max_protocol_version=enum(
-                    s, "tlsMaxProtocolVersion", d_side.tls_max_protocol_version, TLS_VERSIONS
-                ),
+                tls_min_protocol_version=tls_min,
+                tls_max_protocol_version=tls_max,
                 local_proxy_mode=enum(s, "localProxyMode", d_side.local_proxy_mode, LOCAL_PROXY_MODES),
                 envoy_image=s.str("envoyImage"),
                 init_container_image=s.str("initContainerImage"),

@@ -76,6 +76,7 @@ def write_bootstrap(
     metrics_port: int | None = None,
     scrape_stats: bool = False,
     wait_for_config: bool = False,
+    tls_versions: tuple[str, str] = ("TLSv1_2", "TLSv1_3"),
 ) -> WrittenBootstrap:
     """Write the pod's bootstrap files into `out` (created if missing, never through a symlink), owned by
     `uid` when given (the sidecar's user)."""
@@ -96,6 +97,8 @@ def write_bootstrap(
         metrics_port=metrics_port,
         scrape_stats=scrape_stats,
         wait_for_config=wait_for_config,
+        tls_min_version=tls_versions[0],
+        tls_max_version=tls_versions[1],
     )
     _safe_dir(out)
     for name, content in bootstrap_files(params, cert.cert_pem, cert.key_pem, ca.trust_bundle_pem).items():

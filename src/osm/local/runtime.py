@@ -299,6 +299,7 @@ class Runtime:
             # The control plane must know the pod before its proxy connects, or it refuses the proxy.
             await self._wait(lambda: self.proxy_known(uuid), 10)
             sidecar = lp.dir / "sidecar"
+            side = state.mesh_config.sidecar
             written = await asyncio.to_thread(
                 write_bootstrap,
                 lp.pod,
@@ -311,6 +312,7 @@ class Runtime:
                 probes=probes.routes,
                 validity=self.xds_cert_validity,
                 uid=PROXY_UID,
+                tls_versions=(side.tls_min_protocol_version, side.tls_max_protocol_version),
             )
             os.chown(sidecar, PROXY_UID, PROXY_UID)
             lp.tasks.append(
