@@ -33,6 +33,7 @@ from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, po
 from osm.local.supervisor import ContainerProcess
 from osm.local.workloads import (
     Placement,
+    env_values,
     generated_name,
     owner,
     placement,
@@ -348,14 +349,13 @@ class Runtime:
                     f"pod {lp.namespace}/{lp.name}: sidecar not ready after 30 s; starting the app anyway"
                 )
         for c in spec.containers:
-            env = pod_env(
-                lp.name,
-                lp.namespace,
-                lp.ip,
-                lp.pod.service_account,
-                str(lp.dir),
-                {e.name: e.value for e in c.env},
-            )
+            own, unset = env_values(c, lp.pod, lp.ip, NODE_IP)
+            if unset:
+                self.event(
+                    f"pod {lp.namespace}/{lp.name}: container {c.name}: the local runtime has no "
+                    f"Secrets or ConfigMaps; left unset: {', '.join(unset)}"
+                )
+            env = pod_env(lp.name, lp.namespace, lp.ip, lp.pod.service_account, str(lp.dir), own)
             self._add_container(lp, c.name, netops.exec_args(lp.netns, resolve_argv(c), c.run_as_user), env)
         lp.phase = "running"
         self.event(f"pod {lp.namespace}/{lp.name} started ({lp.ip}{', meshed' if lp.meshed else ''})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from osm.injector.decision import InjectionError, must_inject
 from osm.local.netplan import ServiceEntry, ServicePortNAT
-from osm.models.k8s import LABEL_PROXY_UUID, Deployment, ObjectMeta, Pod, PodSpec, match_labels
+from osm.models.k8s import LABEL_PROXY_UUID, Container, Deployment, ObjectMeta, Pod, PodSpec, match_labels
 from osm.state.snapshot import MeshState
 
 OWNER_ANNOTATION = "local.openservicemesh.io/owner"
@@ -91,12 +92,58 @@ def spec_fingerprint(meta: ObjectMeta, spec: PodSpec) -> str:
     ).hexdigest()
 
 
+def env_values(c: Container, pod: Pod, pod_ip: str, node_ip: str) -> tuple[dict[str, str], list[str]]:
+    """A container's own env with `valueFrom.fieldRef` filled in from the pod, as the kubelet does; and
+    the variables the local runtime cannot fill (Secret, ConfigMap and resource sources), said."""
+    fields = {
+        "metadata.name": pod.meta.name,
+        "metadata.namespace": pod.meta.namespace,
+        "metadata.uid": pod.meta.uid,
+        "spec.nodeName": "local",
+        "spec.serviceAccountName": pod.service_account,
+        "status.hostIP": node_ip,
+        "status.hostIPs": node_ip,
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+    }
+    out: dict[str, str] = {}
+    unset: list[str] = []
+    for e in c.env:
+        if e.source:
+            unset.append(f"{e.name} (valueFrom.{e.source})")
+            continue
+        if not e.field_path:
+            out[e.name] = e.value
+            continue
+        keyed = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", e.field_path)
+        if keyed is not None:
+            source = pod.meta.labels if keyed.group(1) == "labels" else pod.meta.annotations
+            out[e.name] = source.get(keyed.group(2), "")
+        else:
+            out[e.name] = fields.get(e.field_path, "")
+    return out, unset
+
+
 def service_entries(state: MeshState) -> list[ServiceEntry]:
-    return [
+    """The names a pod resolves (as cluster DNS would): a Service's ClusterIP; a headless Service's
+    ready pods, every one of them; and `<hostname>.<subdomain>` for a pod naming a headless Service as
+    its subdomain (a StatefulSet's pods)."""
+    out = [
         ServiceEntry(ns, name, svc.cluster_ip)
         for (ns, name), svc in sorted(state.services.items())
         if svc.cluster_ip and not svc.headless
     ]
+    headless = {key: svc for key, svc in state.services.items() if svc.headless}
+    for (ns, name), pod in sorted(state.pods.items()):
+        if not (pod.ready and pod.pod_ip):
+            continue
+        for (sns, sname), svc in sorted(headless.items()):
+            if sns == ns and svc.selector and match_labels(svc.selector, pod.meta.labels):
+                out.append(ServiceEntry(ns, sname, pod.pod_ip))
+        subdomain = pod.spec.subdomain
+        if subdomain and (ns, subdomain) in headless:
+            out.append(ServiceEntry(ns, f"{pod.spec.hostname or name}.{subdomain}", pod.pod_ip))
+    return out
 
 
 def service_nat(state: MeshState) -> list[ServicePortNAT]:

@@ -226,6 +226,44 @@ class ContainerPort:
 class EnvVar:
     name: str
     value: str
+    field_path: str = ""  # valueFrom.fieldRef: filled in from the pod (the downward API)
+    source: str = ""  # another valueFrom (secretKeyRef, configMapKeyRef, resourceFieldRef): its kind
+
+
+# The pod fields an env var may take with valueFrom.fieldRef (the downward API), labels and annotations
+# by key as metadata.labels['<key>'] and metadata.annotations['<key>']
+ENV_FIELD_PATHS = frozenset(
+    {
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "spec.nodeName",
+        "spec.serviceAccountName",
+        "status.hostIP",
+        "status.hostIPs",
+        "status.podIP",
+        "status.podIPs",
+    }
+)
+_KEYED_FIELD = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
+
+
+def _env_var(e: Doc) -> EnvVar:
+    name = e.str("name", required=True)
+    if not e.has("valueFrom"):
+        return EnvVar(name, e.str("value"))
+    source = e.obj("valueFrom")
+    if source.has("fieldRef"):
+        path = source.obj("fieldRef").str("fieldPath", required=True)
+        if path not in ENV_FIELD_PATHS and not _KEYED_FIELD.fullmatch(path):
+            raise source.error(
+                "fieldRef.fieldPath", f"{path[:64]!r} is not a pod field the downward API gives"
+            )
+        return EnvVar(name, "", field_path=path)
+    kinds = [k for k in ("secretKeyRef", "configMapKeyRef", "resourceFieldRef") if source.has(k)]
+    if not kinds:
+        raise source.error("", "needs fieldRef, secretKeyRef, configMapKeyRef or resourceFieldRef")
+    return EnvVar(name, "", source=kinds[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,9 +352,7 @@ class Container:
                     protocol=p.str("protocol", "TCP").upper(),
                 )
             )
-        env = []
-        for e in d.objs("env"):
-            env.append(EnvVar(name=e.str("name", required=True), value=e.str("value")))
+        env = [_env_var(e) for e in d.objs("env")]
         sc = d.obj("securityContext")
         return Container(
             name=d.str("name", required=True),
@@ -339,6 +375,8 @@ class PodSpec:
     init_containers: tuple[Container, ...] = ()
     host_network: bool = False
     host_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ip, hostnames): extra /etc/hosts lines
+    hostname: str = ""  # with subdomain (a headless Service): <hostname>.<subdomain>.<ns>.svc resolves
+    subdomain: str = ""
 
     @staticmethod
     def parse(d: Doc) -> PodSpec:
@@ -356,6 +394,8 @@ class PodSpec:
             init_containers=tuple(Container.parse(c) for c in d.objs("initContainers")),
             host_network=d.bool("hostNetwork"),
             host_aliases=tuple(_host_alias(a) for a in d.objs("hostAliases")),
+            hostname=_dns_label(d, "hostname"),
+            subdomain=_dns_label(d, "subdomain"),
         )
 
     def container_port(self, name: str) -> int | None:
@@ -364,6 +404,13 @@ class PodSpec:
                 if p.name == name:
                     return p.container_port
         return None
+
+
+def _dns_label(d: Doc, key: str) -> str:
+    value = d.str(key)
+    if value and (len(value) > 63 or not _DNS1123_LABEL.match(value)):
+        raise d.error(key, f"{value[:64]!r} must be a lowercase RFC 1123 label (a-z, 0-9, '-')")
+    return value
 
 
 def _host_alias(d: Doc) -> tuple[str, tuple[str, ...]]:
