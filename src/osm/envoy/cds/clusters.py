@@ -47,7 +47,8 @@ _UNLIMITED = ConnectionSettings(_MAX, 1000, _MAX, 0, _MAX, _MAX)
 def _http2_options(max_requests_per_connection: int = 0) -> Any:
     options = http_protocol_options_pb2.HttpProtocolOptions(
         explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+            # extended CONNECT (RFC 8441): an HTTP/1.1 upgrade (WebSocket) crosses to the peer sidecar
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(allow_connect=True)
         )
     )
     if max_requests_per_connection:

@@ -27,6 +27,8 @@ def hcm_filter(rds_name: str, http_filters: Iterable[Any], *, forward_client_cer
         access_log=[stdout_access_log()],
     )
     if forward_client_cert:
+        # The peer sidecar's HTTP/2 may carry an upgrade (WebSocket) as an extended CONNECT.
+        hcm.http2_protocol_options.allow_connect = True
         # Tell the app who called it: the verified peer identity from the mTLS handshake.
         hcm.forward_client_cert_details = hcm_pb2.HttpConnectionManager.SANITIZE_SET
         hcm.set_current_client_cert_details.dns = True
