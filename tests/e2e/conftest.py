@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import yaml
 
+from osm.models.k8s import LABEL_MONITORED_BY
 from osm.testing.localmesh import LocalMesh
 from osm.testing.netns import have_netns_tools
 
@@ -36,3 +39,67 @@ def small_mesh(
         m.down()
         assert m.leftovers() == []
         shutil.rmtree(m.state_dir, ignore_errors=True)
+
+
+def yaml_docs(*docs: dict[str, Any]) -> str:
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def mesh_config(**spec: Any) -> str:
+    """The MeshConfig osm-system/osm-mesh-config with `spec`."""
+    return yaml_docs(
+        {
+            "apiVersion": "config.openservicemesh.io/v1alpha2",
+            "kind": "MeshConfig",
+            "metadata": {"name": "osm-mesh-config", "namespace": "osm-system"},
+            "spec": spec,
+        }
+    )
+
+
+def client_server(
+    app: str, *, port: int = 8080, port_name: str = "http", env: list[dict[str, Any]] | None = None
+) -> str:
+    """Upstream e2e's usual pair, both namespaces in the mesh: Service server/server (port `port`, named
+    `port_name`) in front of Pod server/server running the Python source `app`, and Pod client/client."""
+    server: dict[str, Any] = {
+        "name": "server",
+        "command": ["python3", "-c", app],
+        "ports": [{"containerPort": port}],
+    }
+    if env:
+        server["env"] = env
+    return yaml_docs(
+        *(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {LABEL_MONITORED_BY: "osm"}},
+            }
+            for ns in ("client", "server")
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "server", "namespace": "server"},
+            "spec": {
+                "selector": {"app": "server"},
+                "ports": [{"name": port_name, "port": port, "targetPort": port}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "server", "namespace": "server", "labels": {"app": "server"}},
+            "spec": {"serviceAccountName": "server", "containers": [server]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client", "namespace": "client"},
+            "spec": {
+                "serviceAccountName": "client",
+                "containers": [{"name": "client", "command": ["sleep", "3600"]}],
+            },
+        },
+    )

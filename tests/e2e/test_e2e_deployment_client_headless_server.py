@@ -131,7 +131,6 @@ def test_http_traffic_from_client_deployments_to_a_headless_service_deployment(m
     server_pods = {p["name"] for p in mesh.pods("server", "server-")}
     assert len(server_pods) == REPLICAS
     seen: set[str] = set()
-    run = [0]
 
     def all_succeed() -> bool:
         ok = True
@@ -142,8 +141,7 @@ def test_http_traffic_from_client_deployments_to_a_headless_service_deployment(m
                     ok = ok and status == 200
                     if status == 200:
                         seen.add(name)
-        run[0] = run[0] + 1 if ok else 0
-        return run[0] >= 5
+        return ok
 
-    mesh.wait(all_succeed, 120, "every client pod's requests answered 200, 5 rounds in a row")
+    mesh.wait_repeated(all_succeed, "rounds of every client pod's requests answered 200", timeout=120)
     assert seen == server_pods  # every server replica answered (upstream: unique servers == replicas)

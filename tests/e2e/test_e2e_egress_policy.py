@@ -173,14 +173,8 @@ def curl(m: LocalMesh, url: str, *args: str) -> tuple[int, int]:
     return cp.returncode, int(cp.stdout) if cp.stdout.strip().isdigit() else 0
 
 
-def repeated(m: LocalMesh, url: str, want: tuple[int, int], times: int = 5, timeout: float = 60) -> None:
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if curl(m, url) == want else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} requests in a row to {url}: curl exit {want[0]}, status {want[1]}")
+def repeated(m: LocalMesh, url: str, want: tuple[int, int]) -> None:
+    m.wait_repeated(lambda: curl(m, url) == want, f"requests to {url}: curl exit {want[0]}, status {want[1]}")
 
 
 def scenario(m: LocalMesh, policy: str, url: str) -> None:

@@ -9,13 +9,12 @@ keeps the one in force and the traffic flowing (a deliberate difference).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -31,44 +30,7 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
-MESH_CONFIG = """
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config, namespace: osm-system}
-spec:
-  traffic: {enablePermissiveTrafficPolicyMode: true}
-  sidecar: {tlsMaxProtocolVersion: VERSION}
-"""
-APPS = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: client, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: server, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: server, labels: {app: server}}
-spec:
-  serviceAccountName: server
-  containers: [{name: server, command: [python3, -c, APP], ports: [{containerPort: 8080}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: client}
-spec:
-  serviceAccountName: client
-  containers: [{name: client, command: [sleep, "3600"]}]
-""".replace("APP", json.dumps(APP))
+APPS = client_server(APP)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +41,10 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def set_version(m: LocalMesh, version: str) -> None:
-    (m.manifests / "00-mesh-config.yaml").write_text(MESH_CONFIG.replace("VERSION", version))
+    spec = mesh_config(
+        traffic={"enablePermissiveTrafficPolicyMode": True}, sidecar={"tlsMaxProtocolVersion": version}
+    )
+    (m.manifests / "00-mesh-config.yaml").write_text(spec)
 
 
 def negotiated(m: LocalMesh, version: str) -> int:
@@ -88,14 +53,8 @@ def negotiated(m: LocalMesh, version: str) -> int:
     return stats.get(f"listener.0.0.0.0_15003.ssl.versions.{version}", 0)
 
 
-def repeated_success(m: LocalMesh, times: int = 5, timeout: float = 60) -> None:
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if m.curl("client", "client", URL) == 200 else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} requests in a row answered 200")
+def repeated_success(m: LocalMesh) -> None:
+    m.wait_repeated(lambda: m.curl("client", "client", URL) == 200, "requests answered 200")
 
 
 def test_max_tls_version_1_2_is_compatible(mesh: LocalMesh) -> None:

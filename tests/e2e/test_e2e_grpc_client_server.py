@@ -6,14 +6,13 @@ server)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -40,42 +39,11 @@ with grpc.insecure_channel("server.server.svc.cluster.local:9000") as channel:
     except grpc.RpcError as e:
         print(e.code().name)
 """
-MESH = """
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config, namespace: osm-system}
-spec:
-  traffic: {enablePermissiveTrafficPolicyMode: false}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: client, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: server, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: server}
-spec:
-  selector: {app: server}
-  ports: [{name: grpc, port: 9000, targetPort: 9000}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: server, labels: {app: server}}
-spec:
-  serviceAccountName: server
-  containers: [{name: server, command: [python3, -c, SERVER], ports: [{containerPort: 9000}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: client}
-spec:
-  serviceAccountName: client
-  containers: [{name: client, command: [sleep, "3600"]}]
-""".replace("SERVER", json.dumps(SERVER))
+MESH = (
+    mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False})
+    + "---\n"
+    + client_server(SERVER, port=9000, port_name="grpc")
+)
 POLICY = """
 ---
 apiVersion: specs.smi-spec.io/v1alpha4
@@ -108,14 +76,8 @@ def call(m: LocalMesh) -> str:
     return m.exec("client", "client", *cmd, timeout=30).stdout.strip()
 
 
-def repeated(m: LocalMesh, want: str, times: int = 5, timeout: float = 60) -> None:
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if call(m) == want else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} gRPC calls in a row: {want}")
+def repeated(m: LocalMesh, want: str) -> None:
+    m.wait_repeated(lambda: call(m) == want, f"gRPC calls: {want}")
 
 
 def test_grpc_traffic_from_client_to_server(mesh: LocalMesh) -> None:

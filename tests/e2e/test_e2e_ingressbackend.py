@@ -139,14 +139,10 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield m
 
 
-def repeated(m: LocalMesh, url: str, status: int, times: int = 5, timeout: float = 60) -> None:
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if m.curl("outside", "client", url) == status else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} requests in a row to {url} answered {status}")
+def repeated(m: LocalMesh, url: str, status: int) -> None:
+    m.wait_repeated(
+        lambda: m.curl("outside", "client", url) == status, f"requests to {url} answered {status}"
+    )
 
 
 def test_http_ingress_with_ingress_backend(mesh: LocalMesh) -> None:

@@ -6,13 +6,12 @@ container reads it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -28,66 +27,16 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer((os.environ["POD_IP"], 8080), H).serve_forever()
 """
-MESH_CONFIG = """
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config, namespace: osm-system}
-spec:
-  traffic: {enablePermissiveTrafficPolicyMode: true}
-  sidecar: {localProxyMode: MODE}
-"""
-APPS = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: client, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: server, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: server, labels: {app: server}}
-spec:
-  serviceAccountName: server
-  containers:
-  - name: server
-    command: [python3, -c, APP]
-    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-    ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: client}
-spec:
-  serviceAccountName: client
-  containers: [{name: client, command: [sleep, "3600"]}]
-""".replace("APP", json.dumps(APP))
+APPS = client_server(APP, env=[{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}])
 
 
 @pytest.fixture(scope="module")
 def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    manifests = MESH_CONFIG.replace("MODE", "PodIP") + "---" + APPS
+    mode = {"traffic": {"enablePermissiveTrafficPolicyMode": True}, "sidecar": {"localProxyMode": "PodIP"}}
+    manifests = mesh_config(**mode) + "---\n" + APPS
     with small_mesh(tmp_path_factory, "podip", manifests, [("server", "server"), ("client", "client")]) as m:
         yield m
 
 
-def repeated(m: LocalMesh, status: int, times: int = 5, timeout: float = 60) -> None:
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if m.curl("client", "client", URL) == status else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} requests in a row answered {status}")
-
-
 def test_pod_ip_mode_reaches_an_app_bound_to_its_pod_ip(mesh: LocalMesh) -> None:
-    repeated(mesh, 200)
+    mesh.wait_repeated(lambda: mesh.curl("client", "client", URL) == 200, "requests answered 200")

@@ -161,15 +161,11 @@ def write(m: LocalMesh, setting: str) -> None:
     (m.manifests / "mesh.yaml").write_text(MESH + setting)
 
 
-def repeated(m: LocalMesh, status: int, times: int = 5, timeout: float = 30) -> None:
-    """Wait until `times` requests in a row get `status` (upstream's WaitForRepeatedSuccess)."""
-    run = [0]
-
-    def check() -> bool:
-        run[0] = run[0] + 1 if m.curl("client", "client", SERVER) == status else 0
-        return run[0] >= times
-
-    m.wait(check, timeout, f"{times} requests in a row answered {status}")
+def repeated(m: LocalMesh, status: int) -> None:
+    """Until 5 requests in a row get `status` (upstream's WaitForRepeatedSuccess)."""
+    m.wait_repeated(
+        lambda: m.curl("client", "client", SERVER) == status, f"requests answered {status}", timeout=30
+    )
 
 
 def test_http_rate_limit_at_virtual_host_then_route_level(mesh: LocalMesh) -> None:

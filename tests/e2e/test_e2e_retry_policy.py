@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -38,46 +38,11 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
-MANIFESTS = """
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config, namespace: osm-system}
-spec:
-  traffic: {enablePermissiveTrafficPolicyMode: true}
-  featureFlags: {enableRetryPolicy: true}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: client, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: server, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: server, labels: {app: server}}
-spec:
-  serviceAccountName: server
-  containers:
-  - name: server
-    command: [python3, -c, APP]
-    ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: client, labels: {app: client}}
-spec:
-  serviceAccountName: client
-  containers: [{name: client, command: [sleep, "3600"]}]
----
+MANIFESTS = (
+    mesh_config(traffic={"enablePermissiveTrafficPolicyMode": True}, featureFlags={"enableRetryPolicy": True})
+    + "---\n"
+    + client_server(APP_503)
+    + """---
 apiVersion: policy.openservicemesh.io/v1alpha1
 kind: Retry
 metadata: {name: retrypolicy, namespace: client}
@@ -85,7 +50,8 @@ spec:
   source: {kind: ServiceAccount, name: client, namespace: client}
   destinations: [{kind: Service, name: server, namespace: server}]
   retryPolicy: {retryOn: 5xx, perTryTimeout: 1s, numRetries: 5, retryBackoffBaseInterval: 50ms}
-""".replace("APP", json.dumps(APP_503))
+"""
+)
 
 
 @pytest.fixture(scope="module")

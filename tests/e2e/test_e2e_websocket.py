@@ -4,13 +4,12 @@ Sec-WebSocket-Accept, and frames flow both ways on the upgraded connection (mTLS
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -73,42 +72,7 @@ for word in ("hello", "mesh"):
     replies.append(f.read(head[1] & 0x7F).decode())
 print(status, headers.get("sec-websocket-accept") == expected, *replies)
 """
-MESH = """
-apiVersion: config.openservicemesh.io/v1alpha2
-kind: MeshConfig
-metadata: {name: osm-mesh-config, namespace: osm-system}
-spec:
-  traffic: {enablePermissiveTrafficPolicyMode: true}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: client, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: server, labels: {openservicemesh.io/monitored-by: osm}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: server, labels: {app: server}}
-spec:
-  serviceAccountName: server
-  containers: [{name: server, command: [python3, -c, SERVER], ports: [{containerPort: 8080}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: client}
-spec:
-  serviceAccountName: client
-  containers: [{name: client, command: [sleep, "3600"]}]
-""".replace("SERVER", json.dumps(SERVER))
+MESH = mesh_config(traffic={"enablePermissiveTrafficPolicyMode": True}) + "---\n" + client_server(SERVER)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,18 @@ class LocalMesh:
             detail=lambda: f"node log: {self.node_log_tail()}",
         )
 
+    def wait_repeated(
+        self, check: Callable[[], bool], what: str, times: int = 5, timeout: float = 60
+    ) -> float:
+        """Poll until check() holds `times` times in a row (upstream e2e's WaitForRepeatedSuccess)."""
+        run = [0]
+
+        def in_a_row() -> bool:
+            run[0] = run[0] + 1 if check() else 0
+            return run[0] >= times
+
+        return self.wait(in_a_row, timeout, f"{times} in a row: {what}")
+
     def node_log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join((self.state_dir / "node.log").read_text().splitlines()[-lines:])
