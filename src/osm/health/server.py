@@ -14,16 +14,15 @@ from collections.abc import Callable
 from aiohttp import web
 
 from osm import __version__
-from osm.webhook.http import serve, split_address
+from osm.webhook.http import AppServer
 
 Probe = Callable[[], tuple[bool, str]]
 
 
-class HealthServer:
+class HealthServer(AppServer):
     def __init__(self, address: str, *, ready: Probe) -> None:
-        self.host, self.port = split_address(address)
+        super().__init__(address)
         self._ready = ready
-        self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024)
@@ -43,11 +42,3 @@ class HealthServer:
     async def _on_version(self, _: web.Request) -> web.Response:
         body = {"version": __version__, "gitCommit": "", "buildDate": ""}
         return web.Response(text=json.dumps(body), content_type="application/json")
-
-    async def start(self) -> None:
-        self._runner, self.port = await serve(self.app(), f"{self.host}:{self.port}", None)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

@@ -18,7 +18,7 @@ from aiohttp import web
 from osm.models.k8s import HEALTHCHECK_HEADER as HEADER
 from osm.models.k8s import HEALTHCHECK_PATH as PATH
 from osm.models.k8s import HEALTHCHECK_PORT as PORT
-from osm.webhook.http import serve, split_address
+from osm.webhook.http import AppServer
 
 DIAL_TIMEOUT = 1.0  # seconds; the kubelet's own probe timeout is at least 1 s
 
@@ -51,11 +51,10 @@ async def dial(host: str, port: int, within: float = DIAL_TIMEOUT) -> str | None
     return None
 
 
-class TcpHealthcheck:
+class TcpHealthcheck(AppServer):
     def __init__(self, address: str = f"0.0.0.0:{PORT}", *, target_host: str = "127.0.0.1") -> None:
-        self.host, self.port = split_address(address)
+        super().__init__(address)
         self.target_host = target_host
-        self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024)
@@ -71,11 +70,3 @@ class TcpHealthcheck:
         if failure is not None:
             return web.Response(status=503, text=failure + "\n")
         return web.Response(text=f"port {port} accepts connections\n")
-
-    async def start(self) -> None:
-        self._runner, self.port = await serve(self.app(), f"{self.host}:{self.port}", None)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

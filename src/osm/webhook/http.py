@@ -64,6 +64,26 @@ def server_ssl(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return ctx
 
 
+class AppServer:
+    """An aiohttp application (`app()`) served over plain HTTP on HOST:PORT from start() to stop();
+    `port` is the one bound (PORT 0: an ephemeral one)."""
+
+    def __init__(self, address: str) -> None:
+        self.host, self.port = split_address(address)
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._runner, self.port = await serve(self.app(), f"{self.host}:{self.port}", None)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
