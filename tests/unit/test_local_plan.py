@@ -71,7 +71,7 @@ def pod(spec: dict[str, Any], name: str = "p", namespace: str = "app", **meta: A
     return Pod.from_k8s({"metadata": {"name": name, "namespace": namespace, **meta}, "spec": spec})
 
 
-def test_http_probes_move_to_the_sidecar_and_tcp_probes_stay_local() -> None:
+def test_http_probes_move_to_the_sidecar_and_tcp_probes_to_osm_healthcheck() -> None:
     p = pod(
         {
             "containers": [
@@ -94,7 +94,12 @@ def test_http_probes_move_to_the_sidecar_and_tcp_probes_stay_local() -> None:
     assert (ready.port, ready.path) == (15902, "/osm-readiness-probe")
     assert (out.probes[("app", "startup")].port, out.probes[("app", "startup")].scheme) == (15903, "HTTPS")
     live = out.probes[("app", "liveness")]
-    assert (live.kind, live.port) == ("tcpSocket", 8080)
+    assert (live.kind, live.port, live.path) == ("httpGet", 15904, "/osm-healthcheck")
+    assert live.headers == (("Original-Tcp-Port", "8080"),)
+    assert out.healthcheck
+    assert not rewrite_probes(
+        pod({"containers": [{"name": "a", "readinessProbe": {"exec": {"command": ["t"]}}}]}).spec.containers
+    ).healthcheck
 
 
 def test_pool_hands_out_the_lowest_free_address() -> None:

@@ -27,8 +27,6 @@ from osm.models.identity import PROXY_KIND_SIDECAR, ProxyCertCN, ServiceIdentity
 from osm.models.k8s import (
     ANNOTATION_METRICS,
     ANNOTATION_NATIVE_SIDECAR,
-    HEALTHCHECK_HEADER,
-    HEALTHCHECK_PATH,
     HEALTHCHECK_PORT,
     LABEL_PROXY_UUID,
     Container,
@@ -99,21 +97,16 @@ def native_sidecar(mesh: MeshConfig, annotations: Mapping[str, str]) -> bool:
 
 
 def _probe_json(raw: Mapping[str, Any], probe: Probe) -> dict[str, Any]:
-    """`raw` (the container's probe as written) with the port, path and scheme of `probe`."""
+    """`raw` (the container's probe as written) with the port, path, scheme and headers of `probe` (a TCP
+    probe becomes an HTTP probe of the osm-healthcheck container)."""
     out = copy.deepcopy(dict(raw))
     if probe.kind == "httpGet":
+        was_tcp = out.pop("tcpSocket", None) is not None
         http = dict(out.get("httpGet") or {})
-        http.update({"port": probe.port, "path": probe.path, "scheme": probe.scheme})
+        http.update({"port": probe.port, "path": probe.path, **({} if was_tcp else {"scheme": probe.scheme})})
+        if probe.headers:
+            http["httpHeaders"] = [{"name": k, "value": v} for k, v in probe.headers]
         out["httpGet"] = http
-    elif probe.kind == "tcpSocket" and isinstance(probe.port, int):
-        # The kubelet's connection would reach Envoy's inbound listener, not the app: ask the
-        # osm-healthcheck container to dial the app's port from inside the pod.
-        out.pop("tcpSocket", None)
-        out["httpGet"] = {
-            "port": HEALTHCHECK_PORT,
-            "path": HEALTHCHECK_PATH,
-            "httpHeaders": [{"name": HEALTHCHECK_HEADER, "value": str(probe.port)}],
-        }
     return out
 
 
@@ -273,13 +266,11 @@ def inject(
     doc = Doc(spec, "Pod", namespace, name, "spec")
     containers = tuple(Container.parse(c) for c in doc.objs("containers"))
     rewritten = rewrite_probes(containers)
-    tcp_probes = False
     for raw, c in zip(raw_containers, containers, strict=True):
         for kind in ("liveness", "readiness", "startup"):
             probe = rewritten.probes.get((c.name, kind))
             if probe is not None and f"{kind}Probe" in raw:
                 raw[f"{kind}Probe"] = _probe_json(raw[f"{kind}Probe"], probe)
-                tcp_probes = tcp_probes or (probe.kind == "tcpSocket" and isinstance(probe.port, int))
 
     metrics = namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES
     native = native_sidecar(mesh, annotations)
@@ -318,7 +309,7 @@ def inject(
     }
 
     envoy = _envoy_container(mesh, cfg, str(cn.identity), [r.kind for r in rewritten.routes], native)
-    sidecars = [envoy] + ([_healthcheck_container(cfg, mesh, native)] if tcp_probes else [])
+    sidecars = [envoy] + ([_healthcheck_container(cfg, mesh, native)] if rewritten.healthcheck else [])
     _check_reserved(spec, sidecars)
     init = _init_container(mesh, cfg, annotations)
     init_containers = [dict(c) for c in spec.get("initContainers") or []]

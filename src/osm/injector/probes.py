@@ -2,8 +2,9 @@
 
 Inbound traffic to a meshed pod is redirected to Envoy, which requires mTLS, so the kubelet's probes
 cannot reach the app directly. HTTP(S) probes move to the sidecar's static probe listeners
-(15901/15902/15903, path `/osm-<kind>-probe`) that forward to the app on localhost. TCP probes are
-checked from inside the pod against localhost (what upstream's osm-healthcheck container does).
+(15901/15902/15903, path `/osm-<kind>-probe`) that forward to the app on localhost. TCP probes become
+HTTP probes of the osm-healthcheck container (15904, `/osm-healthcheck`), which dials the app's port
+from inside the pod, named by the `Original-Tcp-Port` header (as upstream's).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from osm.envoy.bootstrap.bootstrap import PROBE_PORTS, ProbeRoute
-from osm.models.k8s import Container, Probe
+from osm.models.k8s import HEALTHCHECK_HEADER, HEALTHCHECK_PATH, HEALTHCHECK_PORT, Container, Probe
 
 KINDS = ("liveness", "readiness", "startup")
 
@@ -20,6 +21,7 @@ KINDS = ("liveness", "readiness", "startup")
 class RewrittenProbes:
     routes: tuple[ProbeRoute, ...]  # for the bootstrap's static listeners
     probes: dict[tuple[str, str], Probe]  # (container, kind) -> the probe as the kubelet runs it
+    healthcheck: bool = False  # a probe goes to the osm-healthcheck container
 
 
 def _probe(c: Container, kind: str) -> Probe | None:
@@ -63,6 +65,17 @@ def rewrite_probes(containers: tuple[Container, ...]) -> RewrittenProbes:
                     path=f"/osm-{kind}-probe",
                     scheme="HTTP" if probe.scheme != "HTTPS" else "HTTPS",
                 )
+            elif probe.kind == "tcpSocket" and port is not None:
+                # The kubelet's connection would reach Envoy's inbound listener, not the app.
+                probes[(c.name, kind)] = replace(
+                    probe,
+                    kind="httpGet",
+                    port=HEALTHCHECK_PORT,
+                    path=HEALTHCHECK_PATH,
+                    scheme="HTTP",
+                    headers=((HEALTHCHECK_HEADER, str(port)),),
+                )
             else:
                 probes[(c.name, kind)] = probe if port is None else replace(probe, port=port)
-    return RewrittenProbes(tuple(routes), probes)
+    healthcheck = any(p.port == HEALTHCHECK_PORT and p.path == HEALTHCHECK_PATH for p in probes.values())
+    return RewrittenProbes(tuple(routes), probes, healthcheck)

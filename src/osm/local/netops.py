@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -61,9 +62,17 @@ def create_node(name: str) -> None:
     run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
 
+# A pod's resolver: the mesh's names are in its hosts file, and the node has no DNS server a pod can
+# reach, so any other name must fail at once (nothing listens on the pod's own port 53) rather than
+# wait for the host's nameserver to time out (which stalls, for one, Python's http.server at start).
+POD_RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
+
 def create_pod(node: str, pod: str, index: int, ip: str, hosts: str) -> None:
-    """A pod namespace with eth0 on the node's bridge, its address, a default route and its hosts file."""
+    """A pod namespace with eth0 on the node's bridge, its address, a default route, its hosts file and
+    its resolv.conf."""
     write_hosts(pod, hosts)
+    (NETNS_ETC / pod / "resolv.conf").write_text(POD_RESOLV_CONF)
     run("ip", "netns", "add", pod)
     host_if = f"vp{index}"
     run("ip", "-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", pod)
@@ -170,13 +179,33 @@ def connect_in_netns(netns: str, host: str, port: int, timeout: float) -> socket
     return got
 
 
-def http_get_in_netns(netns: str, port: int, path: str, timeout: float = 1.0) -> int:
-    """Status of GET http://127.0.0.1:<port><path> made inside `netns`; 0 when there is no answer."""
+def http_get_in_netns(
+    netns: str,
+    port: int,
+    path: str,
+    timeout: float = 1.0,
+    *,
+    host: str = "127.0.0.1",
+    https: bool = False,
+    headers: Sequence[tuple[str, str]] = (),
+) -> int:
+    """Status of GET http(s)://<host>:<port><path> made inside `netns`; 0 when there is no answer.
+    HTTPS does not verify the server's certificate (as the kubelet's probes do not)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Connection: close\r\n\r\n".encode()
     try:
-        with connect_in_netns(netns, "127.0.0.1", port, timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-            head = s.recv(64)
+        with connect_in_netns(netns, host, port, timeout) as raw:
+            raw.settimeout(timeout)
+            if https:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                with ctx.wrap_socket(raw, server_hostname=None) as s:
+                    s.sendall(request)
+                    head = s.recv(64)
+            else:
+                raw.sendall(request)
+                head = raw.recv(64)
     except (OSError, NetError, TimeoutError):
         return 0
     parts = head.split(b" ", 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,26 +26,31 @@ from typing import Any
 
 from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
+from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID
 from osm.injector.probes import rewrite_probes
 from osm.local import netops
 from osm.local.bootstrap import renew_certificate, write_bootstrap
 from osm.local.envoybin import envoy_binary
 from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
+from osm.local.prober import ContainerProbes, Prober
 from osm.local.supervisor import ContainerProcess
 from osm.local.workloads import (
+    REVISION_LABEL,
+    TEMPLATE_HASH_LABEL,
     Placement,
     env_values,
     generated_name,
     owner,
     placement,
     pod_for_deployment,
+    pod_for_statefulset,
     service_entries,
     service_nat,
     spec_fingerprint,
     template_hash,
     with_status,
 )
-from osm.models.k8s import Container, Pod, Probe, Service
+from osm.models.k8s import Container, Pod, Probe, Service, StatefulSet
 from osm.state.decode import MeshObject, ObjectKey
 from osm.state.snapshot import MeshState
 from osm.state.store import Store
@@ -72,6 +78,7 @@ class LocalPod:
     containers: list[ContainerProcess] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: bool = False
+    container_ready: dict[str, bool] = field(default_factory=dict)  # app containers, by name
     phase: str = "starting"
     started: float = field(default_factory=time.time)
 
@@ -192,20 +199,18 @@ class Runtime:
                 desired[(ns, name)] = placement(state, pod)
         for (ns, dname), d in sorted(state.deployments.items()):
             thash = template_hash(d)
-            mine = sorted(
-                (
-                    lp
-                    for lp in self.pods.values()
-                    if lp.owner == f"Deployment/{dname}" and lp.namespace == ns and lp.phase != "stopping"
-                ),
-                key=lambda lp: lp.started,
-            )
-            current = [lp for lp in mine if lp.pod.meta.labels.get("pod-template-hash") == thash]
+            current = [
+                lp
+                for lp in self._owned(ns, f"Deployment/{dname}")
+                if lp.pod.meta.labels.get(TEMPLATE_HASH_LABEL) == thash
+            ]
             for lp in current[: d.replicas]:
                 desired[(ns, lp.name)] = placement(state, lp.pod)
             for _ in range(d.replicas - len(current)):
                 pod = pod_for_deployment(d, generated_name(dname, thash), thash)
                 desired[(ns, pod.meta.name)] = placement(state, pod)
+        for _key, sts in sorted(state.statefulsets.items()):
+            desired.update(self._statefulset_pods(state, sts))
         for key, lp in list(self.pods.items()):
             want = desired.get(key)
             if lp.phase == "stopping":
@@ -225,6 +230,38 @@ class Runtime:
         self._sync_services(state)
         if not self.ready.is_set():
             self.ready.set()
+
+    def _statefulset_pods(self, state: MeshState, sts: StatefulSet) -> dict[tuple[str, str], Placement]:
+        """As the StatefulSet controller: ordinals 0..N-1 are kept; a missing one is created when every
+        lower one is ready (OrderedReady) or at once (Parallel); after a template change, the highest
+        ordinal still on the old revision is replaced, one at a time, once all are ready."""
+        ns, sname = sts.meta.namespace, sts.meta.name
+        thash = template_hash(sts)
+        revision = f"{sname}-{thash}"
+        running = {lp.name: lp for lp in self._owned(ns, f"StatefulSet/{sname}")}
+        out: dict[tuple[str, str], Placement] = {}
+        all_ready = True
+        for ordinal in range(sts.replicas):
+            have = running.get(f"{sname}-{ordinal}")
+            if have is not None:
+                out[(ns, have.name)] = placement(state, have.pod)
+                all_ready = all_ready and have.ready
+            elif all_ready or sts.parallel:
+                pod = pod_for_statefulset(sts, ordinal, thash)
+                out[(ns, pod.meta.name)] = placement(state, pod)
+                all_ready = False
+        if all_ready:
+            for ordinal in reversed(range(sts.replicas)):
+                have = running[f"{sname}-{ordinal}"]
+                if have.pod.meta.labels.get(REVISION_LABEL) != revision:
+                    out[(ns, have.name)] = placement(state, pod_for_statefulset(sts, ordinal, thash))
+                    break
+        return out
+
+    def _owned(self, ns: str, owner_ref: str) -> list[LocalPod]:
+        """The running pods of a workload, oldest first."""
+        mine = (lp for lp in self.pods.values() if lp.owner == owner_ref and lp.namespace == ns)
+        return sorted((lp for lp in mine if lp.phase != "stopping"), key=lambda lp: lp.started)
 
     # ---- services: NAT in the node namespace, hosts files in every pod
 
@@ -348,6 +385,11 @@ class Runtime:
                 self.event(
                     f"pod {lp.namespace}/{lp.name}: sidecar not ready after 30 s; starting the app anyway"
                 )
+        if probes is not None and probes.healthcheck:
+            argv = [sys.executable, "-m", "osm.cmd.healthcheck", "--verbosity", "warning"]
+            self._add_container(
+                lp, HEALTHCHECK_CONTAINER, netops.exec_args(lp.netns, argv, HEALTHCHECK_UID), {"HOME": "/tmp"}
+            )
         for c in spec.containers:
             own, unset = env_values(c, lp.pod, lp.ip, NODE_IP)
             if unset:
@@ -356,16 +398,40 @@ class Runtime:
                     f"Secrets or ConfigMaps; left unset: {', '.join(unset)}"
                 )
             env = pod_env(lp.name, lp.namespace, lp.ip, lp.pod.service_account, str(lp.dir), own)
-            self._add_container(lp, c.name, netops.exec_args(lp.netns, resolve_argv(c), c.run_as_user), env)
+            cp = self._add_container(
+                lp, c.name, netops.exec_args(lp.netns, resolve_argv(c), c.run_as_user), env
+            )
+            lp.container_ready[c.name] = False
+            prober = Prober(
+                cp,
+                ContainerProbes(
+                    *(
+                        probes.probes.get((c.name, kind)) if probes else getattr(c, f"{kind}_probe")
+                        for kind in ("startup", "liveness", "readiness")
+                    )
+                ),
+                lambda p: asyncio.to_thread(self._probe_once, lp, p),
+                set_ready=functools.partial(self._container_ready, lp, c.name),
+                event=lambda text: self.event(f"pod {lp.namespace}/{lp.name}: {text}"),
+            )
+            lp.tasks.append(
+                asyncio.create_task(prober.run(), name=f"probes {lp.namespace}/{lp.name}/{c.name}")
+            )
         lp.phase = "running"
         self.event(f"pod {lp.namespace}/{lp.name} started ({lp.ip}{', meshed' if lp.meshed else ''})")
-        readiness = [
-            (c, probes.probes.get((c.name, "readiness")) if probes else c.readiness_probe)
-            for c in spec.containers
-        ]
-        await self._readiness(lp, [(c, p) for c, p in readiness if p is not None])
 
-    def _add_container(self, lp: LocalPod, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def _container_ready(self, lp: LocalPod, container: str, ready: bool) -> None:
+        """A pod is ready when every app container is (as the kubelet's Ready condition)."""
+        lp.container_ready[container] = ready
+        pod_ready = lp.phase == "running" and all(lp.container_ready.values())
+        if pod_ready != lp.ready:
+            lp.ready = pod_ready
+            self.event(f"pod {lp.namespace}/{lp.name} {'ready' if pod_ready else 'not ready'}")
+            self._publish(lp)
+
+    def _add_container(
+        self, lp: LocalPod, name: str, argv: list[str], env: dict[str, str]
+    ) -> ContainerProcess:
         cp = ContainerProcess(
             name=name,
             argv=argv,
@@ -375,6 +441,7 @@ class Runtime:
         )
         lp.containers.append(cp)
         lp.tasks.append(asyncio.create_task(cp.run(), name=f"{lp.namespace}/{lp.name}/{name}"))
+        return cp
 
     @staticmethod
     async def _wait(check: Callable[[], bool], within: float) -> bool:
@@ -386,15 +453,25 @@ class Runtime:
         return False
 
     def _probe_once(self, lp: LocalPod, probe: Probe) -> bool:
+        """One probe, as the kubelet runs it: HTTP(S) and TCP from the node to the pod's IP, exec in the
+        pod. HTTP succeeds on 200-399."""
         port = probe.port if isinstance(probe.port, int) else lp.pod.spec.container_port(probe.port)
         if port is None:
             return False
         if probe.kind == "httpGet":
-            code = netops.http_get_in_netns(lp.netns, port, probe.path or "/", timeout=probe.timeout_seconds)
+            code = netops.http_get_in_netns(
+                self.node_ns,
+                port,
+                probe.path or "/",
+                timeout=probe.timeout_seconds,
+                host=lp.ip,
+                https=probe.scheme == "HTTPS",
+                headers=probe.headers,
+            )
             return 200 <= code < 400
         if probe.kind == "tcpSocket":
             try:
-                netops.connect_in_netns(lp.netns, "127.0.0.1", port, probe.timeout_seconds).close()
+                netops.connect_in_netns(self.node_ns, lp.ip, port, probe.timeout_seconds).close()
                 return True
             except (OSError, netops.NetError, TimeoutError):
                 return False
@@ -402,24 +479,6 @@ class Runtime:
             netops.run_rc(*netops.exec_args(lp.netns, probe.command, None), timeout=probe.timeout_seconds)
             == 0
         )
-
-    async def _readiness(self, lp: LocalPod, probes: list[tuple[Container, Probe]]) -> None:
-        """Readiness follows the probes (all must pass); without probes a pod is ready once started."""
-        if not probes:
-            lp.ready = True
-            self._publish(lp)
-            return
-        await asyncio.sleep(max(p.initial_delay_seconds for _, p in probes))
-        failures = 0
-        while lp.phase == "running":
-            ok = all([await asyncio.to_thread(self._probe_once, lp, p) for _, p in probes])
-            failures = 0 if ok else failures + 1
-            ready = ok or (lp.ready and failures < min(p.failure_threshold for _, p in probes))
-            if ready != lp.ready:
-                lp.ready = ready
-                self.event(f"pod {lp.namespace}/{lp.name} {'ready' if ready else 'not ready'}")
-                self._publish(lp)
-            await asyncio.sleep(min(p.period_seconds for _, p in probes) if ready else 0.5)
 
     def _stop(self, lp: LocalPod, why: str) -> None:
         lp.phase = "stopping"

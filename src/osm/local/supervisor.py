@@ -29,11 +29,21 @@ class ContainerProcess:
     restart: bool = True
     on_start: Callable[[int], None] | None = None
     pid: int | None = None
+    starts: int = 0  # how many times it was started (a probe's run ends when this moves)
     restarts: int = 0
     last_exit: int | None = None
     running: bool = False
     _stopping: bool = field(default=False, repr=False)
     _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _change: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def changed(self) -> None:
+        """Until the process next starts or ends."""
+        await self._change.wait()
+
+    def _notify(self) -> None:
+        self._change.set()
+        self._change = asyncio.Event()
 
     async def run(self) -> None:
         """Run until stop(): restart on exit with exponential backoff (1 s .. 30 s)."""
@@ -55,10 +65,13 @@ class ContainerProcess:
                 self.last_exit = -1
             else:
                 self.pid, self.running = self._proc.pid, True
+                self.starts += 1
+                self._notify()
                 if self.on_start is not None:
                     self.on_start(self._proc.pid)
                 self.last_exit = await self._proc.wait()
                 self.running = False
+                self._notify()
             if self._stopping or not self.restart:
                 return
             if time.monotonic() - started > RESET_AFTER:
@@ -78,6 +91,11 @@ class ContainerProcess:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.kill()
+
+    async def kill(self) -> None:
+        """End the running process (SIGTERM, SIGKILL after the grace period); run() restarts it unless
+        stopped."""
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return

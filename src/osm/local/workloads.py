@@ -1,4 +1,4 @@
-"""What the local runtime should run (pure): pods from bare Pods and Deployments, their sidecar
+"""What the local runtime should run (pure): pods from bare Pods, Deployments and StatefulSets, their sidecar
 decision, and the service plan (ClusterIPs, DNS entries, NAT to ready endpoints)."""
 
 from __future__ import annotations
@@ -13,15 +13,28 @@ from dataclasses import dataclass, replace
 
 from osm.injector.decision import InjectionError, must_inject
 from osm.local.netplan import ServiceEntry, ServicePortNAT
-from osm.models.k8s import LABEL_PROXY_UUID, Container, Deployment, ObjectMeta, Pod, PodSpec, match_labels
+from osm.models.k8s import (
+    LABEL_PROXY_UUID,
+    Container,
+    Deployment,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    PodTemplate,
+    StatefulSet,
+    match_labels,
+)
 from osm.state.snapshot import MeshState
 
 OWNER_ANNOTATION = "local.openservicemesh.io/owner"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
+REVISION_LABEL = "controller-revision-hash"  # a StatefulSet pod's template revision
+STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+STS_POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' safe characters for generated names
 
 
-def template_hash(d: Deployment) -> str:
+def template_hash(d: Deployment | StatefulSet) -> str:
     data = json.dumps(
         {
             "labels": dict(d.template.labels),
@@ -42,19 +55,40 @@ def generated_name(deployment: str, thash: str) -> str:
     return f"{deployment}-{thash}-{''.join(secrets.choice(_ALPHABET) for _ in range(5))}"
 
 
-def pod_for_deployment(d: Deployment, name: str, thash: str) -> Pod:
+def _pod_from_template(
+    t: PodTemplate, meta: ObjectMeta, name: str, owner_ref: str, labels: dict[str, str], spec: PodSpec
+) -> Pod:
     labels = {
-        **d.template.labels,
-        TEMPLATE_HASH_LABEL: thash,
+        **t.labels,
+        **labels,
         LABEL_PROXY_UUID: str(uuid.uuid4()),  # a new pod, a new proxy (as the injector does)
     }
-    annotations = {**d.template.annotations, OWNER_ANNOTATION: f"Deployment/{d.meta.name}"}
+    annotations = {**t.annotations, OWNER_ANNOTATION: owner_ref}
     return Pod(
-        meta=ObjectMeta(name=name, namespace=d.meta.namespace, labels=labels, annotations=annotations),
-        spec=d.template.spec,
+        meta=ObjectMeta(name=name, namespace=meta.namespace, labels=labels, annotations=annotations),
+        spec=spec,
         pod_ip="",
         ready=False,
     )
+
+
+def pod_for_deployment(d: Deployment, name: str, thash: str) -> Pod:
+    return _pod_from_template(
+        d.template, d.meta, name, f"Deployment/{d.meta.name}", {TEMPLATE_HASH_LABEL: thash}, d.template.spec
+    )
+
+
+def pod_for_statefulset(s: StatefulSet, ordinal: int, thash: str) -> Pod:
+    """A StatefulSet's pod `<name>-<ordinal>`: its hostname is its name, its subdomain the governing
+    Service, so `<name>-<ordinal>.<serviceName>` resolves to it (as the StatefulSet controller sets)."""
+    name = f"{s.meta.name}-{ordinal}"
+    labels = {
+        REVISION_LABEL: f"{s.meta.name}-{thash}",
+        STS_POD_NAME_LABEL: name,
+        STS_POD_INDEX_LABEL: str(ordinal),
+    }
+    spec = replace(s.template.spec, hostname=name, subdomain=s.service_name)
+    return _pod_from_template(s.template, s.meta, name, f"StatefulSet/{s.meta.name}", labels, spec)
 
 
 def owner(pod: Pod) -> str:

@@ -275,6 +275,7 @@ class Probe:
     path: str = ""
     scheme: str = "HTTP"
     command: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # httpGet's httpHeaders
     initial_delay_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 1
@@ -289,6 +290,7 @@ class Probe:
             path: str = "",
             scheme: str = "HTTP",
             command: tuple[str, ...] = (),
+            headers: tuple[tuple[str, str], ...] = (),
         ) -> Probe:
             return Probe(
                 kind=kind,
@@ -296,6 +298,7 @@ class Probe:
                 path=path,
                 scheme=scheme,
                 command=command,
+                headers=headers,
                 initial_delay_seconds=d.int("initialDelaySeconds", 0, lo=0),
                 period_seconds=d.int("periodSeconds", 10, lo=1),
                 timeout_seconds=d.int("timeoutSeconds", 1, lo=1),
@@ -309,12 +312,25 @@ class Probe:
                 port=_port_ref(h, "port"),
                 path=h.str("path", "/"),
                 scheme=h.str("scheme", "HTTP").upper(),
+                headers=tuple(_http_header(x) for x in h.objs("httpHeaders")),
             )
         if d.has("tcpSocket"):
             return make("tcpSocket", port=_port_ref(d.obj("tcpSocket"), "port"))
         if d.has("exec"):
             return make("exec", command=d.obj("exec").strs("command"))
         raise d.error("", "a probe needs one of httpGet, tcpSocket or exec")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _http_header(d: Doc) -> tuple[str, str]:
+    name, value = d.str("name", required=True), d.str("value")
+    if not _HEADER_NAME.fullmatch(name):
+        raise d.error("name", f"{name[:64]!r} is not an HTTP header name")
+    if "\r" in value or "\n" in value:
+        raise d.error("value", "must not contain a line break")
+    return name, value
 
 
 def _port_ref(d: Doc, key: str) -> int | str:
@@ -576,6 +592,26 @@ class PodTemplate:
     spec: PodSpec = field(default_factory=PodSpec)
 
 
+def _workload(kind: str, data: Mapping[str, Any]) -> tuple[ObjectMeta, Doc, Mapping[str, str], PodTemplate]:
+    """A workload's metadata, spec, selector and pod template, checked as the API server does."""
+    meta = ObjectMeta.parse(kind, data)
+    spec = _doc(kind, meta, data).obj("spec", required=True)
+    selector = spec.obj("selector", required=True).str_map("matchLabels")
+    if not selector:
+        raise spec.error("selector.matchLabels", "is required")
+    tmpl = spec.obj("template", required=True)
+    tmeta = tmpl.obj("metadata")
+    labels = tmeta.str_map("labels")
+    if not match_labels(selector, labels):
+        raise tmpl.error("metadata.labels", "must match spec.selector.matchLabels")
+    template = PodTemplate(
+        labels=labels,
+        annotations=tmeta.str_map("annotations"),
+        spec=PodSpec.parse(tmpl.obj("spec", required=True)),
+    )
+    return meta, spec, selector, template
+
+
 @dataclass(frozen=True, slots=True)
 class Deployment:
     KIND: ClassVar[str] = "Deployment"
@@ -586,23 +622,35 @@ class Deployment:
 
     @staticmethod
     def from_k8s(data: Mapping[str, Any]) -> Deployment:
-        meta = ObjectMeta.parse("Deployment", data)
-        spec = _doc("Deployment", meta, data).obj("spec", required=True)
-        selector = spec.obj("selector", required=True).str_map("matchLabels")
-        if not selector:
-            raise spec.error("selector.matchLabels", "is required")
-        tmpl = spec.obj("template", required=True)
-        tmeta = tmpl.obj("metadata")
-        labels = tmeta.str_map("labels")
-        if not match_labels(selector, labels):
-            raise tmpl.error("metadata.labels", "must match spec.selector.matchLabels")
+        meta, spec, selector, template = _workload("Deployment", data)
         return Deployment(
+            meta=meta, replicas=spec.int("replicas", 1, lo=0), selector=selector, template=template
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatefulSet:
+    """Pods with stable names `<name>-0`..`<name>-(N-1)`, each `<pod>.<serviceName>` in DNS."""
+
+    KIND: ClassVar[str] = "StatefulSet"
+    meta: ObjectMeta
+    replicas: int
+    service_name: str
+    selector: Mapping[str, str] = field(hash=False)
+    template: PodTemplate
+    parallel: bool = False  # podManagementPolicy Parallel (default OrderedReady: one at a time, in order)
+
+    @staticmethod
+    def from_k8s(data: Mapping[str, Any]) -> StatefulSet:
+        meta, spec, selector, template = _workload("StatefulSet", data)
+        policy = spec.str("podManagementPolicy") or "OrderedReady"
+        if policy not in ("OrderedReady", "Parallel"):
+            raise spec.error("podManagementPolicy", f"{policy!r} is neither OrderedReady nor Parallel")
+        return StatefulSet(
             meta=meta,
             replicas=spec.int("replicas", 1, lo=0),
+            service_name=_dns_label(spec, "serviceName"),
             selector=selector,
-            template=PodTemplate(
-                labels=labels,
-                annotations=tmeta.str_map("annotations"),
-                spec=PodSpec.parse(tmpl.obj("spec", required=True)),
-            ),
+            template=template,
+            parallel=policy == "Parallel",
         )

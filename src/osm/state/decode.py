@@ -18,6 +18,7 @@ from osm.models.k8s import (
     Pod,
     Service,
     ServiceAccount,
+    StatefulSet,
 )
 from osm.smi.models import (
     ACCESS_API,
@@ -37,6 +38,7 @@ MeshObject = (
     | Endpoints
     | EndpointSlice
     | Deployment
+    | StatefulSet
     | TrafficTarget
     | HTTPRouteGroup
     | TCPRoute
@@ -68,6 +70,7 @@ _PARSERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], MeshObject]] = {
     ("v1", "Endpoints"): Endpoints.from_k8s,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice.from_k8s,
     ("apps/v1", "Deployment"): Deployment.from_k8s,
+    ("apps/v1", "StatefulSet"): StatefulSet.from_k8s,
     (ACCESS_API, "TrafficTarget"): TrafficTarget.from_k8s,
     (SPECS_API, "HTTPRouteGroup"): HTTPRouteGroup.from_k8s,
     (SPECS_API, "TCPRoute"): TCPRoute.from_k8s,

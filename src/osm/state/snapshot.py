@@ -17,6 +17,7 @@ from osm.models.k8s import (
     Pod,
     Service,
     ServiceAccount,
+    StatefulSet,
 )
 from osm.smi.models import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 from osm.state.decode import MeshObject
@@ -47,6 +48,7 @@ class MeshState:
     endpoints: Mapping[NsName, Endpoints]
     endpoint_slices: Mapping[NsName, tuple[EndpointSlice, ...]]  # keyed by (ns, service)
     deployments: Mapping[NsName, Deployment]
+    statefulsets: Mapping[NsName, StatefulSet]
     traffic_targets: Mapping[NsName, TrafficTarget]
     http_route_groups: Mapping[NsName, HTTPRouteGroup]
     tcp_routes: Mapping[NsName, TCPRoute]
@@ -119,6 +121,7 @@ class MeshState:
                 {k: tuple(sorted(v, key=lambda s: s.meta.name)) for k, v in slices.items()}
             ),
             deployments=kind("Deployment", Deployment),
+            statefulsets=kind("StatefulSet", StatefulSet),
             traffic_targets=kind("TrafficTarget", TrafficTarget),
             http_route_groups=kind("HTTPRouteGroup", HTTPRouteGroup),
             tcp_routes=kind("TCPRoute", TCPRoute),
