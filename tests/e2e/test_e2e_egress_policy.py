@@ -154,23 +154,7 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def curl(m: LocalMesh, url: str, *args: str) -> tuple[int, int]:
-    """(curl's exit code, the HTTP status) of a request from the client pod."""
-    cp = m.exec(
-        "client",
-        "client",
-        "curl",
-        "-s",
-        "-k",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "5",
-        *args,
-        url,
-    )
-    return cp.returncode, int(cp.stdout) if cp.stdout.strip().isdigit() else 0
+    return m.request("client", "client", url, *args)
 
 
 def repeated(m: LocalMesh, url: str, want: tuple[int, int]) -> None:

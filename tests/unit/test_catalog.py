@@ -376,6 +376,37 @@ spec: {clusterIP: None, selector: {app: srv}, ports: [{name: tcp, port: 5432}]}
     assert db.addresses == ("10.0.1.1", "10.0.1.2")
 
 
+def test_a_headless_service_of_named_pods_sends_each_connection_to_the_pod_dialed() -> None:
+    named = """
+apiVersion: v1
+kind: Service
+metadata: {name: zk, namespace: b}
+spec: {clusterIP: None, selector: {app: zk}, ports: [{name: tcp, port: 2888}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: zk-0, namespace: b, labels: {app: zk}}
+spec: {serviceAccountName: zk, hostname: zk-0, subdomain: zk}
+status: {podIP: 10.0.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: zk-1, namespace: b, labels: {app: zk}}
+spec: {serviceAccountName: zk, hostname: zk-1, subdomain: zk}
+status: {podIP: 10.0.2.2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: b}
+spec: {clusterIP: None, selector: {app: srv}, ports: [{name: tcp, port: 5432}]}
+"""
+    cat = MeshCatalog(state(BASE, PERMISSIVE, named))
+    clusters = {c.service.name: c for c in cat.outbound_policy(ServiceIdentity("a", "client")).clusters}
+    assert clusters["zk"].per_pod  # a StatefulSet's pods: ORIGINAL_DST, to the pod dialed by name
+    assert not clusters["db"].per_pod  # headless, but its pods have no names of their own: balanced
+    assert not clusters["srv"].per_pod
+
+
 def test_pods_of_one_workload_share_a_proxy_group() -> None:
     extra = """
 apiVersion: v1

@@ -64,7 +64,7 @@ def test_decode_dispatches_by_api_version_and_kind(api, kind, extra, cls):
     ("api", "kind"),
     [
         ("v1", "ConfigMap"),
-        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
         ("config.openservicemesh.io/v1alpha2", "MeshRootCertificate"),
         ("v1", "List"),
     ],

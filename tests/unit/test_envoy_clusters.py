@@ -22,11 +22,12 @@ def as_json(msg: Any) -> dict[str, Any]:
 
 def test_composed_cluster_equals_the_built_one() -> None:
     tls = TLSSettings("TLSv1_2", "TLSv1_3")
-    for protocol in ("http", "tcp", "grpc"):
+    for protocol, per_pod in (("http", False), ("tcp", False), ("grpc", False), ("tcp", True)):
         c = UpstreamCluster(
             MeshService("shop", "web", 80, 8080, protocol),
             (ServiceIdentity("shop", "web"),),
             (Endpoint("10.0.0.1", 8080),),
+            per_pod=per_pod,
         )
         me = ServiceIdentity("front", "client")
         parts = clusters.upstream_cluster_parts(c, tls, "cluster.local")
@@ -71,3 +72,16 @@ def test_a_cluster_without_backing_identities_accepts_no_certificate() -> None:
     combined = _validation(UpstreamCluster(MeshService("shop", "web", 80, 8080, "http"), (), ()))
     [only] = combined["default_validation_context"]["match_typed_subject_alt_names"]
     assert only["matcher"]["exact"] == clusters.NO_PEER
+
+
+def test_a_per_pod_cluster_goes_to_the_address_dialed_and_an_other_one_balances_over_eds() -> None:
+    tls = TLSSettings("TLSv1_2", "TLSv1_3")
+    me = ServiceIdentity("front", "client")
+    svc = MeshService("shop", "zk", 2888, 2888, "tcp")
+    per_pod = as_json(
+        clusters.upstream_cluster(UpstreamCluster(svc, (), (), per_pod=True), me, tls, "cluster.local")
+    )
+    assert (per_pod["type"], per_pod["lb_policy"]) == ("ORIGINAL_DST", "CLUSTER_PROVIDED")
+    assert "eds_cluster_config" not in per_pod and "transport_socket" in per_pod  # still mTLS
+    balanced = as_json(clusters.upstream_cluster(UpstreamCluster(svc, (), ()), me, tls, "cluster.local"))
+    assert balanced["type"] == "EDS" and "eds_cluster_config" in balanced

@@ -12,6 +12,7 @@ from osm.models.k8s import (
     Probe,
     Service,
     ServiceAccount,
+    StatefulSet,
 )
 
 
@@ -494,3 +495,48 @@ def test_deployment_rejections(spec, field, reason):
             deployment(spec) if spec is not None else {"metadata": {"name": "web", "namespace": "shop"}}
         )
     check(ei.value, "Deployment", "shop", "web", field, reason)
+
+
+# --- StatefulSet -----------------------------------------------------------------------------------
+
+
+def test_statefulset_is_parsed_with_its_governing_service_and_pod_policy():
+    s = StatefulSet.from_k8s(
+        {
+            "metadata": {"name": "zk", "namespace": "shop"},
+            "spec": {
+                "replicas": 3,
+                "serviceName": "zk-headless",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": TEMPLATE,
+            },
+        }
+    )
+    assert (s.replicas, s.service_name, s.parallel) == (3, "zk-headless", False)
+    assert s.template.labels == {"app": "web"}
+    parallel = StatefulSet.from_k8s(
+        {
+            "metadata": {"name": "zk", "namespace": "shop"},
+            "spec": {
+                "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": TEMPLATE,
+            },
+        }
+    )
+    assert parallel.parallel and parallel.replicas == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "reason"),
+    [
+        ({"podManagementPolicy": "Random"}, "spec.podManagementPolicy", "neither OrderedReady nor Parallel"),
+        ({"serviceName": "Not_A_Label"}, "spec.serviceName", "RFC 1123 label"),
+        ({"replicas": -2}, "spec.replicas", "must be >= 0"),
+    ],
+)
+def test_statefulset_rejections(extra, field, reason):
+    spec = {"selector": {"matchLabels": {"app": "web"}}, "template": TEMPLATE, **extra}
+    with pytest.raises(ValidationError) as ei:
+        StatefulSet.from_k8s({"metadata": {"name": "zk", "namespace": "shop"}, "spec": spec})
+    check(ei.value, "StatefulSet", "shop", "zk", field, reason)

@@ -321,7 +321,11 @@ class MeshCatalog:
                 peers = tuple(p for p in peers if p in allowed)
                 eps = tuple(e for e in eps if e.identity is not None and e.identity in allowed)
             clusters[ms] = UpstreamCluster(
-                ms, tuple(sorted(peers)), tuple(e.endpoint for e in eps), self._upstream_settings(key)
+                ms,
+                tuple(sorted(peers)),
+                tuple(e.endpoint for e in eps),
+                self._upstream_settings(key),
+                per_pod=ix.addressed_by_pod(key),
             )
 
         for key in self.outbound_services(identity):

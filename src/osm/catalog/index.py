@@ -263,6 +263,13 @@ class MeshIndex:
             out.extend(self.mesh_services.get(key, ()))
         return tuple(sorted(out))
 
+    def addressed_by_pod(self, key: NsName) -> bool:
+        """A headless Service whose pods are each named `<hostname>.<service>` (a StatefulSet's): clients
+        reach one pod by its own name, so traffic must go where it was sent."""
+        svc = self.services[key]
+        pods = self.service_pods.get(key, ())
+        return svc.headless and bool(pods) and all(p.spec.subdomain == svc.meta.name for p in pods)
+
     def addresses(self, key: NsName) -> tuple[str, ...]:
         svc = self.services[key]
         if svc.headless:

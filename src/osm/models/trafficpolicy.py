@@ -130,12 +130,17 @@ class UpstreamCluster:
     peer_identities: tuple[ServiceIdentity, ...]
     endpoints: tuple[Endpoint, ...]
     settings: UpstreamSettings | None = None  # from the service's UpstreamTrafficSetting
+    # A headless Service whose pods each have their own name (a StatefulSet's): a connection goes to the
+    # pod the client dialed (as Kubernetes does for headless Services), not to any of the service's pods.
+    per_pod: bool = False
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         # A proxy's tuple of upstream clusters keys the generator's shared parts: hash each once.
         object.__setattr__(
-            self, "_hash", hash((self.service, self.peer_identities, self.endpoints, self.settings))
+            self,
+            "_hash",
+            hash((self.service, self.peer_identities, self.endpoints, self.settings, self.per_pod)),
         )
 
     def __hash__(self) -> int:

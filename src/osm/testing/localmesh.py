@@ -130,6 +130,26 @@ class LocalMesh:
         )
         return int(cp.stdout or "0") if cp.stdout.strip().isdigit() else 0
 
+    def request(self, namespace: str, prefix: str, url: str, *args: str) -> tuple[int, int]:
+        """(curl's exit code, the HTTP status) of a request from inside a pod, as upstream's e2e checks
+        both (exit 7: could not connect; 56: the connection was reset)."""
+        cp = self.exec(
+            namespace,
+            prefix,
+            "curl",
+            "-s",
+            "-k",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            *args,
+            url,
+        )
+        return cp.returncode, int(cp.stdout) if cp.stdout.strip().isdigit() else 0
+
     def stats(self, namespace: str, prefix: str) -> dict[str, Any]:
         return self.stats_of(self.pod(namespace, prefix))
 

@@ -126,15 +126,19 @@ def upstream_cluster(
     conn = settings.connection
     c = cluster_pb2.Cluster(
         name=svc.cluster_name,
-        type=cluster_pb2.Cluster.EDS,
         connect_timeout=_CONNECT_TIMEOUT if conn is None else _duration(conn.connect_timeout_ms),
-        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source()),
-        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         circuit_breakers=_circuit_breakers(conn),
         transport_socket=base_pb2.TransportSocket(
             name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls)
         ),
     )
+    if cluster.per_pod:  # the pod the client dialed (the outbound listener matched only the service's pods)
+        c.type = cluster_pb2.Cluster.ORIGINAL_DST
+        c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    else:
+        c.type = cluster_pb2.Cluster.EDS
+        c.eds_cluster_config.eds_config.CopyFrom(ads_source())
+        c.lb_policy = cluster_pb2.Cluster.ROUND_ROBIN
     if settings.outlier is not None:
         c.outlier_detection.CopyFrom(outlier_detection(settings.outlier))
     if svc.protocol in (PROTOCOL_HTTP, PROTOCOL_GRPC):
