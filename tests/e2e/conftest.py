@@ -41,6 +41,28 @@ def small_mesh(
         shutil.rmtree(m.state_dir, ignore_errors=True)
 
 
+# Python source for test apps that serve TLS: writes a self-signed certificate for "localhost" and its
+# key to the file named by `pem` (upstream's cases use nginx and grpcbin with such certificates).
+SELF_SIGNED = """
+import datetime, tempfile
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as out:
+    out.write(cert.public_bytes(serialization.Encoding.PEM))
+    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+pem = out.name
+"""
+
+
 def yaml_docs(*docs: dict[str, Any]) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
 
@@ -58,10 +80,19 @@ def mesh_config(**spec: Any) -> str:
 
 
 def client_server(
-    app: str, *, port: int = 8080, port_name: str = "http", env: list[dict[str, Any]] | None = None
+    app: str,
+    *,
+    port: int = 8080,
+    port_name: str = "http",
+    app_protocol: str = "",
+    env: list[dict[str, Any]] | None = None,
 ) -> str:
     """Upstream e2e's usual pair, both namespaces in the mesh: Service server/server (port `port`, named
-    `port_name`) in front of Pod server/server running the Python source `app`, and Pod client/client."""
+    `port_name`, with `app_protocol` if given) in front of Pod server/server running the Python source
+    `app`, and Pod client/client."""
+    service_port: dict[str, Any] = {"name": port_name, "port": port, "targetPort": port}
+    if app_protocol:
+        service_port["appProtocol"] = app_protocol
     server: dict[str, Any] = {
         "name": "server",
         "command": ["python3", "-c", app],
@@ -84,7 +115,7 @@ def client_server(
             "metadata": {"name": "server", "namespace": "server"},
             "spec": {
                 "selector": {"app": "server"},
-                "ports": [{"name": port_name, "port": port, "targetPort": port}],
+                "ports": [service_port],
             },
         },
         {

@@ -19,27 +19,15 @@ from typing import Any
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import SELF_SIGNED, mesh_config, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 # nginx in upstream's case: HTTP on 80, HTTPS on 443 (a self-signed certificate for localhost)
-SERVER = """
-import datetime, http.server, ssl, tempfile, threading
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-pem = tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False)
-pem.write(cert.public_bytes(serialization.Encoding.PEM))
-pem.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()))
-pem.close()
+SERVER = (
+    SELF_SIGNED
+    + """
+import http.server, ssl, threading
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
@@ -49,11 +37,12 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 https = http.server.ThreadingHTTPServer(("0.0.0.0", 443), H)
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(pem.name)
+ctx.load_cert_chain(pem)
 https.socket = ctx.wrap_socket(https.socket, server_side=True)
 threading.Thread(target=https.serve_forever, daemon=True).start()
 http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
 """
+)
 
 
 def probe_pod(name: str, probe: dict[str, Any]) -> dict[str, Any]:
