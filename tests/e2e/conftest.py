@@ -41,6 +41,38 @@ def small_mesh(
         shutil.rmtree(m.state_dir, ignore_errors=True)
 
 
+# Python source of upstream's usual httpbin answer: 200 to GET and HEAD of any path, on port PORT
+HTTP_200 = """
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    do_GET = do_HEAD = answer
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", PORT), H).serve_forever()
+"""
+
+# Upstream's CreateSimpleAllowPolicy: every path and method, from ServiceAccount client/client to
+# server/server.
+ALLOW_ALL = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: routes, namespace: server}
+spec:
+  matches: [{name: all, pathRegex: ".*", methods: ["*"]}]
+---
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {name: test-target, namespace: server}
+spec:
+  destination: {kind: ServiceAccount, name: server, namespace: server}
+  rules: [{kind: HTTPRouteGroup, name: routes, matches: [all]}]
+  sources: [{kind: ServiceAccount, name: client, namespace: client}]
+"""
+
 # Python source for test apps that serve TLS: writes a self-signed certificate for "localhost" and its
 # key to the file named by `pem` (upstream's cases use nginx and grpcbin with such certificates).
 SELF_SIGNED = """

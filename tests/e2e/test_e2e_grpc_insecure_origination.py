@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import client_server, mesh_config, small_mesh
+from tests.e2e.conftest import ALLOW_ALL, client_server, mesh_config, small_mesh
 from tests.e2e.test_e2e_grpc_client_server import SERVER, call
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
@@ -21,21 +21,6 @@ MESH = (
     + "---\n"
     + client_server(SERVER, port=9000, port_name="api", app_protocol="grpc")
 )
-ALLOW_ALL = """
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: HTTPRouteGroup
-metadata: {name: routes, namespace: server}
-spec:
-  matches: [{name: all, pathRegex: ".*", methods: ["*"]}]
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: test-target, namespace: server}
-spec:
-  destination: {kind: ServiceAccount, name: server, namespace: server}
-  rules: [{kind: HTTPRouteGroup, name: routes, matches: [all]}]
-  sources: [{kind: ServiceAccount, name: client, namespace: client}]
-"""
 
 
 @pytest.fixture(scope="module")

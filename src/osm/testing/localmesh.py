@@ -91,6 +91,14 @@ class LocalMesh:
 
         return self.wait(in_a_row, timeout, f"{times} in a row: {what}")
 
+    def wait_steady(self, check: Callable[[], bool], what: str, times: int = 10, timeout: float = 90) -> None:
+        """Poll until check() first holds, then require it `times` times in a row; a failure after the first
+        success fails at once (upstream e2e's WaitForSuccessAfterInitialFailure)."""
+        self.wait(check, timeout, what)
+        for i in range(1, times):
+            if not check():
+                raise AssertionError(f"{what}: failed after {i} successes in a row")
+
     def node_log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join((self.state_dir / "node.log").read_text().splitlines()[-lines:])
