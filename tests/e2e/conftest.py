@@ -94,6 +94,28 @@ with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as out:
 pem = out.name
 """
 
+# 200 to GET and HEAD of any path, over HTTP on port 80 and HTTPS (self-signed) on 443
+HTTP_AND_HTTPS_200 = (
+    SELF_SIGNED
+    + """
+import http.server, ssl, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    do_GET = do_HEAD = answer
+    def log_message(self, *a):
+        pass
+https = http.server.ThreadingHTTPServer(("0.0.0.0", 443), H)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(pem)
+https.socket = ctx.wrap_socket(https.socket, server_side=True)
+threading.Thread(target=https.serve_forever, daemon=True).start()
+http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
+"""
+)
+
 
 def yaml_docs(*docs: dict[str, Any]) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)

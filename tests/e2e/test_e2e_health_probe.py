@@ -19,30 +19,12 @@ from typing import Any
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import SELF_SIGNED, mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_AND_HTTPS_200, mesh_config, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 # nginx in upstream's case: HTTP on 80, HTTPS on 443 (a self-signed certificate for localhost)
-SERVER = (
-    SELF_SIGNED
-    + """
-import http.server, ssl, threading
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-https = http.server.ThreadingHTTPServer(("0.0.0.0", 443), H)
-ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(pem)
-https.socket = ctx.wrap_socket(https.socket, server_side=True)
-threading.Thread(target=https.serve_forever, daemon=True).start()
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
-"""
-)
+SERVER = HTTP_AND_HTTPS_200
 
 
 def probe_pod(name: str, probe: dict[str, Any]) -> dict[str, Any]:
