@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -55,23 +56,151 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", PORT), H).serve_forever()
 """
 
-# Upstream's CreateSimpleAllowPolicy: every path and method, from ServiceAccount client/client to
-# server/server.
-ALLOW_ALL = """
+# simonkowallik/httpbin in upstream's split cases: 200 to GET and HEAD, with a `podname` header taken from
+# the environment (XHTTPBIN_podname, from valueFrom.fieldRef metadata.name), on port PORT
+PODNAME_SERVER = """
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(200)
+        self.send_header("podname", os.environ["XHTTPBIN_podname"])
+        self.send_header("content-length", "0")
+        self.end_headers()
+    do_GET = do_HEAD = answer
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", PORT), H).serve_forever()
+"""
+# N HEAD requests to URL from inside a pod: a JSON list of [status, podname] (status 0: no answer)
+PODNAME_CALLS = """
+import json, sys, urllib.request
+seen = []
+for _ in range(int(sys.argv[2])):
+    try:
+        req = urllib.request.Request(sys.argv[1], method="HEAD")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            seen.append([r.status, r.headers.get("podname", "")])
+    except Exception as e:
+        seen.append([getattr(e, "code", 0), type(e).__name__])
+print(json.dumps(seen))
+"""
+
+
+def podname_calls(m: LocalMesh, namespace: str, pod: str, url: str, n: int = 5) -> list[tuple[int, str]]:
+    """[(status, podname)] of `n` HEAD requests to `url` from the pod."""
+    out = m.exec(namespace, pod, "python3", "-c", PODNAME_CALLS, url, str(n), timeout=60).stdout
+    return [(int(status), str(name)) for status, name in json.loads(out or "[]")] or [(0, "no output")]
+
+
+def podname_deployment(
+    namespace: str,
+    name: str,
+    *,
+    replicas: int,
+    service_account: str,
+    port: int = 14001,
+    labels: dict[str, str] | None = None,
+    app_protocol: str = "",
+    service: bool = True,
+) -> list[dict[str, Any]]:
+    """A Deployment of PODNAME_SERVER (`app: name` or `labels`) and, if `service`, its Service `name`."""
+    labels = labels or {"app": name}
+    container = {
+        "name": name,
+        "command": ["python3", "-c", PODNAME_SERVER.replace("PORT", str(port))],
+        "env": [{"name": "XHTTPBIN_podname", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [{"containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
+    }
+    out: list[dict[str, Any]] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"serviceAccountName": service_account, "containers": [container]},
+                },
+            },
+        }
+    ]
+    if service:
+        out.append(service_of(namespace, name, labels, port, app_protocol))
+    return out
+
+
+def service_of(
+    namespace: str, name: str, selector: dict[str, str], port: int, app_protocol: str = ""
+) -> dict[str, Any]:
+    service_port: dict[str, Any] = {"name": "http", "port": port, "targetPort": port}
+    if app_protocol:
+        service_port["appProtocol"] = app_protocol
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": selector, "ports": [service_port]},
+    }
+
+
+def namespace(name: str, meshed: bool = True) -> dict[str, Any]:
+    labels = {LABEL_MONITORED_BY: "osm"} if meshed else {}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def sleeper_deployment(namespace: str, name: str, replicas: int) -> dict[str, Any]:
+    """Upstream's client Deployment (alpine-debug: sleep), ServiceAccount `name`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "serviceAccountName": name,
+                    "containers": [{"name": name, "command": ["sleep", "3600"]}],
+                },
+            },
+        },
+    }
+
+
+def allow_all(source: tuple[str, str], destination: tuple[str, str], name: str) -> str:
+    """Upstream's CreateSimpleAllowPolicy from ServiceAccount `source` to `destination` (ns, name)."""
+    return f"""
 apiVersion: specs.smi-spec.io/v1alpha4
 kind: HTTPRouteGroup
-metadata: {name: routes, namespace: server}
+metadata: {{name: {name}, namespace: {destination[0]}}}
 spec:
-  matches: [{name: all, pathRegex: ".*", methods: ["*"]}]
+  matches: [{{name: all, pathRegex: ".*", methods: ["*"]}}]
 ---
 apiVersion: access.smi-spec.io/v1alpha3
 kind: TrafficTarget
-metadata: {name: test-target, namespace: server}
+metadata: {{name: {name}, namespace: {destination[0]}}}
 spec:
-  destination: {kind: ServiceAccount, name: server, namespace: server}
-  rules: [{kind: HTTPRouteGroup, name: routes, matches: [all]}]
-  sources: [{kind: ServiceAccount, name: client, namespace: client}]
+  destination: {{kind: ServiceAccount, name: {destination[1]}, namespace: {destination[0]}}}
+  rules: [{{kind: HTTPRouteGroup, name: {name}, matches: [all]}}]
+  sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
 """
+
+
+def traffic_split(namespace: str, name: str, apex: str, backends: dict[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": "TrafficSplit",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"service": apex, "backends": [{"service": b, "weight": w} for b, w in backends.items()]},
+    }
+
+
+# Upstream's CreateSimpleAllowPolicy from ServiceAccount client/client to server/server
+ALLOW_ALL = allow_all(("client", "client"), ("server", "server"), "test-target")
 
 # Python source for test apps that serve TLS: writes a self-signed certificate for "localhost" and its
 # key to the file named by `pem` (upstream's cases use nginx and grpcbin with such certificates).

@@ -15,35 +15,12 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import small_mesh
+from tests.e2e.conftest import PODNAME_SERVER, podname_calls, small_mesh
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 CLIENTS = ("client0", "client1")
 REPLICAS = 3
-SERVER = """
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("podname", os.environ["XHTTPBIN_PODNAME"])
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
-"""
-CALL = """
-import json, sys, urllib.request
-seen = []
-for _ in range(int(sys.argv[1])):
-    try:
-        with urllib.request.urlopen("http://server.server:8080/", timeout=5) as r:
-            seen.append([r.status, r.headers.get("podname", "")])
-    except Exception as e:
-        seen.append([0, type(e).__name__])
-print(json.dumps(seen))
-"""
 MESH = """
 apiVersion: config.openservicemesh.io/v1alpha2
 kind: MeshConfig
@@ -76,10 +53,10 @@ spec:
       containers:
       - name: server
         command: [python3, -c, SERVER]
-        env: [{name: XHTTPBIN_PODNAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        env: [{name: XHTTPBIN_podname, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
-""".replace("REPLICAS", str(REPLICAS)).replace("SERVER", json.dumps(SERVER))
+""".replace("REPLICAS", str(REPLICAS)).replace("SERVER", json.dumps(PODNAME_SERVER.replace("PORT", "8080")))
 CLIENT = """
 ---
 apiVersion: v1
@@ -136,8 +113,7 @@ def test_http_traffic_from_client_deployments_to_a_headless_service_deployment(m
         ok = True
         for ns in CLIENTS:
             for pod in mesh.pods(ns, f"{ns}-"):
-                out = mesh.exec(ns, pod["name"], "python3", "-c", CALL, "6", timeout=60).stdout
-                for status, name in json.loads(out or "[]") or [[0, "no output"]]:
+                for status, name in podname_calls(mesh, ns, pod["name"], "http://server.server:8080/", 6):
                     ok = ok and status == 200
                     if status == 200:
                         seen.add(name)

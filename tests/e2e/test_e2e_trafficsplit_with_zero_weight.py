@@ -1,0 +1,77 @@
+"""Upstream's e2e_trafficsplit_with_zero_weight_test.go on the local runtime, at a smaller scale (3
+backends of 2 replicas, 2 client namespaces of 2 replicas): SMI mode, each backend with its own
+ServiceAccount and an allow policy from every client. The TrafficSplit gives `server0` weight 100 and
+the others 0: every request gets 200, and only server0's two pods ever answer, 5 rounds in a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from osm.testing.localmesh import LocalMesh
+from tests.e2e.conftest import (
+    allow_all,
+    mesh_config,
+    namespace,
+    podname_calls,
+    podname_deployment,
+    service_of,
+    sleeper_deployment,
+    small_mesh,
+    traffic_split,
+    yaml_docs,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
+
+BACKENDS = [f"server{i}" for i in range(3)]
+CLIENTS = ["client0", "client1"]
+MESH = "---\n".join(
+    [
+        mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False}),
+        yaml_docs(
+            namespace("server"),
+            *(namespace(c) for c in CLIENTS),
+            *(d for b in BACKENDS for d in podname_deployment("server", b, replicas=2, service_account=b)),
+            *(sleeper_deployment(c, c, 2) for c in CLIENTS),
+            service_of("server", "traffic-split", {"app": "traffic-split"}, 14001),
+            traffic_split(
+                "server",
+                "traffic-split",
+                "traffic-split",
+                {b: 100 if b == "server0" else 0 for b in BACKENDS},
+            ),
+        ),
+        *(allow_all((c, c), ("server", b), f"{c}-{b}") for c in CLIENTS for b in BACKENDS),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    with small_mesh(tmp_path_factory, "split-zero", MESH, []) as m:
+        for ns, prefix in [("server", f"{b}-") for b in BACKENDS] + [(c, f"{c}-") for c in CLIENTS]:
+            m.wait(
+                lambda ns=ns, prefix=prefix: len([p for p in m.pods(ns, prefix) if p["ready"]]) == 2,
+                90,
+                f"{ns}/{prefix}*",
+            )
+        yield m
+
+
+def test_backends_of_weight_zero_get_no_traffic(mesh: LocalMesh) -> None:
+    server0 = {p["name"] for p in mesh.pods("server", "server0-")}
+    seen: set[str] = set()
+
+    def round_ok() -> bool:
+        calls = [
+            call
+            for c in CLIENTS
+            for pod in mesh.pods(c, f"{c}-")
+            for call in podname_calls(mesh, c, pod["name"], "http://traffic-split.server:14001/", 6)
+        ]
+        seen.update(name for _, name in calls)
+        return all(status == 200 for status, _ in calls) and seen == server0
+
+    mesh.wait_repeated(round_ok, "all 200, from server0's two pods only", timeout=150)
