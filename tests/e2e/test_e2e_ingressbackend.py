@@ -1,4 +1,4 @@
-"""Upstream's e2e_ingressbackend_test.go (its HTTP part) on the local runtime.
+"""Upstream's e2e_ingressbackend_test.go on the local runtime, both phases.
 
 An ingress controller outside the mesh (a reverse proxy in a monitored namespace whose pods get no
 sidecar, as upstream's nginx) forwards to a meshed server. Without an IngressBackend the server's
@@ -7,8 +7,13 @@ IngressBackend naming the ingress's Service as its source, requests through the 
 repeatedly. Beyond upstream's case: a client that is not a listed source still cannot reach the server
 directly (its connection is closed), and deleting the IngressBackend brings the 502 back.
 
-Upstream's HTTPS part (an ingress gateway certificate from MeshConfig `certificate.ingressGateway`) is
-not mirrored yet: the local runtime does not issue that Secret.
+The HTTPS phase (upstream's ingress-with-mTLS flow): MeshConfig `certificate.ingressGateway` makes the
+mesh issue the ingress a client certificate (Secret server/ingress-gateway-cert: tls.crt, tls.key,
+ca.crt; in local mode its files under the state dir). The ingress now speaks HTTPS to the server's
+sidecar with that certificate, checking the sidecar's own certificate against ca.crt (nginx's
+proxy-ssl-secret and proxy-ssl-verify); the IngressBackend's port says https, with the SNI host and an
+AuthenticatedPrincipal source naming the certificate's SAN beside the Service source: 200, repeatedly.
+Beyond upstream's case: the same ingress without a client certificate is refused (502).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from cryptography import x509
 
 from osm.testing.localmesh import LocalMesh
 from tests.e2e.conftest import small_mesh
@@ -38,12 +44,26 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
 INGRESS_APP = """
-import http.server, os, urllib.error, urllib.request
+import http.client, http.server, os, socket, ssl, urllib.error, urllib.request
 BACKEND = os.environ["BACKEND"]
+def fetch(path):
+    if not BACKEND.startswith("https:"):
+        return urllib.request.urlopen(BACKEND + path, timeout=5)
+    # upstream's nginx: proxy-ssl-secret (the client certificate), proxy-ssl-verify on, proxy_ssl_name
+    certs = os.environ["CERTS"]
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    if os.environ.get("CLIENT_CERT") == "yes":
+        ctx.load_cert_chain(os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key"))
+    host, port = BACKEND.split("//")[1].split(":")
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=5)
+    raw = socket.create_connection((host, int(port)), 5)
+    conn.sock = ctx.wrap_socket(raw, server_hostname=os.environ["SNI"])
+    conn.request("GET", path)
+    return conn.getresponse()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         try:
-            with urllib.request.urlopen(BACKEND + self.path, timeout=5) as r:
+            with fetch(self.path) as r:
                 status, body = r.status, r.read()
         except urllib.error.HTTPError as e:
             status, body = e.code, b""
@@ -154,3 +174,80 @@ def test_http_ingress_with_ingress_backend(mesh: LocalMesh) -> None:
     assert mesh.curl("outside", "client", SERVER_URL) == 0
     (mesh.manifests / "mesh.yaml").write_text(MESH)
     repeated(mesh, INGRESS_URL, 502)
+
+
+GATEWAY_SAN = "nginx.server.cluster.local"
+SERVER_NAME = "server.server.cluster.local"  # the server's identity: its sidecar's certificate
+MESH_TLS = MESH.replace(
+    "  traffic: {enablePermissiveTrafficPolicyMode: false}",
+    "  traffic: {enablePermissiveTrafficPolicyMode: false}\n"
+    "  certificate:\n"
+    "    ingressGateway:\n"
+    f"      subjectAltNames: [{GATEWAY_SAN}]\n"
+    "      validityDuration: 24h\n"
+    "      secret: {name: ingress-gateway-cert, namespace: server}",
+)
+INGRESS_TLS_POD = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ingress-tls, namespace: ingress}
+spec:
+  selector: {app: ingress-tls}
+  ports: [{name: http, port: 8000, targetPort: 8000}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME, namespace: ingress, labels: {app: ingress-tls}}
+spec:
+  containers:
+  - name: proxy
+    command: [python3, -c, INGRESS_APP]
+    env:
+    - {name: BACKEND, value: "https://SERVER_IP:8080"}
+    - {name: CERTS, value: "CERTS_DIR"}
+    - {name: SNI, value: SERVER_NAME}
+    - {name: CLIENT_CERT, value: "WITH_CERT"}
+    ports: [{containerPort: 8000}]
+""".replace("INGRESS_APP", json.dumps(INGRESS_APP)).replace("SERVER_NAME", SERVER_NAME)
+INGRESS_BACKEND_TLS = f"""
+---
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: IngressBackend
+metadata: {{name: httpbin-https, namespace: server}}
+spec:
+  backends:
+  - name: server
+    port: {{number: 8080, protocol: https}}
+    tls: {{skipClientCertValidation: false, sniHosts: [{SERVER_NAME}]}}
+  sources:
+  - {{kind: Service, name: ingress-tls, namespace: ingress}}
+  - {{kind: AuthenticatedPrincipal, name: {GATEWAY_SAN}}}
+"""
+
+
+def test_https_ingress_with_the_mesh_issued_gateway_certificate(mesh: LocalMesh) -> None:
+    certs = mesh.secret_dir("server", "ingress-gateway-cert")
+    (mesh.manifests / "mesh.yaml").write_text(MESH_TLS + INGRESS_BACKEND_TLS)
+    mesh.wait(lambda: all((certs / k).is_file() for k in ("tls.crt", "tls.key", "ca.crt")), 30, "the Secret")
+    cert = x509.load_pem_x509_certificate((certs / "tls.crt").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [GATEWAY_SAN]
+    server_ip = mesh.pod("server", "server")["ip"]
+    pods = ""
+    for name, with_cert in (("ingress-tls", "yes"), ("ingress-no-cert", "no")):
+        pods += (
+            INGRESS_TLS_POD.replace("NAME", name)
+            .replace("SERVER_IP", server_ip)
+            .replace("CERTS_DIR", str(certs))
+            .replace("WITH_CERT", with_cert)
+        )
+    (mesh.manifests / "ingress-tls.yaml").write_text(pods)
+    mesh.wait_ready([("ingress", "ingress-tls"), ("ingress", "ingress-no-cert")])
+    url = "http://{}:8000/status/200"
+    tls_ingress = url.format(mesh.pod("ingress", "ingress-tls")["ip"])
+    repeated(mesh, tls_ingress, 200)
+    # the same ingress without the gateway certificate: the sidecar refuses the handshake
+    assert mesh.curl("outside", "client", url.format(mesh.pod("ingress", "ingress-no-cert")["ip"])) == 502
+    (mesh.manifests / "mesh.yaml").write_text(MESH_TLS)
+    repeated(mesh, tls_ingress, 502)

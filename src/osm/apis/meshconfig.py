@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -54,9 +55,21 @@ class TrafficSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class IngressGatewayCertSpec:
+    """A client certificate the mesh issues for an ingress gateway (its mTLS to IngressBackends), kept in
+    Secret `secret_namespace/secret_name` (keys tls.crt, tls.key, ca.crt) and renewed before it expires."""
+
+    subject_alt_names: tuple[str, ...]
+    validity_duration: float
+    secret_name: str
+    secret_namespace: str
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateSpec:
     service_cert_validity_duration: float = 24 * 3600.0
     cert_key_bit_size: int = 2048
+    ingress_gateway: IngressGatewayCertSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,27 @@ class MeshConfig:
                 raise d.error("resources", "must be a ResourceRequirements (limits, requests)")
             return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
+        def ingress_gateway(c: Doc) -> IngressGatewayCertSpec | None:
+            if not c.has("ingressGateway"):
+                return None
+            g = c.obj("ingressGateway")
+            sans = g.strs("subjectAltNames")
+            if not sans:
+                raise g.error("subjectAltNames", "is required: the names the gateway's certificate carries")
+            for i, name in enumerate(sans):
+                if not _DNS_NAME.fullmatch(name) or len(name) > 253:
+                    raise g.error(f"subjectAltNames[{i}]", f"{name[:64]!r} is not a DNS name")
+            validity = duration(g, "validityDuration", 24 * 3600.0)
+            if validity <= 0:
+                raise g.error("validityDuration", "must be positive")
+            secret = g.obj("secret", required=True)
+            return IngressGatewayCertSpec(
+                subject_alt_names=tuple(sans),
+                validity_duration=validity,
+                secret_name=_name(secret, "name", subdomain=True),
+                secret_namespace=_name(secret, "namespace"),
+            )
+
         def cidrs(d: Doc, key: str) -> tuple[str, ...]:
             out = []
             for i, v in enumerate(d.strs(key)):
@@ -187,6 +221,7 @@ class MeshConfig:
             certificate=CertificateSpec(
                 service_cert_validity_duration=validity,
                 cert_key_bit_size=c.int("certKeyBitSize", d_cert.cert_key_bit_size, lo=1024, hi=8192),
+                ingress_gateway=ingress_gateway(c),
             ),
             observability=ObservabilitySpec(
                 osm_log_level=o.str("osmLogLevel", "info"), enable_debug_server=o.bool("enableDebugServer")
@@ -262,6 +297,20 @@ SPEC_FIELDS: Fields = {
         "enableRetryPolicy": None,
     },
 }
+
+
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _name(d: Doc, key: str, *, subdomain: bool = False) -> str:
+    value = d.str(key, required=True)
+    if subdomain:
+        if len(value) > 253 or not _DNS_NAME.fullmatch(value):
+            raise d.error(key, f"{value[:64]!r} must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')")
+    elif len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise d.error(key, f"{value[:64]!r} must be a lowercase RFC 1123 label (a-z, 0-9, '-')")
+    return value
 
 
 def _check_fields(d: Doc, known: Fields) -> None:

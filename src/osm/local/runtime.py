@@ -24,7 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from osm.certificate import ingressgateway
 from osm.certificate.manager import XDS_CERT_VALIDITY
+from osm.certificate.tresor import TresorCA
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
 from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID
 from osm.injector.probes import rewrite_probes
@@ -44,6 +46,7 @@ from osm.local.workloads import (
     placement,
     pod_for_deployment,
     pod_for_statefulset,
+    secret_dir,
     service_entries,
     service_nat,
     spec_fingerprint,
@@ -145,6 +148,8 @@ class Runtime:
         self.events: list[str] = []
         self.ready = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
+        self._gateway_dir: Path | None = None
+        self._gateway_timer: asyncio.TimerHandle | None = None
         store.add_mutator(self._admit)
         store.subscribe(lambda ev: self._dirty.set())
 
@@ -228,6 +233,7 @@ class Runtime:
             if key not in self.pods:
                 self._start(want, state)
         self._sync_services(state)
+        self._sync_ingress_gateway(state)
         if not self.ready.is_set():
             self.ready.set()
 
@@ -262,6 +268,41 @@ class Runtime:
         """The running pods of a workload, oldest first."""
         mine = (lp for lp in self.pods.values() if lp.owner == owner_ref and lp.namespace == ns)
         return sorted((lp for lp in mine if lp.phase != "stopping"), key=lambda lp: lp.started)
+
+    # ---- the ingress gateway's certificate: the Secret MeshConfig names, as files under the state dir
+
+    def _sync_ingress_gateway(self, state: MeshState) -> None:
+        spec = state.mesh_config.certificate.ingress_gateway
+        where = None if spec is None else secret_dir(self.state_dir, spec.secret_namespace, spec.secret_name)
+        if self._gateway_dir is not None and self._gateway_dir != where:
+            shutil.rmtree(self._gateway_dir, ignore_errors=True)
+            self.event(f"ingress gateway certificate removed from {self._gateway_dir}")
+        self._gateway_dir = where
+        if self._gateway_timer is not None:
+            self._gateway_timer.cancel()
+            self._gateway_timer = None
+        if spec is None or where is None:
+            return
+        now = datetime.now(UTC)
+        ca = TresorCA.load_or_create(self.state_dir, now=now)
+        current = {k: (where / k).read_bytes() for k in ingressgateway.KEYS if (where / k).is_file()}
+        why = ingressgateway.why_reissue(spec, current or None, ca.trust_bundle_pem, now=now)
+        if why:
+            data = ingressgateway.issue(ca, spec, now=now)
+            where.mkdir(parents=True, exist_ok=True)
+            for key, content in data.items():
+                tmp = where / f".{key}.tmp"
+                tmp.write_bytes(content)
+                tmp.chmod(0o600 if key == ingressgateway.TLS_KEY else 0o644)
+                os.replace(tmp, where / key)
+            self.event(
+                f"ingress gateway certificate for {', '.join(spec.subject_alt_names)} issued into Secret "
+                f"{spec.secret_namespace}/{spec.secret_name} ({where}): {why}"
+            )
+        # look again when a third of the lifetime is left (or in a minute, whichever is sooner)
+        self._gateway_timer = asyncio.get_running_loop().call_later(
+            min(60.0, spec.validity_duration / 3), self.poke
+        )
 
     # ---- services: NAT in the node namespace, hosts files in every pod
 

@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from osm.injector.decision import InjectionError, must_inject
 from osm.local.netplan import ServiceEntry, ServicePortNAT
@@ -89,6 +90,12 @@ def pod_for_statefulset(s: StatefulSet, ordinal: int, thash: str) -> Pod:
     }
     spec = replace(s.template.spec, hostname=name, subdomain=s.service_name)
     return _pod_from_template(s.template, s.meta, name, f"StatefulSet/{s.meta.name}", labels, spec)
+
+
+def secret_dir(state_dir: Path, namespace: str, name: str) -> Path:
+    """Where local mode keeps a Secret the mesh issues (the ingress gateway's: tls.crt, tls.key, ca.crt),
+    for the pods that use it to read."""
+    return state_dir / "secrets" / namespace / name
 
 
 def owner(pod: Pod) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from osm.local import netops, up
 from osm.local.netplan import netns_prefix, node_netns, state_id
+from osm.local.workloads import secret_dir
 from osm.testing.envoy import parse_stats
 from osm.testing.wait import wait_until
 
@@ -157,6 +158,10 @@ class LocalMesh:
             url,
         )
         return cp.returncode, int(cp.stdout) if cp.stdout.strip().isdigit() else 0
+
+    def secret_dir(self, namespace: str, name: str) -> Path:
+        """The files of a Secret the mesh issued (local mode keeps them under the state dir)."""
+        return secret_dir(self.state_dir, namespace, name)
 
     def stats(self, namespace: str, prefix: str) -> dict[str, Any]:
         return self.stats_of(self.pod(namespace, prefix))
