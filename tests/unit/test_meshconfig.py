@@ -134,6 +134,53 @@ def test_resync_interval_off_or_at_least_30s(resync, seconds):
             "spec.sidecar.tlsMinProtocolVersion",
             "TLSv1_3 is above tlsMaxProtocolVersion TLSv1_2",
         ),
+        (
+            {"certificate": {"ingressGateway": {"secret": {"name": "s", "namespace": "n"}}}},
+            "spec.certificate.ingressGateway.subjectAltNames",
+            "is required",
+        ),
+        (
+            {
+                "certificate": {
+                    "ingressGateway": {
+                        "subjectAltNames": ["Not A Name"],
+                        "secret": {"name": "s", "namespace": "n"},
+                    }
+                }
+            },
+            "spec.certificate.ingressGateway.subjectAltNames[0]",
+            "is not a DNS name",
+        ),
+        (
+            {"certificate": {"ingressGateway": {"subjectAltNames": ["gw.example.com"]}}},
+            "spec.certificate.ingressGateway.secret",
+            "is required",
+        ),
+        (
+            {
+                "certificate": {
+                    "ingressGateway": {
+                        "subjectAltNames": ["gw.example.com"],
+                        "validityDuration": "0s",
+                        "secret": {"name": "s", "namespace": "n"},
+                    }
+                }
+            },
+            "spec.certificate.ingressGateway.validityDuration",
+            "must be positive",
+        ),
+        (
+            {
+                "certificate": {
+                    "ingressGateway": {
+                        "subjectAltNames": ["gw.example.com"],
+                        "secret": {"name": "s", "namespace": "N_S"},
+                    }
+                }
+            },
+            "spec.certificate.ingressGateway.secret.namespace",
+            "RFC 1123 label",
+        ),
     ],
 )
 def test_rejections(spec, field, reason):
@@ -179,3 +226,26 @@ def test_upstream_fields_the_mesh_does_not_act_on_are_accepted():
         )
     )
     assert mc.permissive is False
+
+
+def test_the_ingress_gateway_certificate_names_its_secret():
+    mc = MeshConfig.from_k8s(
+        mesh_config(
+            certificate={
+                "ingressGateway": {
+                    "subjectAltNames": ["nginx.web.cluster.local", "gw.example.com"],
+                    "validityDuration": "12h",
+                    "secret": {"name": "ingress-gateway-cert", "namespace": "web"},
+                }
+            }
+        )
+    )
+    g = mc.certificate.ingress_gateway
+    assert g is not None
+    assert g.subject_alt_names == ("nginx.web.cluster.local", "gw.example.com")
+    assert (g.validity_duration, g.secret_namespace, g.secret_name) == (
+        12 * 3600.0,
+        "web",
+        "ingress-gateway-cert",
+    )
+    assert MeshConfig.from_k8s(mesh_config()).certificate.ingress_gateway is None

@@ -27,6 +27,7 @@ from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_cr
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import KubeClient
+from osm.k8s.ingresssecret import IngressGatewaySecret
 from osm.k8s.ownership import BootstrapSecretOwner
 from osm.k8s.reconcile import keep_applied
 from osm.k8s.renewal import BootstrapCertRenewer
@@ -105,7 +106,11 @@ class Controller:
         self.kube = kube
         self.source: ManifestSource | FeedSource | KubeSource
         self.renewer: BootstrapCertRenewer | None = None  # on Kubernetes: the sidecars' xDS certificates
+        self.gateway_secret: IngressGatewaySecret | None = None  # on Kubernetes: the ingress gateway's
         if kube is not None:
+            self.gateway_secret = IngressGatewaySecret(
+                kube, self.ca, check_interval=settings.renew_check_interval
+            )
             self.renewer = BootstrapCertRenewer(
                 kube,
                 self.certs.issue_internal,
@@ -158,6 +163,8 @@ class Controller:
         if validity != self.certs.service_validity:
             self.certs.set_service_validity(validity)
         self.state = state
+        if self.gateway_secret is not None:
+            self.gateway_secret.want(state.mesh_config.certificate.ingress_gateway)
         assert self.ads is not None
         woken = self.ads.update(state, changed)
         if isinstance(self.source, FeedSource):
@@ -260,6 +267,8 @@ class Controller:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(debouncer.run())
                 tg.create_task(RotationLoop(self.certs, interval=s.rotation_interval).run())
+                if self.gateway_secret is not None:
+                    tg.create_task(self.gateway_secret.run())
                 if feeding is not None:
                     tg.create_task(_await(feeding))
                 if self._keep is not None:
