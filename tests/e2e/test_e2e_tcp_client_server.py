@@ -1,0 +1,89 @@
+"""Upstream's e2e_tcp_client_server_test.go on the local runtime, both contexts: a TCP echo server
+(Service port 8078, appProtocol tcp, as fortio's TCP echo) and a client sending one payload
+(`fortio load -n 1 -payload test-request tcp://...`). With SMI policies (a TCPRoute of port 8078 and a
+TrafficTarget) the echo comes back, 5 times in a row; with the TrafficTarget and the TCPRoute deleted it
+does not, 5 times in a row. In permissive mode, without policies, the echo comes back 5 times in a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from osm.testing.localmesh import LocalMesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh
+
+pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
+
+ECHO = """
+import socketserver
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("0.0.0.0", 8078), H).serve_forever()
+"""
+# one TCP call with a payload; prints what came back ("" when the connection failed or was closed)
+CALL = """
+import socket
+try:
+    with socket.create_connection(("server.server.svc.cluster.local", 8078), 3) as s:
+        s.settimeout(3)
+        s.sendall(b"test-request")
+        print(s.recv(4096).decode(), end="")
+except OSError:
+    pass
+"""
+TCP_ALLOW = """
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: routes, namespace: server}
+spec:
+  matches: {ports: [8078]}
+---
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {name: test-target, namespace: server}
+spec:
+  destination: {kind: ServiceAccount, name: server, namespace: server}
+  rules: [{kind: TCPRoute, name: routes}]
+  sources: [{kind: ServiceAccount, name: client, namespace: client}]
+"""
+
+
+def manifests(permissive: bool) -> str:
+    return (
+        mesh_config(traffic={"enablePermissiveTrafficPolicyMode": permissive})
+        + "---\n"
+        + client_server(ECHO, port=8078, port_name="tcp", app_protocol="tcp")
+    )
+
+
+@pytest.fixture(scope="module", params=["SMI", "permissive"])
+def mesh(
+    request: pytest.FixtureRequest, local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalMesh, bool]]:
+    permissive = request.param == "permissive"
+    with small_mesh(
+        tmp_path_factory, "tcp", manifests(permissive), [("server", "server"), ("client", "client")]
+    ) as m:
+        yield m, permissive
+
+
+def echoed(m: LocalMesh) -> bool:
+    return m.exec("client", "client", "python3", "-c", CALL).stdout == "test-request"
+
+
+def test_tcp_traffic_from_one_pod_client_to_one_pod_server(mesh: tuple[LocalMesh, bool]) -> None:
+    m, permissive = mesh
+    if permissive:
+        m.wait_repeated(lambda: echoed(m), "the echo, permissive mode")
+        return
+    (m.manifests / "mesh.yaml").write_text(manifests(False) + TCP_ALLOW)
+    m.wait_repeated(lambda: echoed(m), "the echo, with the TCPRoute and TrafficTarget")
+    (m.manifests / "mesh.yaml").write_text(manifests(False))
+    m.wait_repeated(lambda: not echoed(m), "no echo without them")
