@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,9 +61,11 @@ class CertificateManager:
         clock: Callable[[], datetime],
         service_validity: timedelta = DEFAULT_SERVICE_VALIDITY,
         rng: random.Random | None = None,
+        on_issued: Callable[[float], None] | None = None,
     ) -> None:
         _require_positive(service_validity)
         self._provider = provider
+        self._on_issued = on_issued  # told the seconds each certificate took (osm_cert_issued_*)
         self._clock = clock
         self._service_validity = service_validity
         self._rng = rng if rng is not None else random.Random()
@@ -100,7 +103,14 @@ class CertificateManager:
 
     def issue_internal(self, cn: str, validity: timedelta = DEFAULT_INTERNAL_VALIDITY) -> Certificate:
         """Issue an uncached cert (xDS client certs, the ADS server cert)."""
-        return self._provider.issue(cn, validity, now=self._clock())
+        return self._issue(cn, validity, self._clock())
+
+    def _issue(self, cn: str, validity: timedelta, now: datetime) -> Certificate:
+        started = time.perf_counter()
+        cert = self._provider.issue(cn, validity, now=now)
+        if self._on_issued is not None:
+            self._on_issued(time.perf_counter() - started)
+        return cert
 
     def rotate_due(self) -> list[Certificate]:
         """Reissue every cached service cert that is due, notify subscribers and return the new certs.
@@ -155,7 +165,7 @@ class CertificateManager:
             return min((entry.due_at for entry in self._cache.values()), default=None)
 
     def _issue_cached(self, cn: str, now: datetime) -> Certificate:
-        cert = self._provider.issue(cn, self._service_validity, now=now)
+        cert = self._issue(cn, self._service_validity, now)
         jitter = timedelta(seconds=self._rng.uniform(0.0, MAX_JITTER_SECONDS))
         self._cache[cn] = _Entry(cert, renewal_due_at(cert.not_after, cert.not_after - now, jitter))
         return cert

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from osm import logging_setup
+from osm import __version__, logging_setup
 from osm.certificate.manager import XDS_CERT_VALIDITY, CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
@@ -37,9 +37,10 @@ from osm.local.feed import FeedSource
 from osm.local.source import DEFAULT_SOURCE_LIMITS, ManifestSource, SourceLimits
 from osm.local.uuids import ProxyUuids
 from osm.messaging.debounce import Debouncer
+from osm.metrics import ControlPlaneMetrics, ErrCodeCounter
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState
-from osm.state.store import Store
+from osm.state.store import Event, Store
 from osm.validator.webhook import (
     VALIDATOR_SERVICE,
     Validator,
@@ -101,7 +102,8 @@ class Controller:
                 raise ValueError("the controller needs a CA or a state directory to keep one in")
             ca = TresorCA.load_or_create(settings.state_dir, now=_now())
         self.ca = ca
-        self.certs = CertificateManager(self.ca, clock=_now)
+        self.metrics = ControlPlaneMetrics()
+        self.certs = CertificateManager(self.ca, clock=_now, on_issued=self.metrics.cert_issued)
         self.cache = XdsCache(self.certs, trust_domain=settings.trust_domain)
         self.kube = kube
         self.source: ManifestSource | FeedSource | KubeSource
@@ -138,6 +140,8 @@ class Controller:
         self._keep: tuple[KubeClient, str, dict[str, Any]] | None = None  # the webhook configuration kept
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc = GcTuner() if settings.tune_gc else None
+        self.metrics.version_info.set(1, __version__, "", "")
+        self.store.subscribe(self._count_event)
 
     @classmethod
     async def on_kubernetes(cls, settings: Settings, kube: KubeClient) -> Controller:
@@ -154,6 +158,22 @@ class Controller:
         )
         return cls(settings, ca=ca, kube=kube)
 
+    def _count_event(self, ev: Event) -> None:
+        """osm_k8s_api_event_count: each change of the source, as `<Kind><Added|Updated|Deleted>`."""
+        self.metrics.k8s_api_event_count.inc(f"{ev.key.kind}{ev.type.value.capitalize()}", ev.key.namespace)
+
+    def _mesh_metrics(self, state: MeshState) -> None:
+        mc = state.mesh_config
+        self.metrics.resource_namespace_count.set(sum(1 for ns in state.namespaces if state.is_monitored(ns)))
+        flags = mc.feature_flags
+        for name, on in (
+            ("enableWASMStats", flags.enable_wasm_stats),
+            ("enableEgressPolicy", flags.enable_egress_policy),
+            ("enableEnvoyActiveHealthChecks", flags.enable_envoy_active_health_checks),
+            ("enableRetryPolicy", flags.enable_retry_policy),
+        ):
+            self.metrics.feature_flag_enabled.set(1 if on else 0, name)
+
     @property
     def port(self) -> int:
         return self.ads.port if self.ads is not None else 0
@@ -163,6 +183,7 @@ class Controller:
         if validity != self.certs.service_validity:
             self.certs.set_service_validity(validity)
         self.state = state
+        self._mesh_metrics(state)
         if self.gateway_secret is not None:
             self.gateway_secret.want(state.mesh_config.certificate.ingress_gateway)
         assert self.ads is not None
@@ -180,6 +201,7 @@ class Controller:
             self.gc.settled()
 
     def _flush(self, keys: set[ObjectKey]) -> None:
+        self.metrics.events_queued.set(0)
         log.debug("changes: %s", ", ".join(sorted(str(k) for k in keys)))
         self._adopt(self.store.snapshot(), keys)
 
@@ -196,7 +218,13 @@ class Controller:
 
     async def run(self) -> None:
         s = self.settings
-        health = self.health = HealthServer(s.http_address, ready=self._is_ready) if s.http_address else None
+        health = self.health = (
+            HealthServer(s.http_address, ready=self._is_ready, metrics=self.metrics)
+            if s.http_address
+            else None
+        )
+        errors = ErrCodeCounter(self.metrics.error_err_code_count)
+        logging.getLogger().addHandler(errors)
         feeding: asyncio.Task[None] | None = None
         validator: web.AppRunner | None = None
         try:
@@ -225,13 +253,14 @@ class Controller:
                     await feeding
             if health is not None:
                 await health.stop()
+            logging.getLogger().removeHandler(errors)
 
     async def _start_validator(self, kube: KubeClient, address: str) -> web.AppRunner:
         """Serve the validating webhook over HTTPS and register its ValidatingWebhookConfiguration."""
         s = self.settings
         cert = self.certs.issue_internal(f"{VALIDATOR_SERVICE}.{s.osm_namespace}.svc")
         runner, self.validator_port = await serve(
-            Validator().app(), address, server_ssl(cert.cert_pem, cert.key_pem)
+            Validator().app(self.metrics), address, server_ssl(cert.cert_pem, cert.key_pem)
         )
         name = s.validator_config_name or validator_config_name(s.mesh_name)
         body = validating_webhook_configuration(
@@ -252,7 +281,9 @@ class Controller:
         s = self.settings
         server_cert = self.certs.issue_internal(f"ads.{s.trust_domain}")
         creds = server_credentials(server_cert.cert_pem, server_cert.key_pem, self.ca.trust_bundle_pem)
-        self.ads = AdsServer(self.cache, address=s.ads_address, credentials=creds, limits=s.limits)
+        self.ads = AdsServer(
+            self.cache, address=s.ads_address, credentials=creds, limits=s.limits, metrics=self.metrics
+        )
         if self.gc is not None:
             self.gc.install()
         self._adopt(self.store.snapshot())
@@ -260,7 +291,12 @@ class Controller:
         debouncer: Debouncer[ObjectKey] = Debouncer(
             self._flush, quiet=s.debounce_quiet, max_wait=s.debounce_max
         )
-        self.store.subscribe(lambda ev: debouncer.notify(ev.key))
+
+        def queued(ev: Event) -> None:
+            debouncer.notify(ev.key)
+            self.metrics.events_queued.set(debouncer.pending)
+
+        self.store.subscribe(queued)
         self.certs.subscribe(self._on_rotated)
         self.ready.set()
         try:

@@ -37,6 +37,7 @@ from osm.k8s.client import ApiError, KubeClient
 from osm.k8s.reconcile import keep_applied
 from osm.k8s.resources import MUTATING_WEBHOOKS, NAMESPACES, SECRETS
 from osm.k8s.source import KubeSource
+from osm.metrics import ControlPlaneMetrics
 from osm.models.k8s import Namespace
 from osm.state.decode import ObjectKey
 from osm.state.store import Store
@@ -111,6 +112,8 @@ class InjectorServer:
         self.injector: Injector | None = None
         self.port = 0
         self.health: HealthServer | None = None
+        self.metrics = ControlPlaneMetrics()
+        self.metrics.version_info.set(1, __version__, "", "")
 
     def _is_ready(self) -> tuple[bool, str]:
         return (True, "ok") if self.ready.is_set() else (False, "the webhook is not serving yet")
@@ -118,17 +121,17 @@ class InjectorServer:
     async def run(self) -> None:
         s, cfg = self.settings, self.settings.config
         if s.http_address:
-            self.health = HealthServer(s.http_address, ready=self._is_ready)
+            self.health = HealthServer(s.http_address, ready=self._is_ready, metrics=self.metrics)
             await self.health.start()
         runner: web.AppRunner | None = None
         watching = asyncio.create_task(self.source.run())
         try:
             ca, _ = await load_or_create_ca(self.kube, cfg.osm_namespace, s.ca_bundle_secret, now=_now())
-            certs = CertificateManager(ca, clock=_now)
+            certs = CertificateManager(ca, clock=_now, on_issued=self.metrics.cert_issued)
             self.injector = Injector(KubeBackend(self.kube, self.store, certs, s.xds_cert_validity), cfg)
             server_cert = certs.issue_internal(f"{INJECTOR_SERVICE}.{cfg.osm_namespace}.svc")
             context = server_ssl(server_cert.cert_pem, server_cert.key_pem)
-            runner, self.port = await serve(self.injector.app(), s.webhook_address, context)
+            runner, self.port = await serve(self.injector.app(self.metrics), s.webhook_address, context)
             await self.source.synced.wait()
             keeper: asyncio.Task[None] | None = None
             if s.register:

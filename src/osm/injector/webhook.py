@@ -21,6 +21,7 @@ from osm.certificate.types import Certificate
 from osm.injector.decision import InjectionError, must_inject
 from osm.injector.patch import BOOTSTRAP_VOLUME, InjectorConfig, inject, proxy_cn
 from osm.injector.registration import MUTATE_PATH
+from osm.metrics import ControlPlaneMetrics
 from osm.models.errors import ValidationError
 from osm.models.k8s import Namespace
 from osm.webhook import http
@@ -105,5 +106,5 @@ class Injector:
         log.warning("%s", message)
         return response(uid, False, message=message, code=400)
 
-    def app(self) -> web.Application:
-        return http.app(MUTATE_PATH, self.review, "injection")
+    def app(self, metrics: ControlPlaneMetrics | None = None) -> web.Application:
+        return http.app(MUTATE_PATH, self.review, "injection", metrics, "MutatingWebhook")

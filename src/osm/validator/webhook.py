@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from osm.metrics import ControlPlaneMetrics
 from osm.models.k8s import LABEL_IGNORE, LABEL_MONITORED_BY
 from osm.validator.verdict import MESH_CONFIG, VALIDATED, verdict
 from osm.webhook import http
@@ -39,8 +40,8 @@ class Validator:
         log.info("denied: %s", reason)
         return response(str(req["uid"]), False, message=reason, code=400)
 
-    def app(self) -> web.Application:
-        return http.app(VALIDATE_PATH, self.review, "validation")
+    def app(self, metrics: ControlPlaneMetrics | None = None) -> web.Application:
+        return http.app(VALIDATE_PATH, self.review, "validation", metrics, "ValidatingWebhook")
 
 
 def _rules(kinds: tuple[tuple[str, str, str], ...]) -> list[dict[str, Any]]:

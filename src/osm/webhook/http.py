@@ -7,12 +7,14 @@ import json
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from osm.metrics import ControlPlaneMetrics
 from osm.webhook.review import ReviewError, request_of, response
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,45 @@ MAX_REVIEW_BYTES = 4 * 1024 * 1024  # an AdmissionReview of one object (Kubernet
 Review = Callable[[Any], Awaitable[dict[str, Any]]]
 
 
-def handler(review: Review, what: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+def metrics_middleware(metrics: ControlPlaneMetrics) -> Any:
+    """osm_http_response_total and osm_http_response_duration for every request, labelled by the route's
+    path pattern (never the raw path: an outsider's paths cannot grow the series)."""
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as e:
+            code = e.status
+            raise
+        finally:
+            route = request.match_info.route.resource
+            path = route.canonical if route is not None else "unmatched"
+            labels = (str(code), request.method if request.method in _METHODS else "other", path)
+            metrics.http_response_total.inc(*labels)
+            metrics.http_response_duration.observe(time.perf_counter() - started, *labels)
+
+    return record
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def handler(
+    review: Review, what: str, metrics: ControlPlaneMetrics | None = None, kind: str = ""
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def answered(answer: dict[str, Any]) -> web.Response:
+        if metrics is not None:
+            allowed = bool((answer.get("response") or {}).get("allowed"))
+            metrics.admission_webhook_response_total.inc(kind or what, "true" if allowed else "false")
+        return web.json_response(answer)
+
     async def handle(request: web.Request) -> web.Response:
         too_big = web.Response(status=413, text=f"an AdmissionReview over {MAX_REVIEW_BYTES} bytes\n")
         if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
@@ -39,15 +79,19 @@ def handler(review: Review, what: str) -> Callable[[web.Request], Awaitable[web.
             answer = await review(doc)
         except Exception as e:  # the API server needs an answer; failurePolicy Fail refuses the request
             log.exception("%s failed", what)
-            return web.json_response(response(uid, False, message=f"{what} failed: {e}", code=500))
-        return web.json_response(answer)
+            return answered(response(uid, False, message=f"{what} failed: {e}", code=500))
+        return answered(answer)
 
     return handle
 
 
-def app(path: str, review: Review, what: str) -> web.Application:
-    application = web.Application(client_max_size=MAX_REVIEW_BYTES)
-    application.router.add_post(path, handler(review, what))
+def app(
+    path: str, review: Review, what: str, metrics: ControlPlaneMetrics | None = None, kind: str = ""
+) -> web.Application:
+    application = web.Application(
+        client_max_size=MAX_REVIEW_BYTES, middlewares=[metrics_middleware(metrics)] if metrics else []
+    )
+    application.router.add_post(path, handler(review, what, metrics, kind))
     return application
 
 

@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from osm.envoy.ads.cache import ProxyIdentity, ProxyRejected, XdsCache
 from osm.envoy.ads.delta import DeltaRequest, DeltaResponse, DeltaStream
 from osm.envoy.ads.sotw import LimitExceeded, Request, Response, SotwStream
 from osm.envoy.types import SHORT, ProxyResources
+from osm.metrics import ControlPlaneMetrics
 from osm.models.identity import ServiceIdentity
 from osm.state.decode import ObjectKey
 from osm.state.snapshot import MeshState, NsName
@@ -119,6 +120,7 @@ class LimitLog:
 
 
 _UPDATE = object()
+SEEN_PROXIES = 100_000  # proxies remembered as connected before (osm_proxy_reconnect_count)
 _CLOSED = object()
 
 
@@ -206,8 +208,11 @@ class AdsServer:
         address: str,
         credentials: grpc.ServerCredentials | None,
         limits: AdsLimits = DEFAULT_LIMITS,
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.cache = cache
+        self.metrics = metrics if metrics is not None else ControlPlaneMetrics()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # proxies connected before (bounded)
         self.address = address
         self.credentials = credentials
         self.limits = limits
@@ -267,6 +272,7 @@ class AdsServer:
         matches their certificate) are ended with PERMISSION_DENIED.
         """
         self.cache.update(state, changed)
+        self.metrics.proxy_broadcast_event_count.inc()
         self.max_streams = state.mesh_config.sidecar.max_data_plane_connections or self.limits.max_streams
         self._evict(changed)
         scope = None if changed is None else self.cache.scope(changed)
@@ -329,10 +335,12 @@ class AdsServer:
         except ProxyRejected as e:
             self._end(s, grpc.StatusCode.PERMISSION_DENIED, str(e))  # its pod is gone: see _evict
             return None
+        started = time.perf_counter()
         try:
             group = self.cache.group_for(pod)
             res = self.cache.resources(group, s.resources if s.group == group else None)
         except Exception as e:
+            self.metrics.proxy_config_update_time.observe(time.perf_counter() - started, "all", "false")
             self.stats.failed += 1
             first = not s.failed
             s.failed = str(e) or type(e).__name__
@@ -345,6 +353,7 @@ class AdsServer:
                     extra={"err_code": errcode.ADS_GENERATION_FAILED},
                 )
             return None
+        self.metrics.proxy_config_update_time.observe(time.perf_counter() - started, "all", "true")
         if s.failed:
             log.info("proxy %s: its config builds again", s.proxy.cn)
             s.failed = ""
@@ -377,6 +386,7 @@ class AdsServer:
             raise  # not reached: abort raises
         if self.max_streams and len(self.streams) >= self.max_streams:
             self.stats.rejected += 1
+            self.metrics.proxy_max_connections_rejected.inc()
             self.limit_log.hit("max-streams", f"refused a stream from {cn}: {len(self.streams)} streams open")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -410,6 +420,14 @@ class AdsServer:
         self.streams[s.id] = s
         self.stats.connects += 1
         self.stats.connected = len(self.streams)
+        self.metrics.proxy_connect_count.set(len(self.streams))
+        if s.key in self._seen:
+            self.metrics.proxy_reconnect_count.inc()
+            self._seen.move_to_end(s.key)
+        else:
+            self._seen[s.key] = None
+            if len(self._seen) > SEEN_PROXIES:
+                self._seen.popitem(last=False)
         log.info("proxy connected: %s pod %s/%s (%s)", cn, proxy.pod_namespace, proxy.pod_name, protocol)
         return s
 
@@ -423,6 +441,9 @@ class AdsServer:
         if s.expiry is not None:
             s.expiry.cancel()
         self.stats.connected = len(self.streams)
+        self.metrics.proxy_connect_count.set(len(self.streams))
+        if s.key not in self._by_cn:  # its last stream: its per-proxy series go with it
+            self.metrics.registry.forget("proxy_uuid", s.proxy.cn.uuid)
         log.info("proxy disconnected: %s", s.proxy.cn)
 
     async def _read(
@@ -454,8 +475,7 @@ class AdsServer:
         finally:
             s.queue.put_nowait(_CLOSED)
 
-    @staticmethod
-    def _accept(s: ProxyStream, raw: bytes, parse: Callable[[bytes], Any]) -> bool:
+    def _accept(self, s: ProxyStream, raw: bytes, parse: Callable[[bytes], Any]) -> bool:
         """Queue a request for the stream's task, or record it here if it is a plain ACK with nothing
         before it still to process (an item stays in the queue until the task takes it): waking the
         task for it would cost a task switch per ACK (two per proxy in a full push). False when the
@@ -464,7 +484,8 @@ class AdsServer:
         machine = (
             s.machine if isinstance(s.machine, SotwStream) and s.queue.empty() and not s.backlog else None
         )
-        if machine is not None and machine.try_ack_raw(raw):
+        if machine is not None and (acked := machine.try_ack_raw(raw)):
+            self._count_request(s, acked)
             s.slots.release()
             return True
         try:
@@ -475,11 +496,16 @@ class AdsServer:
             )
             s.queue.put_nowait(_Abort(f"malformed request: {e}"))
             return False
+        self._count_request(s, req.type_url)
         if machine is not None and machine.try_ack(req):
             s.slots.release()
             return True
         s.queue.put_nowait(req)
         return True
+
+    def _count_request(self, s: ProxyStream, type_url: str) -> None:
+        kind = SHORT.get(type_url, "unknown")
+        self.metrics.proxy_xds_request_count.inc(s.proxy.cn.uuid, str(s.identity), kind)
 
     def _log_nack(self, s: ProxyStream, type_url: str, version: str, message: str) -> None:
         """Every NACK is counted; each (type, version) is logged once per stream, its text bounded."""
@@ -550,7 +576,14 @@ class AdsServer:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
                 out.reverse()
                 while out:  # nothing sent stays referenced while the stream waits
-                    await context.write(out.pop().encode())
+                    response = out.pop()
+                    labels = (s.proxy.cn.uuid, str(s.identity), SHORT.get(response.type_url, "unknown"))
+                    try:
+                        await context.write(response.encode())
+                    except Exception:
+                        self.metrics.proxy_response_send_error_count.inc(*labels)
+                        raise
+                    self.metrics.proxy_response_send_success_count.inc(*labels)
         finally:
             reader.cancel()
             self._close(s)

@@ -162,19 +162,20 @@ class SotwStream:
         self.counters.resources += len(chosen)
         return Response(type_url, version, st.nonce, chosen)
 
-    def try_ack_raw(self, raw: bytes) -> bool:
+    def try_ack_raw(self, raw: bytes) -> str:
         """`try_ack` for a serialized request that is byte for byte the plain ACK of a wildcard type's
-        latest response (no error, no names, the current nonce): recorded without parsing it."""
+        latest response (no error, no names, the current nonce): recorded without parsing it. The type
+        acknowledged ("" when `raw` must be parsed)."""
         type_url = next((t for t, ack in self.acks.items() if ack == raw), None)  # at most two
         if type_url is None or self.order.hold:
-            return False
+            return ""
         st = self.types[type_url]
         if st.forgotten:
-            return False
+            return ""
         self.counters.requests += 1
         self.counters.acks += 1
         st.acked_version = st.sent_version
-        return True
+        return type_url
 
     def try_ack(self, req: Request) -> bool:
         """Record `req` if it is a plain ACK of the latest response of its type that releases nothing;
