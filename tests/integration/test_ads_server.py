@@ -469,7 +469,7 @@ async def test_the_reader_keeps_no_request_while_the_stream_waits_for_the_next()
     from types import SimpleNamespace
 
     class Parsed:  # a stand-in request that can be watched with a weak reference
-        pass
+        type_url = ""
 
     made: list[weakref.ref[Parsed]] = []
 
@@ -488,7 +488,8 @@ async def test_the_reader_keeps_no_request_while_the_stream_waits_for_the_next()
         machine=object(),
         queue=asyncio.Queue(),
         backlog=[],
-        proxy=SimpleNamespace(cn="proxy"),
+        proxy=SimpleNamespace(cn=SimpleNamespace(uuid="u-1")),
+        identity="proxy.ns",
         slots=asyncio.Semaphore(4),
     )
     server = AdsServer(
