@@ -73,6 +73,7 @@ def test_a_headless_service_resolves_to_each_ready_pod_and_pods_by_hostname() ->
     state = MeshState.build([o for o in (decode(d) for d in docs) if o is not None])
     entries = service_entries(state)
     assert entries == [
+        ServiceEntry("osm-system", "osm-controller", "10.250.0.1"),  # the control plane, on the node
         ServiceEntry("db", "db", "10.250.0.10"),
         ServiceEntry("db", "db-0.db", "10.250.0.10"),
         ServiceEntry("db", "db", "10.250.0.11"),

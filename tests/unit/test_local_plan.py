@@ -198,7 +198,10 @@ def test_service_nat_plan_uses_ready_pods_and_named_ports() -> None:
     unready = workloads.with_status(workloads.pod_for_deployment(d, "web-b", "h"), "10.250.0.3", False)
     state = MeshState.build([*objs, ready, unready])
     assert workloads.service_nat(state) == [ServicePortNAT("10.251.0.7", 80, (("10.250.0.2", 8080),))]
-    assert workloads.service_entries(state) == [ServiceEntry("app", "web", "10.251.0.7")]
+    assert workloads.service_entries(state) == [
+        ServiceEntry("app", "web", "10.251.0.7"),
+        ServiceEntry("osm-system", "osm-controller", "10.250.0.1"),
+    ]
 
 
 def test_placement_reports_a_bad_injection_annotation() -> None:

@@ -22,8 +22,10 @@ from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
 from osm.cmd.gctune import GcTuner
 from osm.cmd.process import run, until_signalled
+from osm.debugger import DebugServer, DebugView
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import DEFAULT_LIMITS, AdsLimits, AdsServer, server_credentials
+from osm.envoy.dump import config_dump
 from osm.health.server import HealthServer
 from osm.k8s.casecret import load_or_create_ca
 from osm.k8s.client import KubeClient
@@ -54,6 +56,7 @@ log = logging.getLogger("osm.controller")
 DEFAULT_LOCAL_ADS = "127.0.0.1:15128"
 DEFAULT_KUBE_ADS = "0.0.0.0:15128"
 DEFAULT_KUBE_HTTP = "0.0.0.0:9091"
+DEFAULT_KUBE_DEBUG = "0.0.0.0:9092"
 DEFAULT_KUBE_WEBHOOK = "0.0.0.0:9093"
 
 
@@ -78,6 +81,8 @@ class Settings:
     kubernetes: bool = False  # the API server is the source (see `Controller.on_kubernetes`)
     ca_bundle_secret: str = "osm-ca-bundle"
     http_address: str | None = None  # HOST:PORT of /health/ready, /health/alive and /version (9091)
+    # HOST:PORT of the debug server (9092), served while MeshConfig observability.enableDebugServer is on
+    debug_address: str | None = None
     webhook_address: str | None = None  # HOST:PORT of the validating webhook (9093; on Kubernetes)
     validator_config_name: str = ""  # "" : osm-validator-mesh-<mesh>
     reconcile_interval: float = 30.0  # how often the webhook configuration is checked (and restored)
@@ -141,6 +146,8 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc = GcTuner() if settings.tune_gc else None
         self.metrics.version_info.set(1, __version__, "", "")
+        self.debug: DebugServer | None = None
+        self._debug_toggle: asyncio.Task[None] | None = None
         self.store.subscribe(self._count_event)
 
     @classmethod
@@ -174,6 +181,113 @@ class Controller:
         ):
             self.metrics.feature_flag_enabled.set(1 if on else 0, name)
 
+    # ---- the debug server, switched live by MeshConfig observability.enableDebugServer
+
+    def _want_debug(self, on: bool) -> None:
+        if self.settings.debug_address is None or self._loop is None:
+            return
+        if on == (self.debug is not None) and (self._debug_toggle is None or self._debug_toggle.done()):
+            return
+        previous = self._debug_toggle
+        self._debug_toggle = self._loop.create_task(self._switch_debug(on, previous))
+
+    async def _switch_debug(self, on: bool, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous  # switches happen in order
+        address = self.settings.debug_address
+        assert address is not None
+        if on and self.debug is None:
+            server = DebugServer(address, self._debug_view())
+            try:
+                await server.start()
+            except OSError as e:
+                log.error("cannot start the debug server on %s: %s", address, e)
+                return
+            self.debug = server
+            log.info("debug server on %s:%d (observability.enableDebugServer)", server.host, server.port)
+        elif not on and self.debug is not None:
+            server, self.debug = self.debug, None
+            await server.stop()
+            log.info("debug server stopped (observability.enableDebugServer is false)")
+
+    def _debug_view(self) -> DebugView:
+        def streams() -> list[Any]:
+            return list(self.ads.streams.values()) if self.ads is not None else []
+
+        def proxies() -> list[dict[str, Any]]:
+            return [
+                {
+                    "uuid": s.proxy.cn.uuid,
+                    "cn": str(s.proxy.cn),
+                    "pod": f"{s.proxy.pod_namespace}/{s.proxy.pod_name}",
+                    "identity": str(s.identity),
+                    "xds": s.protocol,
+                    "connected_at": datetime.fromtimestamp(s.connected_at, UTC).isoformat(),
+                    "config_error": s.failed,
+                }
+                for s in sorted(streams(), key=lambda s: str(s.proxy.cn))
+            ]
+
+        def dump(uuid: str) -> dict[str, Any] | None:
+            found = next((s for s in streams() if s.proxy.cn.uuid == uuid and s.resources is not None), None)
+            return None if found is None or found.resources is None else config_dump(found.resources)
+
+        def certs() -> list[dict[str, Any]]:
+            return [
+                {
+                    "cn": c.cn,
+                    "serial": f"{c.serial:x}",
+                    "not_before": c.not_before.isoformat(),
+                    "not_after": c.not_after.isoformat(),
+                }
+                for c in self.certs.issued()
+            ]
+
+        def xds() -> dict[str, Any]:
+            return {
+                str(s.proxy.cn): {
+                    kind: [datetime.fromtimestamp(t, UTC).isoformat() for t in times]
+                    for kind, times in sorted(s.requested.items())
+                }
+                for s in streams()
+            }
+
+        def state() -> MeshState:
+            return self.state if self.state is not None else self.store.snapshot()
+
+        def policies() -> dict[str, Any]:
+            st = state()
+            return {
+                "TrafficTarget": st.traffic_targets,
+                "HTTPRouteGroup": st.http_route_groups,
+                "TCPRoute": st.tcp_routes,
+                "TrafficSplit": st.traffic_splits,
+                "Retry": st.retries,
+                "UpstreamTrafficSetting": st.upstream_traffic_settings,
+                "IngressBackend": st.ingress_backends,
+                "Egress": st.egresses,
+            }
+
+        def mesh_config() -> dict[str, Any]:
+            st = state()
+            return {"spec": st.mesh_config, "problem": st.mesh_config_problem}
+
+        def namespaces() -> list[str]:
+            st = state()
+            return sorted(ns for ns in st.namespaces if st.is_monitored(ns))
+
+        def feature_flags() -> dict[str, bool]:
+            f = state().mesh_config.feature_flags
+            return {
+                "enableWASMStats": f.enable_wasm_stats,
+                "enableEgressPolicy": f.enable_egress_policy,
+                "enableEnvoyActiveHealthChecks": f.enable_envoy_active_health_checks,
+                "enableRetryPolicy": f.enable_retry_policy,
+            }
+
+        return DebugView(proxies, dump, certs, xds, policies, mesh_config, namespaces, feature_flags)
+
     @property
     def port(self) -> int:
         return self.ads.port if self.ads is not None else 0
@@ -184,6 +298,7 @@ class Controller:
             self.certs.set_service_validity(validity)
         self.state = state
         self._mesh_metrics(state)
+        self._want_debug(state.mesh_config.observability.enable_debug_server)
         if self.gateway_secret is not None:
             self.gateway_secret.want(state.mesh_config.certificate.ingress_gateway)
         assert self.ads is not None
@@ -253,6 +368,11 @@ class Controller:
                     await feeding
             if health is not None:
                 await health.stop()
+            if self._debug_toggle is not None:
+                self._debug_toggle.cancel()
+            if self.debug is not None:
+                await self.debug.stop()
+                self.debug = None
             logging.getLogger().removeHandler(errors)
 
     async def _start_validator(self, kube: KubeClient, address: str) -> web.AppRunner:
@@ -358,6 +478,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Kubernetes, none locally)",
     )
     p.add_argument(
+        "--debug-address",
+        help=f"HOST:PORT for the debug server while MeshConfig observability.enableDebugServer is true "
+        f"(default: {DEFAULT_KUBE_DEBUG} on Kubernetes, none locally)",
+    )
+    p.add_argument(
         "--webhook-address",
         help=f"HOST:PORT of the validating webhook (default: {DEFAULT_KUBE_WEBHOOK} on Kubernetes; '': none)",
     )
@@ -449,6 +574,7 @@ def settings_from(args: argparse.Namespace, limits: AdsLimits, source_limits: So
         state_dir=args.state_dir,
         ads_address=args.ads_address or (DEFAULT_KUBE_ADS if kubernetes else DEFAULT_LOCAL_ADS),
         http_address=args.http_address or (DEFAULT_KUBE_HTTP if kubernetes else None),
+        debug_address=args.debug_address or (DEFAULT_KUBE_DEBUG if kubernetes else None),
         webhook_address=(
             args.webhook_address
             if args.webhook_address is not None

@@ -33,6 +33,7 @@ from osm.state.store import Store
 log = logging.getLogger("osm.local.node")
 ADS_PORT = 15128
 RESTART_BACKOFF = (1.0, 30.0)  # the controller's restart delay: first, and at most (doubling)
+HTTP_PORT, DEBUG_PORT = 9091, 9092  # upstream's osm-controller ports
 RESET_AFTER = 60.0  # a controller that ran this long restarts without delay growth
 STOP_GRACE = 5.0
 
@@ -86,6 +87,7 @@ class ControllerSupervisor:
 
     async def _run_once(self) -> None:
         ours, theirs = socket.socketpair()
+        host = self.xds_address.rpartition(":")[0]
         argv = [
             sys.executable,
             "-m",
@@ -96,6 +98,12 @@ class ControllerSupervisor:
             str(self.state_dir),
             "--ads-address",
             self.xds_address,
+            # the control plane's HTTP ports, on the node's address as on its pod: 9091 (health,
+            # /metrics) and 9092 (the debug server, while MeshConfig observability.enableDebugServer)
+            "--http-address",
+            f"{host}:{HTTP_PORT}",
+            "--debug-address",
+            f"{host}:{DEBUG_PORT}",
             "--verbosity",
             self.verbosity,
         ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from osm.injector.decision import InjectionError, must_inject
-from osm.local.netplan import ServiceEntry, ServicePortNAT
+from osm.local.netplan import NODE_IP, ServiceEntry, ServicePortNAT
 from osm.models.k8s import (
     LABEL_PROXY_UUID,
     Container,
@@ -28,6 +28,7 @@ from osm.models.k8s import (
 from osm.state.snapshot import MeshState
 
 OWNER_ANNOTATION = "local.openservicemesh.io/owner"
+CONTROLLER_SERVICE = "osm-controller"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_LABEL = "controller-revision-hash"  # a StatefulSet pod's template revision
 STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -166,7 +167,8 @@ def env_values(c: Container, pod: Pod, pod_ip: str, node_ip: str) -> tuple[dict[
 
 
 def service_entries(state: MeshState) -> list[ServiceEntry]:
-    """The names a pod resolves (as cluster DNS would): a Service's ClusterIP; a headless Service's
+    """The names a pod resolves (as cluster DNS would): osm-controller.<osm namespace> (the node, where the
+    control plane runs); a Service's ClusterIP; a headless Service's
     ready pods, every one of them; and `<hostname>.<subdomain>` for a pod naming a headless Service as
     its subdomain (a StatefulSet's pods)."""
     out = [
@@ -174,6 +176,8 @@ def service_entries(state: MeshState) -> list[ServiceEntry]:
         for (ns, name), svc in sorted(state.services.items())
         if svc.cluster_ip and not svc.headless
     ]
+    # the control plane runs on the node: its Service's name is the node's address
+    out.append(ServiceEntry(state.osm_namespace, CONTROLLER_SERVICE, NODE_IP))
     headless = {key: svc for key, svc in state.services.items() if svc.headless}
     for (ns, name), pod in sorted(state.pods.items()):
         if not (pod.ready and pod.pod_ip):

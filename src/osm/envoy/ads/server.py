@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,6 +120,7 @@ class LimitLog:
 
 
 _UPDATE = object()
+REQUEST_LOG = 10  # request timestamps kept per proxy and type
 SEEN_PROXIES = 100_000  # proxies remembered as connected before (osm_proxy_reconnect_count)
 _CLOSED = object()
 
@@ -168,6 +169,8 @@ class ProxyStream:
     )
     logged: set[tuple[str, str]] = field(default_factory=set)  # NACKs and unknown types logged once
     expiry: asyncio.TimerHandle | None = None
+    # its latest xDS requests, by type (the debug server's /debug/xds): a few timestamps each
+    requested: dict[str, deque[float]] = field(default_factory=dict)
 
     @property
     def identity(self) -> ServiceIdentity:
@@ -506,6 +509,7 @@ class AdsServer:
     def _count_request(self, s: ProxyStream, type_url: str) -> None:
         kind = SHORT.get(type_url, "unknown")
         self.metrics.proxy_xds_request_count.inc(s.proxy.cn.uuid, str(s.identity), kind)
+        s.requested.setdefault(kind, deque(maxlen=REQUEST_LOG)).append(time.time())
 
     def _log_nack(self, s: ProxyStream, type_url: str, version: str, message: str) -> None:
         """Every NACK is counted; each (type, version) is logged once per stream, its text bounded."""

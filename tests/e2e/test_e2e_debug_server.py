@@ -1,0 +1,50 @@
+"""Upstream's e2e_debug_server_test.go on the local runtime: a client outside the mesh asks the
+controller's debug server (`osm-controller.osm-system:9092/debug`, a HEAD); twice over: with MeshConfig
+`observability.enableDebugServer: true` it gets 200, 5 times in a row; with false, curl's exit code 7
+(nothing listens), 5 times in a row. The controller is never restarted for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from osm.testing.localmesh import LocalMesh
+from tests.e2e.conftest import mesh_config, namespace, small_mesh, yaml_docs
+
+pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
+
+URL = "http://osm-controller.osm-system:9092/debug"
+CLIENT = yaml_docs(
+    namespace("client", meshed=False),
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client", "namespace": "client"},
+        "spec": {"containers": [{"name": "client", "command": ["sleep", "3600"]}]},
+    },
+)
+
+
+def manifests(debug: bool) -> str:
+    return mesh_config(observability={"enableDebugServer": debug}) + "---\n" + CLIENT
+
+
+@pytest.fixture(scope="module")
+def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    with small_mesh(tmp_path_factory, "debug-server", manifests(False), [("client", "client")]) as m:
+        yield m
+
+
+def test_the_debug_server_comes_and_goes_with_the_mesh_config(mesh: LocalMesh) -> None:
+    pid = mesh.controller()["pid"]
+    for _ in range(2):
+        (mesh.manifests / "mesh.yaml").write_text(manifests(True))
+        mesh.wait_repeated(
+            lambda: mesh.request("client", "client", URL, "-I") == (0, 200), "debug server: 200"
+        )
+        (mesh.manifests / "mesh.yaml").write_text(manifests(False))
+        mesh.wait_repeated(
+            lambda: mesh.request("client", "client", URL, "-I")[0] == 7, "debug server off: exit 7"
+        )
+    assert mesh.controller()["pid"] == pid
