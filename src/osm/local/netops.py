@@ -212,6 +212,59 @@ def http_get_in_netns(
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
+MAX_FETCH_BYTES = 64 * 1024 * 1024
+
+
+def http_fetch_in_netns(
+    netns: str,
+    port: int,
+    path: str,
+    *,
+    host: str = "127.0.0.1",
+    host_header: str = "",
+    timeout: float = 10.0,
+) -> tuple[int, bytes]:
+    """(status, body) of GET http://<host>:<port><path> made inside `netns` (the connection closed after
+    it), at most MAX_FETCH_BYTES of it."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header or host}:{port}\r\nConnection: close\r\n\r\n".encode()
+    )
+    chunks: list[bytes] = []
+    size = 0
+    with connect_in_netns(netns, host, port, timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(request)
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FETCH_BYTES:
+                raise NetError(f"the answer to GET {path} exceeds {MAX_FETCH_BYTES} bytes")
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise NetError(f"GET {path}: not an HTTP answer")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return int(parts[1]), body
+
+
+def dechunk(body: bytes) -> bytes:
+    """An HTTP/1.1 chunked body, joined."""
+    out: list[bytes] = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            raise NetError("a malformed chunked body") from None
+        if size == 0:
+            break
+        out.append(rest[:size])
+        body = rest[size + 2 :]
+    return b"".join(out)
+
+
 def exec_args(netns: str, argv: Sequence[str], uid: int | None) -> list[str]:
     user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
     return ["ip", "netns", "exec", netns, *user, *argv]

@@ -36,6 +36,7 @@ from osm.local.envoybin import envoy_binary
 from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
 from osm.local.prober import ContainerProbes, Prober
 from osm.local.supervisor import ContainerProcess
+from osm.local.view import write_objects
 from osm.local.workloads import (
     REVISION_LABEL,
     TEMPLATE_HASH_LABEL,
@@ -151,7 +152,8 @@ class Runtime:
         self._gateway_dir: Path | None = None
         self._gateway_timer: asyncio.TimerHandle | None = None
         store.add_mutator(self._admit)
-        store.subscribe(lambda ev: self._dirty.set())
+        store.subscribe(self._changed)
+        self._objects_changed = True
 
     # ---- admission: ClusterIPs for Services, runtime status for the pods it runs
 
@@ -166,6 +168,10 @@ class Runtime:
             if lp is not None and lp.owner == owner(obj):
                 return with_status(obj, lp.ip, lp.ready)
         return obj
+
+    def _changed(self, _: Any) -> None:
+        self._objects_changed = True
+        self._dirty.set()
 
     def poke(self) -> None:
         """Something the status shows changed: reconcile and write the status again."""
@@ -588,3 +594,6 @@ class Runtime:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status(), indent=1))
         os.replace(tmp, path)
+        if self._objects_changed:
+            self._objects_changed = False
+            write_objects(self.state_dir, self.store.values())
