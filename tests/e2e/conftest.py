@@ -223,14 +223,14 @@ with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as out:
 pem = out.name
 """
 
-# 200 to GET and HEAD of any path, over HTTP on port 80 and HTTPS (self-signed) on 443
+# 200 to GET and HEAD of any path but /missing (404), over HTTP on port 80 and HTTPS (self-signed) on 443
 HTTP_AND_HTTPS_200 = (
     SELF_SIGNED
     + """
 import http.server, ssl, threading
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self):
-        self.send_response(200)
+        self.send_response(404 if self.path.startswith("/missing") else 200)
         self.send_header("content-length", "0")
         self.end_headers()
     do_GET = do_HEAD = answer

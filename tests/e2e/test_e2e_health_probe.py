@@ -49,6 +49,8 @@ NAMESPACE = {
 }
 PODS = {
     "nginx-http": {"httpGet": {"path": "/", "port": 80}},
+    # beyond upstream: the probe must reach the app with its own path (/healthy-here, answered 200)
+    "nginx-https-path": {"httpGet": {"path": "/healthy-here", "port": 443, "scheme": "HTTPS"}},
     "nginx-https": {"httpGet": {"path": "/", "port": 443, "scheme": "HTTPS"}},
     "nginx-tcp": {"tcpSocket": {"port": 80}},
 }
@@ -71,8 +73,21 @@ def test_http_https_and_tcp_probes_of_meshed_pods_pass(mesh: LocalMesh) -> None:
     containers = {n: [c["name"] for c in p["containers"]] for n, p in pods.items()}
     assert containers["nginx-tcp"] == ["envoy", "osm-healthcheck", "nginx"]
     assert containers["nginx-http"] == containers["nginx-https"] == ["envoy", "nginx"]
-    # and every probe passed through: no container was restarted
-    assert all(c["restarts"] == 0 for p in pods.values() for c in p["containers"])
+    assert all(c["restarts"] == 0 for p in pods.values() for c in p["containers"])  # every probe passed
+    # an HTTPS probe reaches the app with its own path (TLS passes through the sidecar): a probe of
+    # /missing, where the app answers 404, keeps the pod unready
+    (mesh.manifests / "pods.yaml").write_text(
+        yaml_docs(
+            probe_pod(
+                "nginx-https-missing", {"httpGet": {"path": "/missing", "port": 443, "scheme": "HTTPS"}}
+            )
+        )
+    )
+    mesh.wait(lambda: bool(mesh.pods("healthprobe", "nginx-https-missing")), 30, "the pod started")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert not mesh.pod("healthprobe", "nginx-https-missing")["ready"]
+        time.sleep(0.5)
     (mesh.manifests / "pods.yaml").write_text("")
     mesh.wait(lambda: not mesh.pods("healthprobe", "nginx-"), 30, "the pods gone")
 

@@ -92,7 +92,12 @@ def test_http_probes_move_to_the_sidecar_and_tcp_probes_to_osm_healthcheck() -> 
     )
     ready = out.probes[("app", "readiness")]
     assert (ready.port, ready.path) == (15902, "/osm-readiness-probe")
-    assert (out.probes[("app", "startup")].port, out.probes[("app", "startup")].scheme) == (15903, "HTTPS")
+    startup = out.probes[("app", "startup")]
+    assert (startup.port, startup.scheme, startup.path) == (
+        15903,
+        "HTTPS",
+        "/s",
+    )  # TLS passes through: path kept
     live = out.probes[("app", "liveness")]
     assert (live.kind, live.port, live.path) == ("httpGet", 15904, "/osm-healthcheck")
     assert live.headers == (("Original-Tcp-Port", "8080"),)

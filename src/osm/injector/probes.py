@@ -59,11 +59,14 @@ def rewrite_probes(containers: tuple[Container, ...]) -> RewrittenProbes:
                         timeout_seconds=probe.timeout_seconds,
                     )
                 )
+                https = probe.scheme == "HTTPS"
                 probes[(c.name, kind)] = replace(
                     probe,
                     port=PROBE_PORTS[kind],
-                    path=f"/osm-{kind}-probe",
-                    scheme="HTTP" if probe.scheme != "HTTPS" else "HTTPS",
+                    # HTTPS passes through the sidecar as TLS: the app sees the kubelet's own request,
+                    # so its path stays (as upstream's); HTTP is routed by the probe path and rewritten
+                    path=probe.path or "/" if https else f"/osm-{kind}-probe",
+                    scheme="HTTPS" if https else "HTTP",
                 )
             elif probe.kind == "tcpSocket" and port is not None:
                 # The kubelet's connection would reach Envoy's inbound listener, not the app.

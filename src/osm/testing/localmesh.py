@@ -107,11 +107,16 @@ class LocalMesh:
             return "(no log)"
 
     def wait_ready(self, pods: list[tuple[str, str]], timeout: float = 90) -> None:
-        self.wait(
-            lambda: all(any(p["ready"] for p in self.pods(ns, prefix)) for ns, prefix in pods),
-            timeout,
-            f"pods {pods} ready",
-        )
+        def unready() -> list[str]:
+            return [
+                f"{ns}/{prefix}*" for ns, prefix in pods if not any(p["ready"] for p in self.pods(ns, prefix))
+            ]
+
+        try:
+            self.wait(lambda: not unready(), timeout, f"pods {pods} ready")
+        except TimeoutError as e:
+            events = "; ".join(self.status().get("events", [])[-15:])
+            raise TimeoutError(f"{e}; not ready: {', '.join(unready())}; events: {events}") from None
 
     def exec(
         self, namespace: str, prefix: str, *cmd: str, timeout: float = 30
