@@ -3,6 +3,7 @@ namespaces, feature flags, version, certificates issued, HTTP responses, logged 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import urllib.request
@@ -61,3 +62,32 @@ def test_the_controller_serves_its_metrics(tmp_path: Path) -> None:
             5,
             "the 404 counted",
         )
+
+
+def test_the_log_level_follows_the_mesh_config_live(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLE, manifests)
+    mesh = manifests / "00-mesh.yaml"
+    text = mesh.read_text()
+
+    def level(name: str) -> str:
+        return text.replace("  certificate:\n", f"  observability: {{osmLogLevel: {name}}}\n  certificate:\n")
+
+    root = logging.getLogger()
+    before = root.level
+    settings = Settings(
+        local_dir=manifests, state_dir=tmp_path / "state", ads_address="127.0.0.1:0", watch=True
+    )
+    try:
+        with RunningController(settings):
+            wait_until(lambda: root.level == logging.INFO, 10, "the MeshConfig's default level, info")
+            mesh.write_text(level("debug"))
+            wait_until(lambda: root.level == logging.DEBUG, 20, "debug")
+            mesh.write_text(level("error"))
+            wait_until(lambda: root.level == logging.ERROR, 20, "error")
+            mesh.write_text(level("loud"))  # refused, naming the field: the level in effect stays
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: root.level != logging.ERROR, 2, "a change")
+            assert root.level == logging.ERROR
+    finally:
+        root.setLevel(before)

@@ -34,3 +34,16 @@ def test_log_lines_carry_the_code_and_are_bounded() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["err_code"] == "E9101"
     assert len(line["message"]) < MAX_MESSAGE + 100 and line["message"].endswith(f"({2 * MAX_MESSAGE} more)")
+
+
+def test_osm_support_error_info_prints_the_table_and_one_code() -> None:
+    from click.testing import CliRunner
+
+    from osm.cli.main import cli
+
+    one = CliRunner().invoke(cli, ["support", "error-info", "e5002"])
+    assert one.exit_code == 0 and one.output.startswith("E5002  ErrFetchingPodFromCert\n")
+    every = CliRunner().invoke(cli, ["support", "error-info"]).output
+    assert every.count("\n  ") == len(errcode.table()) and "E9101  ErrProxyRejectedConfig" in every
+    missing = CliRunner().invoke(cli, ["support", "error-info", "E0000"])
+    assert missing.exit_code != 0 and "no error code 'E0000'" in missing.output

@@ -135,6 +135,11 @@ def test_resync_interval_off_or_at_least_30s(resync, seconds):
             "TLSv1_3 is above tlsMaxProtocolVersion TLSv1_2",
         ),
         (
+            {"observability": {"osmLogLevel": "loud"}},
+            "spec.observability.osmLogLevel",
+            "must be one of trace, debug, info, warn, error, fatal, panic, disabled",
+        ),
+        (
             {"certificate": {"ingressGateway": {"secret": {"name": "s", "namespace": "n"}}}},
             "spec.certificate.ingressGateway.subjectAltNames",
             "is required",

@@ -224,7 +224,8 @@ class MeshConfig:
                 ingress_gateway=ingress_gateway(c),
             ),
             observability=ObservabilitySpec(
-                osm_log_level=o.str("osmLogLevel", "info"), enable_debug_server=o.bool("enableDebugServer")
+                osm_log_level=enum(o, "osmLogLevel", "info", OSM_LOG_LEVELS),
+                enable_debug_server=o.bool("enableDebugServer"),
             ),
             feature_flags=FeatureFlags(
                 enable_wasm_stats=f.bool("enableWASMStats"),
@@ -301,6 +302,20 @@ SPEC_FIELDS: Fields = {
 
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+# upstream's osmLogLevel values, and the Python logging level each means
+OSM_LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled")
+PYTHON_LOG_LEVELS = {
+    "trace": 10,
+    "debug": 10,
+    "info": 20,
+    "warn": 30,
+    "error": 40,
+    "fatal": 50,
+    "panic": 50,
+    "disabled": 60,
+}
 
 
 def _name(d: Doc, key: str, *, subdomain: bool = False) -> str:

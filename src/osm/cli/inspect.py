@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from osm import errcode
 from osm.envoy.explain import ExplainError, Explanation, explain
 from osm.local import netops
 from osm.local.view import LocalView, ViewError
@@ -205,3 +206,22 @@ def verify_connectivity(
     if e.allowed:
         click.echo("  the configuration allows it: look at the destination's app and the sidecars' logs")
     raise SystemExit(1)
+
+
+@click.group("support")
+def support_group() -> None:
+    """Help with problems."""
+
+
+@support_group.command("error-info")
+@click.argument("code", required=False)
+def support_error_info(code: str | None) -> None:
+    """The error codes log lines carry (`err_code`), or the meaning of CODE."""
+    if code is not None:
+        found = errcode.lookup(code.upper())
+        if found is None:
+            raise click.ClickException(f"no error code {code!r} (`osm support error-info` lists them)")
+        click.echo(f"{found.code}  {found.name}\n  {found.meaning}")
+        return
+    for c in errcode.table():
+        click.echo(f"{c.code}  {c.name}\n  {c.meaning}")

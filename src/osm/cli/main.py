@@ -193,7 +193,7 @@ def exec_cmd(pod: str, namespace: str, state_dir: Path, command: tuple[str, ...]
 def _commands() -> None:
     from osm.cli.cluster import install_cmd, mesh_group, namespace_group, uninstall_group
     from osm.cli.demo import demo_cmd
-    from osm.cli.inspect import policy_group, proxy_group, verify_group
+    from osm.cli.inspect import policy_group, proxy_group, support_group, verify_group
 
     for command in (
         demo_cmd,
@@ -204,6 +204,7 @@ def _commands() -> None:
         proxy_group,
         policy_group,
         verify_group,
+        support_group,
     ):
         cli.add_command(command)
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from osm import __version__, logging_setup
+from osm.apis.meshconfig import PYTHON_LOG_LEVELS
 from osm.certificate.manager import XDS_CERT_VALIDITY, CertificateManager, RotationLoop
 from osm.certificate.tresor import TresorCA
 from osm.certificate.types import Certificate
@@ -181,6 +182,21 @@ class Controller:
         ):
             self.metrics.feature_flag_enabled.set(1 if on else 0, name)
 
+    def _follow_log_level(self, state: MeshState) -> None:
+        """The controller logs at MeshConfig observability.osmLogLevel, live, once a MeshConfig is in
+        place (before, at --verbosity)."""
+        if state.mesh_config_problem:
+            return
+        level = PYTHON_LOG_LEVELS[state.mesh_config.observability.osm_log_level]
+        root = logging.getLogger()
+        if root.level != level:
+            root.setLevel(level)
+            logging.getLogger(__name__).log(
+                max(level, logging.INFO) if level <= logging.CRITICAL else logging.CRITICAL,
+                "log level %s (MeshConfig observability.osmLogLevel)",
+                state.mesh_config.observability.osm_log_level,
+            )
+
     # ---- the debug server, switched live by MeshConfig observability.enableDebugServer
 
     def _want_debug(self, on: bool) -> None:
@@ -298,6 +314,7 @@ class Controller:
             self.certs.set_service_validity(validity)
         self.state = state
         self._mesh_metrics(state)
+        self._follow_log_level(state)
         self._want_debug(state.mesh_config.observability.enable_debug_server)
         if self.gateway_secret is not None:
             self.gateway_secret.want(state.mesh_config.certificate.ingress_gateway)

@@ -30,6 +30,7 @@ from osm.models.k8s import (
     HEALTHCHECK_PORT,
     LABEL_PROXY_UUID,
     Container,
+    Namespace,
     Probe,
 )
 
@@ -81,6 +82,16 @@ def proxy_cn(proxy_uuid: str, namespace: str, service_account: str, trust_domain
     return ProxyCertCN(
         proxy_uuid, PROXY_KIND_SIDECAR, ServiceIdentity(namespace, service_account), trust_domain
     )
+
+
+def metrics_annotation(namespace_annotations: Mapping[str, str]) -> bool:
+    """Whether a namespace's openservicemesh.io/metrics annotation enables its sidecars' Prometheus stats
+    (`osm metrics enable`)."""
+    return namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES
+
+
+def metrics_enabled(namespace: Namespace | None) -> bool:
+    return namespace is not None and metrics_annotation(namespace.meta.annotations)
 
 
 def native_sidecar(mesh: MeshConfig, annotations: Mapping[str, str]) -> bool:
@@ -272,7 +283,7 @@ def inject(
             if probe is not None and f"{kind}Probe" in raw:
                 raw[f"{kind}Probe"] = _probe_json(raw[f"{kind}Probe"], probe)
 
-    metrics = namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES
+    metrics = metrics_annotation(namespace_annotations)
     native = native_sidecar(mesh, annotations)
     cn = proxy_cn(proxy_uuid, namespace, sa, cfg.trust_domain)
     params = BootstrapParams(
