@@ -31,6 +31,7 @@ from osm.cmd.gctune import GcTuner
 from osm.envoy.ads.cache import XdsCache
 from osm.envoy.ads.server import AdsServer, ProxyStream, server_credentials
 from osm.messaging.debounce import Debouncer
+from osm.metrics import ControlPlaneMetrics
 from osm.models.k8s import Pod
 from osm.smi.models import IdentityRef, TrafficTarget
 from osm.state.decode import ObjectKey
@@ -63,7 +64,10 @@ class ControlPlane:
         self.cache = XdsCache(self.certs)
         cert = self.ca.issue("ads.cluster.local", timedelta(days=1), now=now)
         creds = server_credentials(cert.cert_pem, cert.key_pem, self.ca.trust_bundle_pem)
-        self.ads = AdsServer(self.cache, address=f"127.0.0.1:{args.port}", credentials=creds)
+        self.metrics = ControlPlaneMetrics(enabled=args.metrics == "on")
+        self.ads = AdsServer(
+            self.cache, address=f"127.0.0.1:{args.port}", credentials=creds, metrics=self.metrics
+        )
         self.flushes: list[tuple[float, int, int]] = []  # (time, changes, proxies woken)
         self.debouncer: Debouncer[ObjectKey] = Debouncer(
             self._flush, quiet=args.quiet, max_wait=args.max_wait
@@ -214,6 +218,9 @@ def main() -> None:
     p.add_argument("--pods", type=int, default=2)
     p.add_argument("--mode", choices=["smi", "permissive"], default="smi")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument(
+        "--metrics", choices=["on", "off"], default="on", help="the osm_* metrics (off: their cost)"
+    )
     p.add_argument("--control", required=True)
     p.add_argument("--state-dir", required=True)
     p.add_argument("--quiet", type=float, default=0.03)

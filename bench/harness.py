@@ -72,7 +72,7 @@ def pct(values: list[float], q: float) -> float:
 class CP:
     """The control-plane process and its control socket."""
 
-    def __init__(self, services: int, mode: str, state_dir: Path) -> None:
+    def __init__(self, services: int, mode: str, state_dir: Path, metrics: str = "on") -> None:
         self.port = free_port()
         self.control = str(state_dir / "cp.sock")
         self.proc = subprocess.Popen(
@@ -89,6 +89,8 @@ class CP:
                 self.control,
                 "--state-dir",
                 str(state_dir),
+                "--metrics",
+                metrics,
             ],
             stdout=subprocess.PIPE,
             stderr=open(state_dir / "cp.log", "wb"),  # noqa: SIM115 (the child owns it)
@@ -175,12 +177,20 @@ async def scenario(
     ceiling: bool = False,
     cold_reference: bool = False,
     client: str = "h2",
+    metrics: str = "on",
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="osm-bench-"))
     services = n // 2
     w = build(services, 2, mode=mode)
-    row: dict[str, Any] = {"n": n, "mode": mode, "xds": xds, "services": services, "client": client}
-    cp = CP(services, mode, state_dir)
+    row: dict[str, Any] = {
+        "n": n,
+        "mode": mode,
+        "xds": xds,
+        "services": services,
+        "client": client,
+        "metrics": metrics,
+    }
+    cp = CP(services, mode, state_dir, metrics)
     fleet: Fleet | None = None
     try:
         row["rss0_mb"] = (await cp.call(op="gc"))["rss_mb"]
@@ -554,6 +564,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     ceiling=args.ceiling and mode == "smi" and xds == "sotw",
                     cold_reference=args.ceiling and mode == "permissive" and xds == "sotw",
                     client=args.client,
+                    metrics=args.metrics,
                 )
                 if args.compiled_b1:
                     row["b1_compiled"] = await compiled.cold_start(n, mode, xds)
@@ -582,6 +593,12 @@ def main() -> None:
         choices=CLIENTS,
         default="h2",
         help="the simulated proxies' gRPC client, also the transport references' (bench/h2client.py or grpc)",
+    )
+    p.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default="on",
+        help="the control plane's osm_* metrics (off: to measure what they cost)",
     )
     p.add_argument(
         "--compiled-b1",

@@ -134,3 +134,12 @@ def test_logged_error_codes_are_counted() -> None:
         log.removeHandler(handler)
     assert m.error_err_code_count.value("E5004") == 2
     assert 'osm_error_err_code_count{err_code="E5004"} 2' in m.exposition()
+
+
+def test_a_disabled_registry_records_nothing() -> None:
+    m = ControlPlaneMetrics(enabled=False)
+    m.proxy_connect_count.set(3)
+    m.proxy_xds_request_count.inc("u-1", "a.b", "CDS")
+    m.proxy_config_update_time.observe(0.3, "all", "true")
+    assert m.proxy_connect_count.value() == 0 and m.proxy_xds_request_count.value("u-1", "a.b", "CDS") == 0
+    assert m.proxy_config_update_time.count("all", "true") == 0
