@@ -48,7 +48,7 @@ class _Family:
     def _key(self, values: Sequence[str]) -> Labels:
         if len(values) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.labels)} label values expected, got {len(values)}")
-        return tuple(str(v) for v in values)
+        return values if type(values) is tuple else tuple(values)
 
     def _admit(self, series: Collection[Labels], key: Labels) -> bool:
         if key in series or len(series) < MAX_SERIES:

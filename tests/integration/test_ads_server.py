@@ -490,6 +490,7 @@ async def test_the_reader_keeps_no_request_while_the_stream_waits_for_the_next()
         backlog=[],
         proxy=SimpleNamespace(cn=SimpleNamespace(uuid="u-1")),
         identity="proxy.ns",
+        labels=("u-1", "proxy.ns"),
         requested={},
         slots=asyncio.Semaphore(4),
     )

@@ -171,6 +171,8 @@ class ProxyStream:
     expiry: asyncio.TimerHandle | None = None
     # its latest xDS requests, by type (the debug server's /debug/xds): a few timestamps each
     requested: dict[str, deque[float]] = field(default_factory=dict)
+    # its metrics' per-proxy labels (proxy_uuid, identity), made once
+    labels: tuple[str, str] = ("", "")
 
     @property
     def identity(self) -> ServiceIdentity:
@@ -404,6 +406,7 @@ class AdsServer:
         s = ProxyStream(
             next(self._ids), proxy, protocol, machine, slots=asyncio.Semaphore(limits.max_queued_requests)
         )
+        s.labels = (proxy.cn.uuid, str(proxy.cn.identity))
         same = self._by_cn.setdefault(s.key, [])
         while len(same) >= limits.max_streams_per_proxy:
             oldest = same.pop(0)
@@ -508,7 +511,7 @@ class AdsServer:
 
     def _count_request(self, s: ProxyStream, type_url: str) -> None:
         kind = SHORT.get(type_url, "unknown")
-        self.metrics.proxy_xds_request_count.inc(s.proxy.cn.uuid, str(s.identity), kind)
+        self.metrics.proxy_xds_request_count.inc(*s.labels, kind)
         s.requested.setdefault(kind, deque(maxlen=REQUEST_LOG)).append(time.time())
 
     def _log_nack(self, s: ProxyStream, type_url: str, version: str, message: str) -> None:
@@ -581,7 +584,7 @@ class AdsServer:
                 out.reverse()
                 while out:  # nothing sent stays referenced while the stream waits
                     response = out.pop()
-                    labels = (s.proxy.cn.uuid, str(s.identity), SHORT.get(response.type_url, "unknown"))
+                    labels = (*s.labels, SHORT.get(response.type_url, "unknown"))
                     try:
                         await context.write(response.encode())
                     except Exception:
