@@ -219,6 +219,21 @@ def test_install_run_inject_and_uninstall(
         assert [c["name"] for c in pod["spec"]["containers"]] == ["bookstore", "envoy"]
         uuid = pod["metadata"]["labels"]["osm-proxy-uuid"]
         cluster.kubectl("get", "secret", f"envoy-bootstrap-config-{uuid}", "-n", "bookstore")
+        assert "metrics enabled in namespace [bookstore]" in osm(
+            cluster, "metrics", "enable", "--namespace", "bookstore"
+        )
+
+        def annotations(kind: str, name: str) -> dict[str, str]:
+            args = ("get", kind, name, "-o", "json") + (("-n", "bookstore") if kind == "pod" else ())
+            got: dict[str, str] = json.loads(cluster.kubectl(*args))["metadata"].get("annotations") or {}
+            return got
+
+        assert annotations("namespace", "bookstore")["openservicemesh.io/metrics"] == "enabled"
+        scrape = annotations("pod", "bookstore-v1")
+        assert (scrape["prometheus.io/scrape"], scrape["prometheus.io/port"]) == ("true", "15010")
+        osm(cluster, "metrics", "disable", "--namespace", "bookstore")
+        assert "openservicemesh.io/metrics" not in annotations("namespace", "bookstore")
+        assert "prometheus.io/scrape" not in annotations("pod", "bookstore-v1")
         assert "osm        osm-system" in osm(cluster, "mesh", "list")
         assert "successfully removed from mesh [osm]" in osm(cluster, "namespace", "remove", "bookstore")
         assert "no namespaces in mesh [osm]" in osm(cluster, "namespace", "list")

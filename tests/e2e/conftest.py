@@ -42,28 +42,16 @@ def small_mesh(
         shutil.rmtree(m.state_dir, ignore_errors=True)
 
 
-# Python source of upstream's usual httpbin answer: 200 to GET and HEAD of any path, on port PORT
+# Python source of upstream's usual httpbin answer: 200 to GET and HEAD of any path, on port PORT; with
+# env XHTTPBIN_podname (simonkowallik/httpbin in upstream's split cases, from valueFrom.fieldRef
+# metadata.name) also a `podname` header naming the pod that answered
 HTTP_200 = """
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def answer(self):
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    do_GET = do_HEAD = answer
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", PORT), H).serve_forever()
-"""
-
-# simonkowallik/httpbin in upstream's split cases: 200 to GET and HEAD, with a `podname` header taken from
-# the environment (XHTTPBIN_podname, from valueFrom.fieldRef metadata.name), on port PORT
-PODNAME_SERVER = """
 import http.server, os
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self):
         self.send_response(200)
-        self.send_header("podname", os.environ["XHTTPBIN_podname"])
+        if "XHTTPBIN_podname" in os.environ:
+            self.send_header("podname", os.environ["XHTTPBIN_podname"])
         self.send_header("content-length", "0")
         self.end_headers()
     do_GET = do_HEAD = answer
@@ -71,6 +59,7 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("0.0.0.0", PORT), H).serve_forever()
 """
+PODNAME_SERVER = HTTP_200
 # N HEAD requests to URL from inside a pod: a JSON list of [status, podname] (status 0: no answer)
 PODNAME_CALLS = """
 import json, sys, urllib.request
@@ -133,9 +122,14 @@ def podname_deployment(
 
 
 def service_of(
-    namespace: str, name: str, selector: dict[str, str], port: int, app_protocol: str = ""
+    namespace: str,
+    name: str,
+    selector: dict[str, str],
+    port: int,
+    app_protocol: str = "",
+    port_name: str = "http",
 ) -> dict[str, Any]:
-    service_port: dict[str, Any] = {"name": "http", "port": port, "targetPort": port}
+    service_port: dict[str, Any] = {"name": port_name, "port": port, "targetPort": port}
     if app_protocol:
         service_port["appProtocol"] = app_protocol
     return {
@@ -188,6 +182,36 @@ spec:
   rules: [{{kind: HTTPRouteGroup, name: {name}, matches: [all]}}]
   sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
 """
+
+
+def tcp_allow(source: tuple[str, str], destination: tuple[str, str], name: str, ports: list[int]) -> str:
+    """Upstream's CreateSimpleTCPAllowPolicy: a TCPRoute of `ports` and a TrafficTarget from ServiceAccount
+    `source` to `destination` (ns, name), both named `name`, in the destination's namespace."""
+    return f"""
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {{name: {name}, namespace: {destination[0]}}}
+spec:
+  matches: {{ports: {ports}}}
+---
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {{name: {name}, namespace: {destination[0]}}}
+spec:
+  destination: {{kind: ServiceAccount, name: {destination[1]}, namespace: {destination[0]}}}
+  rules: [{{kind: TCPRoute, name: {name}}}]
+  sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
+"""
+
+
+def wait_replicas(m: LocalMesh, groups: list[tuple[str, str, int]], timeout: float = 90) -> None:
+    """Until each (namespace, pod name prefix, n) has n ready pods."""
+    for ns, prefix, n in groups:
+        m.wait(
+            lambda ns=ns, prefix=prefix, n=n: len([p for p in m.pods(ns, prefix) if p["ready"]]) == n,
+            timeout,
+            f"{n} ready pods {ns}/{prefix}*",
+        )
 
 
 def traffic_split(namespace: str, name: str, apex: str, backends: dict[str, int]) -> dict[str, Any]:
@@ -273,9 +297,6 @@ def client_server(
     """Upstream e2e's usual pair, both namespaces in the mesh: Service server/server (port `port`, named
     `port_name`, with `app_protocol` if given) in front of Pod server/server running the Python source
     `app`, and Pod client/client."""
-    service_port: dict[str, Any] = {"name": port_name, "port": port, "targetPort": port}
-    if app_protocol:
-        service_port["appProtocol"] = app_protocol
     server: dict[str, Any] = {
         "name": "server",
         "command": ["python3", "-c", app],
@@ -284,23 +305,9 @@ def client_server(
     if env:
         server["env"] = env
     return yaml_docs(
-        *(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {LABEL_MONITORED_BY: "osm"}},
-            }
-            for ns in ("client", "server")
-        ),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "server", "namespace": "server"},
-            "spec": {
-                "selector": {"app": "server"},
-                "ports": [service_port],
-            },
-        },
+        namespace("client"),
+        namespace("server"),
+        service_of("server", "server", {"app": "server"}, port, app_protocol, port_name),
         {
             "apiVersion": "v1",
             "kind": "Pod",

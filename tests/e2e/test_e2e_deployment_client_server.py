@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     podname_deployment,
     sleeper_deployment,
     small_mesh,
+    wait_replicas,
     yaml_docs,
 )
 
@@ -42,12 +43,7 @@ MESH = "---\n".join(
 @pytest.fixture(scope="module")
 def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     with small_mesh(tmp_path_factory, "deployments", MESH, []) as m:
-        for ns, prefix, n in [("server", "server-", REPLICAS)] + [(c, f"{c}-", 2) for c in CLIENTS]:
-            m.wait(
-                lambda ns=ns, prefix=prefix, n=n: len([p for p in m.pods(ns, prefix) if p["ready"]]) == n,
-                90,
-                f"{ns}/{prefix}*",
-            )
+        wait_replicas(m, [("server", "server-", REPLICAS)] + [(c, f"{c}-", 2) for c in CLIENTS])
         yield m
 
 

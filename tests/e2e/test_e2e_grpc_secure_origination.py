@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import SELF_SIGNED, client_server, mesh_config, small_mesh
+from tests.e2e.conftest import SELF_SIGNED, client_server, mesh_config, small_mesh, tcp_allow
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -58,21 +58,7 @@ MESH = (
     + "---\n"
     + client_server(SERVER, port=9001, port_name="api", app_protocol="tcp")
 )
-ALLOW_PORT = """
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: TCPRoute
-metadata: {name: routes, namespace: server}
-spec:
-  matches: {ports: [9001]}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: test-target, namespace: server}
-spec:
-  destination: {kind: ServiceAccount, name: server, namespace: server}
-  rules: [{kind: TCPRoute, name: routes}]
-  sources: [{kind: ServiceAccount, name: client, namespace: client}]
-"""
+ALLOW_PORT = tcp_allow(("client", "client"), ("server", "server"), "routes", [9001])
 
 
 @pytest.fixture(scope="module")

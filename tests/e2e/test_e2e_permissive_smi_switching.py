@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     podname_deployment,
     sleeper_deployment,
     small_mesh,
+    wait_replicas,
     yaml_docs,
 )
 
@@ -47,12 +48,7 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False}) + "---\n" + APPS,
         [],
     ) as m:
-        for ns, prefix in [("server", "server-")] + [(c, f"{c}-") for c in CLIENTS]:
-            m.wait(
-                lambda ns=ns, prefix=prefix: len([p for p in m.pods(ns, prefix) if p["ready"]]) == 2,
-                90,
-                f"{ns}/{prefix}*",
-            )
+        wait_replicas(m, [("server", "server-", 2)] + [(c, f"{c}-", 2) for c in CLIENTS])
         yield m
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import client_server, mesh_config, small_mesh
+from tests.e2e.conftest import client_server, mesh_config, small_mesh, tcp_allow
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -37,22 +37,7 @@ try:
 except OSError:
     pass
 """
-TCP_ALLOW = """
----
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: TCPRoute
-metadata: {name: routes, namespace: server}
-spec:
-  matches: {ports: [8078]}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {name: test-target, namespace: server}
-spec:
-  destination: {kind: ServiceAccount, name: server, namespace: server}
-  rules: [{kind: TCPRoute, name: routes}]
-  sources: [{kind: ServiceAccount, name: client, namespace: client}]
-"""
+TCP_ALLOW = "---\n" + tcp_allow(("client", "client"), ("server", "server"), "routes", [8078])
 
 
 def manifests(permissive: bool) -> str:

@@ -26,32 +26,18 @@ from tests.e2e.conftest import (
     service_of,
     sleeper_deployment,
     small_mesh,
+    tcp_allow,
     traffic_split,
     yaml_docs,
+)
+from tests.e2e.conftest import (
+    wait_replicas as wait_all,
 )
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 BACKENDS = [f"server{i}" for i in range(3)]
 CLIENTS = ["client0", "client1"]
-
-
-def tcp_allow(client: str, backend: str) -> str:
-    return f"""
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: TCPRoute
-metadata: {{name: {client}-{backend}, namespace: server}}
-spec:
-  matches: {{ports: [14001]}}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {{name: {client}-{backend}, namespace: server}}
-spec:
-  destination: {{kind: ServiceAccount, name: {backend}, namespace: server}}
-  rules: [{{kind: TCPRoute, name: {client}-{backend}}}]
-  sources: [{{kind: ServiceAccount, name: {client}, namespace: {client}}}]
-"""
 
 
 def manifests(app_protocol: str, permissive: bool) -> str:
@@ -80,7 +66,7 @@ def manifests(app_protocol: str, permissive: bool) -> str:
                 docs.append(
                     allow_all((c, c), ("server", b), f"{c}-{b}")
                     if app_protocol == "http"
-                    else tcp_allow(c, b)
+                    else tcp_allow((c, c), ("server", b), f"{c}-{b}", [14001])
                 )
     return "---\n".join(docs)
 
@@ -98,12 +84,7 @@ def mesh(
 
 
 def wait_replicas(m: LocalMesh) -> None:
-    for ns, prefix in [("server", f"{b}-") for b in BACKENDS] + [(c, f"{c}-") for c in CLIENTS]:
-        m.wait(
-            lambda ns=ns, prefix=prefix: len([p for p in m.pods(ns, prefix) if p["ready"]]) == 2,
-            90,
-            f"{ns}/{prefix}*",
-        )
+    wait_all([("server", f"{b}-", 2) for b in BACKENDS] + [(c, f"{c}-", 2) for c in CLIENTS])
 
 
 def calls_from_every_client(m: LocalMesh, url: str, n: int) -> list[tuple[int, str]]:

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     podname_deployment,
     sleeper_deployment,
     small_mesh,
+    tcp_allow,
     traffic_split,
     yaml_docs,
 )
@@ -26,21 +27,7 @@ from tests.e2e.conftest import (
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 NS = "server-namespace"
-TCP_ALLOW = f"""
-apiVersion: specs.smi-spec.io/v1alpha4
-kind: TCPRoute
-metadata: {{name: tcp-14001, namespace: {NS}}}
-spec:
-  matches: {{ports: [14001]}}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {{name: client0-server, namespace: {NS}}}
-spec:
-  destination: {{kind: ServiceAccount, name: server, namespace: {NS}}}
-  rules: [{{kind: TCPRoute, name: tcp-14001}}]
-  sources: [{{kind: ServiceAccount, name: client0, namespace: client0}}]
-"""
+TCP_ALLOW = tcp_allow(("client0", "client0"), (NS, "server"), "client0-server", [14001])
 
 
 def manifests(app_protocol: str) -> str:

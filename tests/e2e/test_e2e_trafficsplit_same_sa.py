@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     sleeper_deployment,
     small_mesh,
     traffic_split,
+    wait_replicas,
     yaml_docs,
 )
 
@@ -55,19 +56,12 @@ MESH = "---\n".join(
 )
 
 
-def wait_replicas(m: LocalMesh, ns: str, prefix: str, n: int) -> None:
-    m.wait(
-        lambda: len([p for p in m.pods(ns, prefix) if p["ready"]]) == n, 90, f"{n} ready {ns}/{prefix}* pods"
-    )
-
-
 @pytest.fixture(scope="module")
 def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     with small_mesh(tmp_path_factory, "split-same-sa", MESH, []) as m:
-        for b in BACKENDS:
-            wait_replicas(m, "server", f"{b}-", REPLICAS)
-        for c in CLIENTS:
-            wait_replicas(m, c, f"{c}-", REPLICAS)
+        wait_replicas(
+            m, [("server", f"{b}-", REPLICAS) for b in BACKENDS] + [(c, f"{c}-", REPLICAS) for c in CLIENTS]
+        )
         yield m
 
 

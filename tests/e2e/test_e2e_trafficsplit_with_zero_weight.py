@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     sleeper_deployment,
     small_mesh,
     traffic_split,
+    wait_replicas,
     yaml_docs,
 )
 
@@ -51,12 +52,7 @@ MESH = "---\n".join(
 @pytest.fixture(scope="module")
 def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     with small_mesh(tmp_path_factory, "split-zero", MESH, []) as m:
-        for ns, prefix in [("server", f"{b}-") for b in BACKENDS] + [(c, f"{c}-") for c in CLIENTS]:
-            m.wait(
-                lambda ns=ns, prefix=prefix: len([p for p in m.pods(ns, prefix) if p["ready"]]) == 2,
-                90,
-                f"{ns}/{prefix}*",
-            )
+        wait_replicas(m, [("server", f"{b}-", 2) for b in BACKENDS] + [(c, f"{c}-", 2) for c in CLIENTS])
         yield m
 
 

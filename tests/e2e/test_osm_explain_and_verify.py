@@ -6,6 +6,7 @@ route the RBAC denies (403), a path no route matches (404), a meshed client no T
 from __future__ import annotations
 
 import json
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,32 @@ def test_proxy_get_reads_the_sidecars_admin_interface(mesh: LocalMesh, tmp_path:
     assert "cluster_manager.cds.update_success" in stats
     missing = osm(mesh, "proxy", "get", "ready", "outsider", "-n", "outsider")
     assert missing.exit_code != 0 and "has no sidecar" in missing.output
+
+
+def test_verify_control_plane(mesh: LocalMesh) -> None:
+    r = osm(mesh, "verify", "control-plane")
+    assert r.exit_code == 0, r.output
+    assert "[+] controller process" in r.output and "[+] /health/ready: ok" in r.output
+    assert "[+] ADS (xDS) port" in r.output
+
+
+def test_a_bug_report_holds_logs_dumps_stats_and_policies_but_no_key(mesh: LocalMesh, tmp_path: Path) -> None:
+    out = tmp_path / "report.tar.gz"
+    r = osm(mesh, "support", "bug-report", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with tarfile.open(out) as tar:
+        files = {m.name.removeprefix("osm-bug-report/"): tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    for name in ("status.json", "logs/controller.log", "logs/node.log", "policies.json"):
+        assert name in files
+    assert b"client1-server" in files["policies.json"]
+    dump = json.loads(files["pods/client1/client1/config_dump.json"])
+    assert {c["@type"].rsplit(".", 1)[1] for c in dump["configs"]} >= {
+        "ClustersConfigDump",
+        "ListenersConfigDump",
+    }
+    assert b"cluster_manager.cds.update_success" in files["pods/client1/client1/stats.txt"]
+    assert (
+        "pods/outsider/outsider/outsider.log" in files
+        and "pods/outsider/outsider/config_dump.json" not in files
+    )
+    assert not [name for name, data in files.items() if b"PRIVATE KEY-----" in data]

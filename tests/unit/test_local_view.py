@@ -32,3 +32,17 @@ def test_a_chunked_body_is_joined() -> None:
     assert netops.dechunk(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n") == b"hello world"
     with pytest.raises(netops.NetError, match="malformed"):
         netops.dechunk(b"zz\r\nhello\r\n")
+
+
+def test_a_bug_report_leaves_out_keys_and_keeps_log_tails_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from osm.local import bugreport
+
+    monkeypatch.setattr(bugreport, "MAX_LOG_BYTES", 10)
+    log = tmp_path / "x.log"
+    log.write_bytes(b"0123456789abcdefghij")
+    assert bugreport._tail(log) == b"abcdefghij"
+    assert bugreport._tail(tmp_path / "missing.log").startswith(b"(unreadable")
+    assert bugreport._safe(b"-----BEGIN PRIVATE KEY-----\nxx") == b"(left out: it holds a private key)\n"
+    assert bugreport._safe(b"plain") == b"plain"

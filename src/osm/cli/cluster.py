@@ -19,8 +19,22 @@ import click
 
 from osm.injector.registration import default_config_name as injector_config_name
 from osm.k8s.client import ApiError, ConfigError, KubeClient, Obj
-from osm.k8s.resources import CRDS, MUTATING_WEBHOOKS, NAMESPACES, SECRETS, VALIDATING_WEBHOOKS, Resource
-from osm.models.k8s import ANNOTATION_SIDECAR_INJECTION, LABEL_IGNORE, LABEL_MONITORED_BY
+from osm.k8s.resources import (
+    CRDS,
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    VALIDATING_WEBHOOKS,
+    Resource,
+)
+from osm.models.k8s import (
+    ANNOTATION_METRICS,
+    ANNOTATION_SIDECAR_INJECTION,
+    LABEL_IGNORE,
+    LABEL_MONITORED_BY,
+    LABEL_PROXY_UUID,
+)
 from osm.paths import CHART
 from osm.validator.webhook import default_config_name as validator_config_name
 
@@ -408,6 +422,63 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@click.group("metrics")
+def metrics_group() -> None:
+    """Turn the sidecars' Prometheus stats on or off, per namespace."""
+
+
+# what Prometheus' usual Kubernetes scrape configuration reads from a pod
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": "15010",
+    "prometheus.io/path": "/stats/prometheus",
+}
+
+
+def _namespaces(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise click.BadParameter("name at least one namespace", param_hint="--namespace")
+    return names
+
+
+def _switch_metrics(namespaces: list[str], kubeconfig: str | None, on: bool) -> None:
+    async def switch(kube: KubeClient) -> None:
+        for ns in namespaces:
+            current = await kube.get(NAMESPACES.path(name=ns))
+            if not ((current.get("metadata") or {}).get("labels") or {}).get(LABEL_MONITORED_BY):
+                raise click.ClickException(f"namespace [{ns}] is not in a mesh (`osm namespace add {ns}`)")
+            annotation = {ANNOTATION_METRICS: "enabled" if on else None}
+            await _merge_patch(kube, NAMESPACES.path(name=ns), {"metadata": {"annotations": annotation}})
+            pods, _ = await kube.list(PODS.path(ns), {"labelSelector": LABEL_PROXY_UUID})
+            scrape = {k: (v if on else None) for k, v in SCRAPE_ANNOTATIONS.items()}
+            for pod in pods:
+                name = (pod.get("metadata") or {}).get("name", "")
+                await _merge_patch(kube, PODS.path(ns, name), {"metadata": {"annotations": scrape}})
+            click.echo(
+                f"metrics {'enabled' if on else 'disabled'} in namespace [{ns}] ({len(pods)} meshed pods "
+                "annotated; sidecars started from now on serve /stats/prometheus on 15010)"
+            )
+
+    _run(kubeconfig, switch)
+
+
+@metrics_group.command("enable")
+@click.option("--namespace", "namespaces", required=True, help="namespaces, comma-separated")
+@kubeconfig_option
+def metrics_enable(namespaces: str, kubeconfig: str | None) -> None:
+    """Annotate NAMESPACES openservicemesh.io/metrics=enabled, and their meshed pods for scraping."""
+    _switch_metrics(_namespaces(namespaces), kubeconfig, True)
+
+
+@metrics_group.command("disable")
+@click.option("--namespace", "namespaces", required=True, help="namespaces, comma-separated")
+@kubeconfig_option
+def metrics_disable(namespaces: str, kubeconfig: str | None) -> None:
+    """Remove the metrics annotations from NAMESPACES and their pods."""
+    _switch_metrics(_namespaces(namespaces), kubeconfig, False)
 
 
 @click.group("mesh")

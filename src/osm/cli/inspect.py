@@ -8,6 +8,7 @@ state is the runtime's (the objects the control plane sees).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import click
 
 from osm import errcode
 from osm.envoy.explain import ExplainError, Explanation, explain
-from osm.local import netops
+from osm.local import bugreport, netops
 from osm.local.view import LocalView, ViewError
 from osm.local.workloads import nat_of
 
@@ -225,3 +226,47 @@ def support_error_info(code: str | None) -> None:
         return
     for c in errcode.table():
         click.echo(f"{c.code}  {c.name}\n  {c.meaning}")
+
+
+@verify_group.command("control-plane")
+@STATE_DIR
+def verify_control_plane(state_dir: Path) -> None:
+    """Check that the control plane runs, is ready, and serves xDS; exit non-zero naming what is not."""
+    view = _view(state_dir)
+    ctrl = view.status.get("controller") or {}
+    node = view.status.get("node_netns", "")
+    checks: list[tuple[str, bool, str]] = []
+    checks.append(("controller process", bool(ctrl.get("running")), f"pid {ctrl.get('pid')}"))
+    host, _, port = str(ctrl.get("http", "")).rpartition(":")
+    try:
+        status, body = netops.http_fetch_in_netns(node, int(port), "/health/ready", host=host, timeout=5)
+        checks.append(("/health/ready", status == 200, body.decode(errors="replace").strip()))
+    except (OSError, netops.NetError, ValueError) as e:
+        checks.append(("/health/ready", False, str(e)))
+    ads_host, _, ads_port = str(ctrl.get("ads", "")).rpartition(":")
+    try:
+        netops.connect_in_netns(node, ads_host, int(ads_port), 5).close()
+        checks.append(("ADS (xDS) port", True, f"{ads_host}:{ads_port} accepts connections"))
+    except (OSError, netops.NetError, ValueError) as e:
+        checks.append(("ADS (xDS) port", False, f"{ads_host}:{ads_port}: {e}"))
+    for what, ok, detail in checks:
+        click.echo(f"[{'+' if ok else '-'}] {what}: {detail}")
+    if not all(ok for _, ok, _ in checks):
+        raise SystemExit(1)
+
+
+@support_group.command("bug-report")
+@click.option(
+    "--out-file",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="default: osm-bug-report-<time>.tar.gz",
+)
+@STATE_DIR
+def support_bug_report(out_file: Path | None, state_dir: Path) -> None:
+    """One archive: control-plane logs and status, every container's log, every sidecar's config dump
+    and stats, the MeshConfig and policies (never a private key)."""
+    view = _view(state_dir)
+    out = out_file or Path(f"osm-bug-report-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
+    names = bugreport.collect(view, out)
+    click.echo(f"wrote {out} ({len(names)} files)")

@@ -191,7 +191,7 @@ def exec_cmd(pod: str, namespace: str, state_dir: Path, command: tuple[str, ...]
 
 
 def _commands() -> None:
-    from osm.cli.cluster import install_cmd, mesh_group, namespace_group, uninstall_group
+    from osm.cli.cluster import install_cmd, mesh_group, metrics_group, namespace_group, uninstall_group
     from osm.cli.demo import demo_cmd
     from osm.cli.inspect import policy_group, proxy_group, support_group, verify_group
 
@@ -201,6 +201,7 @@ def _commands() -> None:
         uninstall_group,
         namespace_group,
         mesh_group,
+        metrics_group,
         proxy_group,
         policy_group,
         verify_group,

@@ -63,6 +63,7 @@ class ControllerSupervisor:
             "last_exit": self.last_exit,
             "log": str(self.log_path),
             "ads": self.xds_address,
+            "http": f"{self.xds_address.rpartition(':')[0]}:{HTTP_PORT}",
         }
 
     async def run(self) -> None:

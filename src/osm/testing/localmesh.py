@@ -128,21 +128,7 @@ class LocalMesh:
 
     def curl(self, namespace: str, prefix: str, url: str, *args: str) -> int:
         """HTTP status from inside a pod; 0 when the request failed (refused, reset, timed out)."""
-        cp = self.exec(
-            namespace,
-            prefix,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            *args,
-            url,
-        )
-        return int(cp.stdout or "0") if cp.stdout.strip().isdigit() else 0
+        return self.request(namespace, prefix, url, *args)[1]
 
     def request(self, namespace: str, prefix: str, url: str, *args: str) -> tuple[int, int]:
         """(curl's exit code, the HTTP status) of a request from inside a pod, as upstream's e2e checks
