@@ -155,3 +155,34 @@ def test_a_bug_report_holds_logs_dumps_stats_and_policies_but_no_key(mesh: Local
         and "pods/outsider/outsider/config_dump.json" not in files
     )
     assert not [name for name, data in files.items() if b"PRIVATE KEY-----" in data]
+
+
+def test_policy_check_conflicts_names_ingress_backends_claiming_one_backend(mesh: LocalMesh) -> None:
+    assert (
+        "No conflicts among IngressBackend resources in namespace server"
+        in osm(mesh, "policy", "check-conflicts", "IngressBackend", "-n", "server").output
+    )
+    two = "".join(
+        f"""---
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: IngressBackend
+metadata: {{name: {name}, namespace: server}}
+spec:
+  backends: [{{name: server, port: {{number: 80, protocol: http}}}}]
+  sources: [{{kind: IPRange, name: 10.250.0.0/16}}]
+"""
+        for name in ("first", "second")
+    )
+    (mesh.manifests / "ingress.yaml").write_text(two)
+    try:
+        mesh.wait(
+            lambda: (
+                "IngressBackend server/second: backend server port 80 conflicts with IngressBackend "
+                "server/first"
+                in osm(mesh, "policy", "check-conflicts", "IngressBackend", "-n", "server").output
+            ),
+            20,
+            "the conflict reported",
+        )
+    finally:
+        (mesh.manifests / "ingress.yaml").unlink()

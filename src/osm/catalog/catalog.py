@@ -432,6 +432,10 @@ class MeshCatalog:
                     )
         return out, warnings
 
+    def ingress_conflicts(self, namespace: str) -> list[str]:
+        """IngressBackends of `namespace` that claim a backend port another one already claims."""
+        return [w for w in self._ingress[1] if w.startswith(f"IngressBackend {namespace}/")]
+
     def _ingress_routes(self, group: ProxyGroup) -> tuple[tuple[IngressRoute, ...], frozenset[NsName]]:
         routes: list[IngressRoute] = []
         sources: set[NsName] = set()

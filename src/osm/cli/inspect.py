@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from osm import errcode
+from osm.catalog import MeshCatalog
 from osm.envoy.explain import ExplainError, Explanation, explain
 from osm.local import bugreport, netops
 from osm.local.view import LocalView, ViewError
@@ -128,6 +129,19 @@ def policy_explain(
         click.echo(json.dumps(e.to_json(), indent=1))
     else:
         _print(e, src, dst)
+
+
+@policy_group.command("check-conflicts")
+@click.argument("kind", type=click.Choice(["IngressBackend"], case_sensitive=False))
+@click.option("-n", "--namespace", required=True)
+@STATE_DIR
+def policy_check_conflicts(kind: str, namespace: str, state_dir: Path) -> None:
+    """Whether resources of KIND in NAMESPACE conflict (IngressBackends claiming one backend port)."""
+    conflicts = MeshCatalog(_view(state_dir).state()).ingress_conflicts(namespace)
+    for c in conflicts:
+        click.echo(f"[+] {c}")
+    if not conflicts:
+        click.echo(f"No conflicts among IngressBackend resources in namespace {namespace}")
 
 
 @policy_group.command("check-pods")
