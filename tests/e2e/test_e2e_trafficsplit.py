@@ -84,7 +84,7 @@ def mesh(
 
 
 def wait_replicas(m: LocalMesh) -> None:
-    wait_all([("server", f"{b}-", 2) for b in BACKENDS] + [(c, f"{c}-", 2) for c in CLIENTS])
+    wait_all(m, [("server", f"{b}-", 2) for b in BACKENDS] + [(c, f"{c}-", 2) for c in CLIENTS])
 
 
 def calls_from_every_client(m: LocalMesh, url: str, n: int) -> list[tuple[int, str]]:
