@@ -65,6 +65,11 @@ system-deps:
 		echo "installing system packages for:$$missing"; \
 		apt-get update -qq && apt-get install -y -qq iproute2 iptables redis-server curl util-linux procps >/dev/null; \
 	fi
+	@# Prometheus for `osm local up --prometheus` and its end-to-end test
+	@if ! command -v prometheus >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages for: prometheus"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
 	@# the compiled fleet of the benchmarks (bench/loadgen.c) needs a C compiler and OpenSSL's headers
 	@if { ! command -v cc >/dev/null || [ ! -f /usr/include/openssl/ssl.h ]; } && [ "$$(id -u)" = 0 ]; then \
 		echo "installing system packages for: bench/loadgen.c"; \

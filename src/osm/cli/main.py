@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -106,12 +107,13 @@ def _local_errors() -> tuple[type[Exception], ...]:
 @STATE_DIR_OPTION
 @click.option("--detach", "-d", is_flag=True, help="run in the background; stop with `osm local down`")
 @click.option("--xds", type=click.Choice(["sotw", "delta"]), default="sotw", show_default=True)
-def up_cmd(manifests: Path, state_dir: Path, detach: bool, xds: str) -> None:
+@click.option("--prometheus", is_flag=True, help="also run Prometheus (Debian's package), scraping the mesh")
+def up_cmd(manifests: Path, state_dir: Path, detach: bool, xds: str, prometheus: bool) -> None:
     """Run the mesh in MANIFESTS on this machine (root, Linux): pods as network namespaces, real Envoys."""
     from osm.local import up
 
     try:
-        rc = up.up(manifests, state_dir, detach=detach, xds=xds)
+        rc = up.up(manifests, state_dir, detach=detach, xds=xds, prometheus=prometheus)
     except _local_errors() as e:
         raise click.ClickException(str(e)) from None
     if detach:
@@ -131,13 +133,17 @@ def down_cmd(state_dir: Path) -> None:
 
 @local.command("status")
 @STATE_DIR_OPTION
-def status_cmd(state_dir: Path) -> None:
-    """List the local mesh's pods."""
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status_cmd(state_dir: Path, output: str) -> None:
+    """List the local mesh's pods (json: with the control plane's endpoints)."""
     from osm.local import up
 
     status = up.read_status(state_dir)
     if status is None or up.node_pid(state_dir) is None:
         raise click.ClickException(f"no local mesh is running on {state_dir}")
+    if output == "json":
+        click.echo(json.dumps(status, indent=1))
+        return
     rows = [("NAMESPACE", "NAME", "READY", "IP", "SIDECAR", "RESTARTS")]
     for p in status["pods"]:
         restarts = sum(c["restarts"] for c in p["containers"])

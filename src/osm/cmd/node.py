@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from osm import logging_setup
+from osm.local import prometheus
 from osm.local.feed import FeedServer
 from osm.local.netplan import NODE_IP, node_netns, state_id
 from osm.local.runtime import Runtime
 from osm.local.source import ManifestSource
+from osm.local.supervisor import ContainerProcess
 from osm.local.uuids import ProxyUuids
 from osm.state.store import Store
 
@@ -144,7 +146,9 @@ class ControllerSupervisor:
             await proc.wait()
 
 
-async def serve(local_dir: Path, state_dir: Path, xds: str, verbosity: str = "info") -> None:
+async def serve(
+    local_dir: Path, state_dir: Path, xds: str, verbosity: str = "info", *, with_prometheus: bool = False
+) -> None:
     sid = state_id(str(state_dir))
     store = Store()
     source = ManifestSource(local_dir, store, uuids=ProxyUuids.in_dir(state_dir))
@@ -160,8 +164,22 @@ async def serve(local_dir: Path, state_dir: Path, xds: str, verbosity: str = "in
         ads_port=ADS_PORT,
         proxy_known=feed.knows,
         xds=xds,
-        extra_status=lambda: {"controller": supervisor.status()},
+        extra_status=lambda: {"controller": supervisor.status(), "endpoints": endpoints},
+        prometheus_targets=state_dir / "prometheus" / prometheus.TARGETS_FILE if with_prometheus else None,
     )
+    endpoints = {
+        "metrics": f"http://{NODE_IP}:{HTTP_PORT}/metrics",
+        "debug": f"http://{NODE_IP}:{DEBUG_PORT}/debug",
+    }
+    scraper: ContainerProcess | None = None
+    if with_prometheus:
+        scraper = ContainerProcess(
+            name="prometheus",
+            argv=prometheus.argv(state_dir, NODE_IP),
+            env={"HOME": str(state_dir / "prometheus")},
+            log_path=state_dir / "prometheus.log",
+        )
+        endpoints["prometheus"] = f"http://{NODE_IP}:{prometheus.PORT}"
     supervisor.on_change = runtime.poke
     source.load()  # after the runtime's admission (ClusterIPs) is in place
     (state_dir / "node.pid").write_text(str(os.getpid()))
@@ -170,7 +188,11 @@ async def serve(local_dir: Path, state_dir: Path, xds: str, verbosity: str = "in
             tg.create_task(supervisor.run())
             tg.create_task(runtime.run())
             tg.create_task(source.watch())
+            if scraper is not None:
+                tg.create_task(scraper.run())
     finally:
+        if scraper is not None:
+            await scraper.stop()
         with contextlib.suppress(FileNotFoundError):
             (state_dir / "node.pid").unlink()
 
@@ -181,12 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--xds", choices=["sotw", "delta"], default="sotw")
     p.add_argument("--verbosity", default="info")
+    p.add_argument("--prometheus", action="store_true", help="run Prometheus, scraping the mesh")
     args = p.parse_args(argv)
     logging_setup.setup(args.verbosity)
 
     async def run() -> None:
         task = asyncio.create_task(
-            serve(args.local.resolve(), args.state_dir.resolve(), args.xds, args.verbosity)
+            serve(
+                args.local.resolve(),
+                args.state_dir.resolve(),
+                args.xds,
+                args.verbosity,
+                with_prometheus=args.prometheus,
+            )
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

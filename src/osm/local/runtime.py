@@ -31,7 +31,7 @@ from osm.envoy.common import PORT_METRICS
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
 from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID, metrics_enabled
 from osm.injector.probes import rewrite_probes
-from osm.local import netops
+from osm.local import netops, prometheus
 from osm.local.bootstrap import renew_certificate, write_bootstrap
 from osm.local.envoybin import envoy_binary
 from osm.local.netplan import NODE_IP, Pool, cluster_ip, hosts_file, pod_env, pod_netns, service_nat_rules
@@ -131,6 +131,7 @@ class Runtime:
         xds: str = "sotw",
         xds_cert_validity: timedelta = XDS_CERT_VALIDITY,
         extra_status: Callable[[], dict[str, Any]] = dict,
+        prometheus_targets: Path | None = None,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -141,6 +142,8 @@ class Runtime:
         self.xds = xds
         self.xds_cert_validity = xds_cert_validity
         self.extra_status = extra_status
+        self.prometheus_targets = prometheus_targets  # the sidecars Prometheus scrapes (file_sd), if it runs
+        self._targets: list[dict[str, Any]] | None = None
         self.pods: dict[tuple[str, str], LocalPod] = {}
         self.pool = Pool()
         self._cluster_ips: dict[tuple[str, str], str] = {}
@@ -602,3 +605,8 @@ class Runtime:
         if self._objects_changed:
             self._objects_changed = False
             write_objects(self.state_dir, self.store.values())
+        if self.prometheus_targets is not None:
+            targets = prometheus.sidecar_targets(self.state(), self.status()["pods"])
+            if targets != self._targets:
+                self._targets = targets
+                prometheus.write_targets(self.prometheus_targets, targets)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,11 +68,19 @@ def cleanup(state_dir: Path) -> list[str]:
 
 
 def up(
-    manifests: Path, state_dir: Path, *, detach: bool, xds: str = "sotw", log_file: Path | None = None
+    manifests: Path,
+    state_dir: Path,
+    *,
+    detach: bool,
+    xds: str = "sotw",
+    log_file: Path | None = None,
+    prometheus: bool = False,
 ) -> int:
     if not manifests.is_dir():
         raise LocalError(f"{manifests} is not a directory")
     preflight.check(state_dir)
+    if prometheus and shutil.which("prometheus") is None:
+        raise LocalError("--prometheus: no `prometheus` on PATH (Debian: apt-get install prometheus)")
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o755)
     if node_pid(state_dir) is not None:
@@ -95,6 +104,7 @@ def up(
         str(state_dir.resolve()),
         "--xds",
         xds,
+        *(["--prometheus"] if prometheus else []),
     ]
     if detach:
         out = open(log_file or state_dir / "node.log", "ab")  # noqa: SIM115 (handed to the child)

@@ -19,12 +19,15 @@ from osm.testing.wait import wait_until
 
 
 class LocalMesh:
-    def __init__(self, manifests: Path, state_dir: Path | None = None, *, xds: str = "sotw") -> None:
+    def __init__(
+        self, manifests: Path, state_dir: Path | None = None, *, xds: str = "sotw", prometheus: bool = False
+    ) -> None:
         self.manifests = manifests
         # A directory uid 1500 (Envoy) can traverse: pytest's tmp_path is private to root.
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="osm-local-"))
         os.chmod(self.state_dir, 0o755)
         self.xds = xds
+        self.prometheus = prometheus
         self.sid = state_id(str(self.state_dir.resolve()))
 
     @property
@@ -32,7 +35,7 @@ class LocalMesh:
         return node_netns(self.sid)
 
     def up(self) -> LocalMesh:
-        up.up(self.manifests, self.state_dir, detach=True, xds=self.xds)
+        up.up(self.manifests, self.state_dir, detach=True, xds=self.xds, prometheus=self.prometheus)
         return self
 
     def down(self) -> list[str]:
