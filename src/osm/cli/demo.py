@@ -249,8 +249,9 @@ def demo_cmd(state_dir: Path, script: bool, manifests: Path | None) -> None:
     from osm.local.preflight import PreflightError
 
     work = prepare(state_dir, manifests or default_manifests())
+    with_prometheus = shutil.which("prometheus") is not None  # Debian's package, when installed
     try:
-        up.up(work, state_dir, detach=True)
+        up.up(work, state_dir, detach=True, prometheus=with_prometheus)
     except (up.LocalError, PreflightError) as e:
         raise click.ClickException(str(e)) from None
     try:
@@ -261,6 +262,8 @@ def demo_cmd(state_dir: Path, script: bool, manifests: Path | None) -> None:
         click.echo(
             "bookstore demo running; edit the manifests in " + str(work) + " and watch. Ctrl-C stops it."
         )
+        if with_prometheus:
+            click.echo("Prometheus scrapes it: `osm local status --output json` lists the endpoints")
         with contextlib.suppress(KeyboardInterrupt):
             dashboard(state_dir, work)
     finally:
