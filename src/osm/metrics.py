@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 MAX_SERIES = 20_000  # per family
 UPDATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 90.0)  # upstream's, seconds
@@ -43,6 +44,8 @@ class _Family:
         self.help = help
         self.labels = tuple(labels)
         self._registry = registry
+        self._series: dict[Labels, Any] = {}  # label values -> the series' state
+        self._lock = threading.Lock()
         registry.register(self)
 
     def _key(self, values: Sequence[str]) -> Labels:
@@ -64,6 +67,12 @@ class _Family:
 
     def forget(self, label: str, value: str) -> None:
         """Drop every series whose `label` is `value` (a proxy that went away)."""
+        if label not in self.labels:
+            return
+        i = self.labels.index(label)
+        with self._lock:
+            for key in [k for k in self._series if k[i] == value]:
+                del self._series[key]
 
     def lines(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -71,34 +80,21 @@ class _Family:
 
 
 class _Valued(_Family):
-    def __init__(self, registry: Registry, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(registry, name, help, labels)
-        self._values: dict[Labels, float] = {}
-        self._lock = threading.Lock()
-
     def _add(self, values: Sequence[str], by: float) -> None:
         if not self._registry.enabled:
             return
         key = self._key(values)
         with self._lock:
-            if self._admit(self._values, key):
-                self._values[key] = self._values.get(key, 0.0) + by
+            if self._admit(self._series, key):
+                self._series[key] = self._series.get(key, 0.0) + by
 
     def value(self, *values: str) -> float:
-        return self._values.get(self._key(values), 0.0)
-
-    def forget(self, label: str, value: str) -> None:
-        if label not in self.labels:
-            return
-        i = self.labels.index(label)
-        with self._lock:
-            for key in [k for k in self._values if k[i] == value]:
-                del self._values[key]
+        return float(self._series.get(self._key(values), 0.0))
 
     def lines(self) -> Iterable[str]:
         yield from super().lines()
         with self._lock:
-            items = sorted(self._values.items())
+            items = sorted(self._series.items())
         if not items and not self.labels:
             items = [((), 0.0)]
         for key, v in items:
@@ -122,8 +118,8 @@ class Gauge(_Valued):
             return
         key = self._key(values)
         with self._lock:
-            if self._admit(self._values, key):
-                self._values[key] = float(value)
+            if self._admit(self._series, key):
+                self._series[key] = float(value)
 
     def inc(self, *values: str, by: float = 1.0) -> None:
         self._add(values, by)
@@ -141,9 +137,7 @@ class Histogram(_Family):
         buckets: Sequence[float] = UPDATE_BUCKETS,
     ) -> None:
         super().__init__(registry, name, help, labels)
-        self.buckets = tuple(sorted(buckets))
-        self._series: dict[Labels, list[float]] = {}  # bucket counts..., +Inf count, sum
-        self._lock = threading.Lock()
+        self.buckets = tuple(sorted(buckets))  # a series: its bucket counts, the +Inf count, the sum
 
     def observe(self, value: float, *values: str) -> None:
         if not self._registry.enabled:
@@ -159,14 +153,6 @@ class Histogram(_Family):
     def count(self, *values: str) -> int:
         s = self._series.get(self._key(values))
         return 0 if s is None else int(sum(s[:-1]))
-
-    def forget(self, label: str, value: str) -> None:
-        if label not in self.labels:
-            return
-        i = self.labels.index(label)
-        with self._lock:
-            for key in [k for k in self._series if k[i] == value]:
-                del self._series[key]
 
     def lines(self) -> Iterable[str]:
         yield from super().lines()
