@@ -59,7 +59,7 @@ namespace_option = click.option(
 )
 
 
-def _run(kubeconfig: str | None, work: Callable[[KubeClient], Awaitable[T]]) -> T:
+def with_kube(kubeconfig: str | None, work: Callable[[KubeClient], Awaitable[T]]) -> T:
     async def main() -> T:
         try:
             kube = await KubeClient.connect(kubeconfig)
@@ -208,7 +208,7 @@ def install_cmd(
                 f"a mesh is already installed: {names}; one mesh per cluster unless --no-enforce-single-mesh"
             )
 
-    _run(kubeconfig, check)
+    with_kube(kubeconfig, check)
     cp = _helm(helm, helm_args("install", mesh_name, osm_namespace, chart, sets, timeout), kubeconfig)
     if cp.returncode != 0:
         raise click.ClickException(f"helm install failed:\n{cp.stderr.strip()}")
@@ -224,7 +224,7 @@ def install_cmd(
             await wait_rollout(kube, osm_namespace, seconds, lambda text: status.update(text))
 
         try:
-            _run(kubeconfig, rollout)
+            with_kube(kubeconfig, rollout)
         except TimeoutError as e:
             raise click.ClickException(
                 f"the control plane is {e}; see `kubectl get pods -n {osm_namespace}` and the pods' logs"
@@ -305,7 +305,7 @@ def uninstall_mesh_cmd(
         if delete_namespace:
             await delete(kube, NAMESPACES.path(name=osm_namespace), f"Namespace {osm_namespace}")
 
-    _run(kubeconfig, cleanup)
+    with_kube(kubeconfig, cleanup)
     click.echo(f"mesh {mesh_name!r} uninstalled" + (f"; deleted {', '.join(removed)}" if removed else ""))
 
 
@@ -352,7 +352,7 @@ def namespace_add(
             )
             click.echo(f"namespace [{ns}] successfully added to mesh [{mesh_name}]")
 
-    _run(kubeconfig, add)
+    with_kube(kubeconfig, add)
 
 
 @namespace_group.command("remove")
@@ -377,7 +377,7 @@ def namespace_remove(namespaces: tuple[str, ...], mesh_name: str, kubeconfig: st
             await _merge_patch(kube, NAMESPACES.path(name=ns), patch)
             click.echo(f"namespace [{ns}] successfully removed from mesh [{mesh_name}]")
 
-    _run(kubeconfig, remove)
+    with_kube(kubeconfig, remove)
 
 
 @namespace_group.command("ignore")
@@ -393,7 +393,7 @@ def namespace_ignore(namespaces: tuple[str, ...], kubeconfig: str | None) -> Non
             )
             click.echo(f"namespace [{ns}] is ignored by the mesh's webhooks")
 
-    _run(kubeconfig, ignore)
+    with_kube(kubeconfig, ignore)
 
 
 @namespace_group.command("list")
@@ -406,7 +406,7 @@ def namespace_list(mesh_name: str, kubeconfig: str | None) -> None:
         items, _ = await kube.list(NAMESPACES.path(), {"labelSelector": f"{LABEL_MONITORED_BY}={mesh_name}"})
         return items
 
-    items = _run(kubeconfig, listing)
+    items = with_kube(kubeconfig, listing)
     if not items:
         click.echo(f"no namespaces in mesh [{mesh_name}]")
         return
@@ -462,7 +462,7 @@ def _switch_metrics(namespaces: list[str], kubeconfig: str | None, on: bool) -> 
                 "annotated; sidecars started from now on serve /stats/prometheus on 15010)"
             )
 
-    _run(kubeconfig, switch)
+    with_kube(kubeconfig, switch)
 
 
 @metrics_group.command("enable")
@@ -490,7 +490,7 @@ def mesh_group() -> None:
 @kubeconfig_option
 def mesh_list(kubeconfig: str | None) -> None:
     """List the meshes installed in the cluster."""
-    meshes = _run(kubeconfig, existing_meshes)
+    meshes = with_kube(kubeconfig, existing_meshes)
     if not meshes:
         click.echo("no osm control planes found")
         return
@@ -507,7 +507,7 @@ def controller_version(kubeconfig: str | None, osm_namespace: str) -> str:
         return await kube.get(path)
 
     try:
-        doc = _run(kubeconfig, fetch)
+        doc = with_kube(kubeconfig, fetch)
     except click.ClickException as e:
         return f"unreachable ({e.message.splitlines()[0]})"
     return str(doc.get("version", "unknown"))

@@ -16,8 +16,11 @@ import click
 
 from osm import errcode
 from osm.catalog import MeshCatalog
+from osm.cli.cluster import with_kube
 from osm.envoy.explain import ExplainError, Explanation, explain
+from osm.k8s.client import KubeClient
 from osm.local import bugreport, netops
+from osm.local.up import read_status
 from osm.local.view import LocalView, ViewError
 from osm.local.workloads import nat_of
 
@@ -66,16 +69,42 @@ def proxy_group() -> None:
 @click.argument("pod")
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-f", "--file", "out", type=click.Path(dir_okay=False, path_type=Path), help="write it here")
+@click.option("--admin-port", default=15000, show_default=True, hidden=True, type=click.IntRange(1, 65535))
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="on Kubernetes: the cluster's")
 @STATE_DIR
-def proxy_get(query: str, pod: str, namespace: str, out: Path | None, state_dir: Path) -> None:
-    """Print QUERY (config_dump, clusters, listeners, routes, stats, certs, ready) of POD's sidecar."""
-    view = _view(state_dir)
-    try:
-        status, body = view.admin(namespace, pod, QUERIES[query])
-    except (ViewError, netops.NetError, OSError) as e:
-        raise click.ClickException(f"pod {namespace}/{pod}: {e}") from None
-    if status != 200:
-        raise click.ClickException(f"pod {namespace}/{pod}: the sidecar answered {status}: {body[:200]!r}")
+def proxy_get(
+    query: str,
+    pod: str,
+    namespace: str,
+    out: Path | None,
+    admin_port: int,
+    kubeconfig: str | None,
+    state_dir: Path,
+) -> None:
+    """Print QUERY (config_dump, clusters, listeners, routes, stats, certs, ready) of POD's sidecar: in
+    the local mesh on --state-dir when one runs there, else on Kubernetes (through the API server's pod
+    proxy to the sidecar's admin port)."""
+    path = QUERIES[query]
+    if read_status(state_dir) is not None:
+        view = _view(state_dir)
+        try:
+            status, body = view.admin(namespace, pod, path)
+        except (ViewError, netops.NetError, OSError) as e:
+            raise click.ClickException(f"pod {namespace}/{pod}: {e}") from None
+        if status != 200:
+            raise click.ClickException(
+                f"pod {namespace}/{pod}: the sidecar answered {status}: {body[:200]!r}"
+            )
+    else:
+        proxied = f"/api/v1/namespaces/{namespace}/pods/{pod}:{admin_port}/proxy{path}"
+
+        async def fetch(kube: KubeClient) -> bytes:
+            return await kube.get_bytes(proxied)
+
+        try:
+            body = with_kube(kubeconfig, fetch)
+        except click.ClickException as e:
+            raise click.ClickException(f"pod {namespace}/{pod}: {e.message}") from None
     if out is not None:
         out.write_bytes(body)
         click.echo(f"wrote {len(body)} bytes to {out}")

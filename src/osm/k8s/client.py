@@ -202,6 +202,15 @@ class KubeClient:
     async def get(self, path: str) -> Obj:
         return await self.request("GET", path)
 
+    async def get_bytes(self, path: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        """GET `path` as it is (not JSON: e.g. a pod's port through the API server's proxy), at most
+        `limit` bytes; ApiError unless 2xx."""
+        resp = await self._send("GET", path)
+        data = await self._read(resp, limit, f"GET {path}")
+        if not 200 <= resp.status <= 299:
+            raise _status_error(resp.status, data)
+        return data
+
     async def create(self, path: str, obj: Obj) -> Obj:
         return await self.request("POST", path, body=obj)
 

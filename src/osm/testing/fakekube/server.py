@@ -61,6 +61,7 @@ class Api:
         app.router.add_route(
             "*", "/api/v1/namespaces/{ns}/services/{svc}/proxy{path:(/.*)?}", self._service_proxy
         )
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{pod}/proxy{path:(/.*)?}", self._pod_proxy)
         app.router.add_route("*", "/api/{rest:.*}", self._resource)
         app.router.add_route("*", "/apis/{rest:.*}", self._resource)
         return app
@@ -89,6 +90,26 @@ class Api:
             return _error(e)
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             return _error(ApiError(503, "ServiceUnavailable", f"error trying to reach service: {e}"))
+
+    async def _pod_proxy(self, request: web.Request) -> web.Response:
+        """The pod proxy (`pods/[https:]NAME[:PORT]/proxy/PATH`), to the pod's status.podIP as the API
+        server does; 503 for a pod without an IP."""
+        ns, ref = request.match_info["ns"], request.match_info["pod"]
+        parts = ref.split(":")
+        scheme = "http"
+        if len(parts) > 1 and parts[0] in ("http", "https"):
+            scheme, parts = parts[0], parts[1:]
+        name, port = parts[0], (parts[1] if len(parts) > 1 else "80")
+        try:
+            pod = self.store.get(self.store.type_of("", "v1", "pods"), ns, name)
+            ip = (pod.get("status") or {}).get("podIP")
+            if not ip:
+                raise ApiError(503, "ServiceUnavailable", f'pod "{name}" has no IP')
+            return await _proxy_to(f"{ip}:{port}", scheme, request, request.match_info["path"])
+        except ApiError as e:
+            return _error(e)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            return _error(ApiError(503, "ServiceUnavailable", f"error trying to reach pod: {e}"))
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response(VERSION)
