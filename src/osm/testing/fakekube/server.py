@@ -72,12 +72,8 @@ class Api:
         """The service proxy (`services/[https:]NAME[:PORT]/proxy/PATH`), to where `services` says the
         Service is reachable ("ns/name:port", else "ns/name"); 503 as a real API server answers a
         Service without endpoints."""
-        ns, svc = request.match_info["ns"], request.match_info["svc"]
-        parts = svc.split(":")
-        scheme = "http"
-        if len(parts) > 1 and parts[0] in ("http", "https"):
-            scheme, parts = parts[0], parts[1:]
-        name, port = parts[0], (parts[1] if len(parts) > 1 else "")
+        ns = request.match_info["ns"]
+        scheme, name, port = _proxy_ref(request.match_info["svc"], "")
         services = self.webhooks.services
         where = services.get(f"{ns}/{name}:{port}") if port else None
         where = where or services.get(f"{ns}/{name}")
@@ -94,12 +90,8 @@ class Api:
     async def _pod_proxy(self, request: web.Request) -> web.Response:
         """The pod proxy (`pods/[https:]NAME[:PORT]/proxy/PATH`), to the pod's status.podIP as the API
         server does; 503 for a pod without an IP."""
-        ns, ref = request.match_info["ns"], request.match_info["pod"]
-        parts = ref.split(":")
-        scheme = "http"
-        if len(parts) > 1 and parts[0] in ("http", "https"):
-            scheme, parts = parts[0], parts[1:]
-        name, port = parts[0], (parts[1] if len(parts) > 1 else "80")
+        ns = request.match_info["ns"]
+        scheme, name, port = _proxy_ref(request.match_info["pod"], "80")
         try:
             pod = self.store.get(self.store.type_of("", "v1", "pods"), ns, name)
             ip = (pod.get("status") or {}).get("podIP")
@@ -491,6 +483,15 @@ def _line(event: Obj) -> bytes:
     return (json.dumps(event) + "\n").encode()
 
 
+def _proxy_ref(ref: str, default_port: str) -> tuple[str, str, str]:
+    """(scheme, name, port) of a proxy path's `[https:]NAME[:PORT]`."""
+    parts = ref.split(":")
+    scheme = "http"
+    if len(parts) > 1 and parts[0] in ("http", "https"):
+        scheme, parts = parts[0], parts[1:]
+    return scheme, parts[0], parts[1] if len(parts) > 1 else default_port
+
+
 async def _proxy_to(where: str, scheme: str, request: web.Request, path: str) -> web.Response:
     url = f"{scheme}://{where}{path or '/'}"
     body = await request.read()
@@ -499,7 +500,12 @@ async def _proxy_to(where: str, scheme: str, request: web.Request, path: str) ->
         aiohttp.ClientSession(timeout=timeout) as session,
         session.request(request.method, url, params=request.query, data=body or None, ssl=False) as resp,
     ):
-        content = await resp.content.read(MAX_PROXIED + 1)
+        content = b""
+        while len(content) <= MAX_PROXIED:  # one read returns what has arrived, not the whole answer
+            more = await resp.content.read(MAX_PROXIED + 1 - len(content))
+            if not more:
+                break
+            content += more
         if len(content) > MAX_PROXIED:
             raise ApiError(502, "BadGateway", f"the answer of {url} is over {MAX_PROXIED} bytes")
         return web.Response(body=content, status=resp.status, content_type=resp.content_type or "text/plain")
