@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from osm.apis.meshconfig import IngressGatewayCertSpec
 from osm.certificate import ingressgateway
 from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.certificate.tresor import TresorCA
@@ -155,8 +154,6 @@ class Runtime:
         self.ready = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
         self._gateway_dir: Path | None = None
-        self._gateway_spec: IngressGatewayCertSpec | None = None
-        self._gateway_due = 0.0  # monotonic time of the next check (inf: nothing to keep)
         self._gateway_timer: asyncio.TimerHandle | None = None
         store.add_mutator(self._admit)
         store.subscribe(self._changed)
@@ -285,19 +282,16 @@ class Runtime:
     # ---- the ingress gateway's certificate: the Secret MeshConfig names, as files under the state dir
 
     def _sync_ingress_gateway(self, state: MeshState) -> None:
-        """Checked when the MeshConfig's spec changes, and again when a third of the lifetime is left
-        (or a minute has passed); not on every reconcile (it reads the CA and the files)."""
         spec = state.mesh_config.certificate.ingress_gateway
-        if spec == self._gateway_spec and time.monotonic() < self._gateway_due:
-            return
-        self._gateway_spec = spec
         where = None if spec is None else secret_dir(self.state_dir, spec.secret_namespace, spec.secret_name)
         if self._gateway_dir is not None and self._gateway_dir != where:
             shutil.rmtree(self._gateway_dir, ignore_errors=True)
             self.event(f"ingress gateway certificate removed from {self._gateway_dir}")
         self._gateway_dir = where
+        if self._gateway_timer is not None:
+            self._gateway_timer.cancel()
+            self._gateway_timer = None
         if spec is None or where is None:
-            self._gateway_due = float("inf")
             return
         now = datetime.now(UTC)
         ca = TresorCA.load_or_create(self.state_dir, now=now)
@@ -316,11 +310,9 @@ class Runtime:
                 f"{spec.secret_namespace}/{spec.secret_name} ({where}): {why}"
             )
         # look again when a third of the lifetime is left (or in a minute, whichever is sooner)
-        wait = min(60.0, spec.validity_duration / 3)
-        self._gateway_due = time.monotonic() + wait
-        if self._gateway_timer is not None:
-            self._gateway_timer.cancel()
-        self._gateway_timer = asyncio.get_running_loop().call_later(wait, self.poke)
+        self._gateway_timer = asyncio.get_running_loop().call_later(
+            min(60.0, spec.validity_duration / 3), self.poke
+        )
 
     # ---- services: NAT in the node namespace, hosts files in every pod
 
@@ -606,16 +598,15 @@ class Runtime:
         }
 
     def write_status(self) -> None:
-        status = self.status()
         path = self.state_dir / "status.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
+        tmp.write_text(json.dumps(self.status(), indent=1))
         os.replace(tmp, path)
         if self._objects_changed:
             self._objects_changed = False
             write_objects(self.state_dir, self.store.values())
         if self.prometheus_targets is not None:
-            targets = prometheus.sidecar_targets(self.state(), status["pods"])
+            targets = prometheus.sidecar_targets(self.state(), self.status()["pods"])
             if targets != self._targets:
                 self._targets = targets
                 prometheus.write_targets(self.prometheus_targets, targets)
