@@ -189,20 +189,30 @@ def http_get_in_netns(
     https: bool = False,
     headers: Sequence[tuple[str, str]] = (),
 ) -> int:
-    """Status of GET http(s)://<host>:<port><path> made inside `netns` (only the status line is read); 0
-    when there is no answer. HTTPS does not verify the server's certificate (as the kubelet's probes do
-    not)."""
+    """Status of GET http(s)://<host>:<port><path> made inside `netns`; 0 when there is no answer.
+    HTTPS does not verify the server's certificate (as the kubelet's probes do not)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Connection: close\r\n\r\n".encode()
     try:
-        status, _ = http_fetch_in_netns(
-            netns, port, path, host=host, https=https, headers=headers, timeout=timeout, head_only=True
-        )
+        with connect_in_netns(netns, host, port, timeout) as raw:
+            raw.settimeout(timeout)
+            if https:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                with ctx.wrap_socket(raw, server_hostname=None) as s:
+                    s.sendall(request)
+                    head = s.recv(64)
+            else:
+                raw.sendall(request)
+                head = raw.recv(64)
     except (OSError, NetError, TimeoutError):
         return 0
-    return status
+    parts = head.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
 MAX_FETCH_BYTES = 64 * 1024 * 1024
-HEAD_BYTES = 64  # enough for a status line
 
 
 def http_fetch_in_netns(
@@ -212,44 +222,28 @@ def http_fetch_in_netns(
     *,
     host: str = "127.0.0.1",
     host_header: str = "",
-    https: bool = False,
-    headers: Sequence[tuple[str, str]] = (),
     timeout: float = 10.0,
-    head_only: bool = False,
 ) -> tuple[int, bytes]:
-    """(status, body) of GET http(s)://<host>:<port><path> made inside `netns` (the connection closed
-    after it), at most MAX_FETCH_BYTES of it; with `head_only`, the status from the first bytes alone
-    (and no body). HTTPS does not verify the server's certificate."""
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    """(status, body) of GET http://<host>:<port><path> made inside `netns` (the connection closed after
+    it), at most MAX_FETCH_BYTES of it."""
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header or host}:{port}\r\n{extra}Connection: close\r\n\r\n"
-    ).encode()
+        f"GET {path} HTTP/1.1\r\nHost: {host_header or host}:{port}\r\nConnection: close\r\n\r\n".encode()
+    )
     chunks: list[bytes] = []
     size = 0
-    with connect_in_netns(netns, host, port, timeout) as raw:
-        raw.settimeout(timeout)
-        s = raw
-        if https:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            s = ctx.wrap_socket(raw, server_hostname=None)
-        with s:
-            s.sendall(request)
-            while chunk := s.recv(HEAD_BYTES if head_only else 65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if head_only:
-                    break
-                if size > MAX_FETCH_BYTES:
-                    raise NetError(f"the answer to GET {path} exceeds {MAX_FETCH_BYTES} bytes")
-    raw_answer = b"".join(chunks)
-    head, _, body = raw_answer.partition(b"\r\n\r\n")
+    with connect_in_netns(netns, host, port, timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(request)
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FETCH_BYTES:
+                raise NetError(f"the answer to GET {path} exceeds {MAX_FETCH_BYTES} bytes")
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
     parts = head.split(b" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
         raise NetError(f"GET {path}: not an HTTP answer")
-    if head_only:
-        return int(parts[1]), b""
     if b"\r\ntransfer-encoding: chunked" in head.lower():
         body = dechunk(body)
     return int(parts[1]), body
