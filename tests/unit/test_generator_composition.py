@@ -13,17 +13,21 @@ from dataclasses import replace
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.trace.v3 import zipkin_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToDict
-from tests.golden.scenarios import FAKE_CERT, scenario_and_standard_meshes
+from tests.golden.scenarios import FAKE_CERT, load_state, scenario_and_standard_meshes
 from xds.type.matcher.v3 import ip_pb2
 
 from osm.catalog import MeshCatalog
 from osm.envoy.cds import clusters
+from osm.envoy.common import TRACING_CLUSTER
 from osm.envoy.generator import ConfigGenerator
 from osm.envoy.lds import outbound
+from osm.envoy.lds.hcm import HCM_FILTER
 from osm.envoy.types import TYPE_CLUSTER, TYPE_LISTENER
-from osm.models.trafficpolicy import ProxyPolicy
+from osm.models.trafficpolicy import ProxyPolicy, Tracing
 from osm.state.snapshot import MeshState
 from osm.testing.mesh import build
 
@@ -133,3 +137,54 @@ def test_an_http_upstream_comes_and_goes_in_the_chain_matcher_alone() -> None:
     ips, left = by_ip(a, port), by_ip(b, port)
     assert set(ips) - set(left) == set(first.addresses)
     assert ips[first.addresses[0]] == f"outbound-mesh-http.{port}"
+
+
+TRACING = Tracing("jaeger.osm-system.svc.cluster.local", 9411, "/api/v2/spans", 50.0)
+
+
+def hcms(listener: listener_pb2.Listener) -> list[hcm_pb2.HttpConnectionManager]:
+    out = []
+    for chain in listener.filter_chains:
+        for f in chain.filters:
+            if f.name == HCM_FILTER:
+                out.append(hcm_pb2.HttpConnectionManager.FromString(f.typed_config.value))
+    return out
+
+
+@pytest.mark.parametrize("name", ["egress", "ingress_backend", "split", "smi_http"])
+def test_tracing_reaches_every_http_connection_manager_and_adds_the_collector_cluster(name: str) -> None:
+    state = load_state(name)
+    catalog, gen = MeshCatalog(state), ConfigGenerator()
+    traced = 0
+    for pod in state.pods.values():
+        if not state.is_monitored(pod.meta.namespace):
+            continue
+        plain = catalog.proxy_policy(catalog.group_for_pod(pod))
+        assert plain.tracing is None
+        res = gen.resources(replace(plain, tracing=TRACING), FAKE_CERT)
+        untraced = gen.resources(plain, FAKE_CERT)
+        assert TRACING_CLUSTER not in untraced.get(TYPE_CLUSTER)
+        cluster = cluster_pb2.Cluster.FromString(body(res.get(TYPE_CLUSTER)[TRACING_CLUSTER].any_bytes))
+        address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address
+        assert (cluster.type, address.address, address.port_value) == (
+            cluster_pb2.Cluster.LOGICAL_DNS,
+            TRACING.address,
+            TRACING.port,
+        )
+        for lname, listener in res.get(TYPE_LISTENER).items():
+            msg = listener_pb2.Listener.FromString(body(listener.any_bytes))
+            plain_msg = listener_pb2.Listener.FromString(body(untraced.get(TYPE_LISTENER)[lname].any_bytes))
+            for h in hcms(msg):
+                assert h.generate_request_id.value is True
+                assert h.tracing.random_sampling.value == 50.0
+                assert h.tracing.provider.name == "envoy.tracers.zipkin"
+                z = zipkin_pb2.ZipkinConfig.FromString(h.tracing.provider.typed_config.value)
+                assert (z.collector_cluster, z.collector_endpoint) == (TRACING_CLUSTER, "/api/v2/spans")
+                assert z.collector_endpoint_version == zipkin_pb2.ZipkinConfig.HTTP_JSON
+                traced += 1
+            assert all(not h.HasField("tracing") for h in hcms(plain_msg))
+            if lname == outbound.OUTBOUND_LISTENER:
+                # composed from parts, it equals the listener built as one message
+                built = outbound.outbound_listener(plain.outbound, TRACING)
+                assert msg == built
+    assert traced > 0

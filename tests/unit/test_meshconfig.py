@@ -4,6 +4,7 @@ import pytest
 
 from osm.apis.meshconfig import MeshConfig
 from osm.models.errors import ValidationError
+from osm.models.trafficpolicy import Tracing
 
 
 def mesh_config(**spec: dict) -> dict:
@@ -186,6 +187,31 @@ def test_resync_interval_off_or_at_least_30s(resync, seconds):
             "spec.certificate.ingressGateway.secret.namespace",
             "RFC 1123 label",
         ),
+        (
+            {"observability": {"tracing": {"enable": True, "address": "not a host!"}}},
+            "spec.observability.tracing.address",
+            "neither a DNS name nor an IP address",
+        ),
+        (
+            {"observability": {"tracing": {"enable": True, "endpoint": "api/v2/spans"}}},
+            "spec.observability.tracing.endpoint",
+            "is not a URL path",
+        ),
+        (
+            {"observability": {"tracing": {"enable": True, "port": 0}}},
+            "spec.observability.tracing.port",
+            "must be >= 1",
+        ),
+        (
+            {"observability": {"tracing": {"enable": True, "sampling": 100.5}}},
+            "spec.observability.tracing.sampling",
+            "between 0 and 100",
+        ),
+        (
+            {"observability": {"tracing": {"enable": True, "sampling": "all"}}},
+            "spec.observability.tracing.sampling",
+            "between 0 and 100",
+        ),
     ],
 )
 def test_rejections(spec, field, reason):
@@ -254,3 +280,27 @@ def test_the_ingress_gateway_certificate_names_its_secret():
         "ingress-gateway-cert",
     )
     assert MeshConfig.from_k8s(mesh_config()).certificate.ingress_gateway is None
+
+
+def test_tracing_is_off_unless_enabled_and_takes_upstreams_defaults():
+    assert MeshConfig.from_k8s(mesh_config()).observability.tracing is None
+    off = mesh_config(observability={"tracing": {"enable": False, "address": "zipkin.example"}})
+    assert MeshConfig.from_k8s(off).observability.tracing is None
+    on = MeshConfig.from_k8s(mesh_config(observability={"tracing": {"enable": True, "address": ""}}))
+    assert on.observability.tracing == Tracing(
+        "jaeger.osm-system.svc.cluster.local", 9411, "/api/v2/spans", 100.0
+    )
+    custom = MeshConfig.from_k8s(
+        mesh_config(
+            observability={
+                "tracing": {
+                    "enable": True,
+                    "address": "10.0.0.7",
+                    "port": 9412,
+                    "endpoint": "/zipkin/spans",
+                    "sampling": 12.5,
+                }
+            }
+        )
+    )
+    assert custom.observability.tracing == Tracing("10.0.0.7", 9412, "/zipkin/spans", 12.5)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from osm.models.fields import Doc, parse_duration
 from osm.models.k8s import ObjectMeta
+from osm.models.trafficpolicy import Tracing
 
 CONFIG_API = "config.openservicemesh.io/v1alpha2"
 MESH_CONFIG_NAME = "osm-mesh-config"
@@ -76,6 +77,7 @@ class CertificateSpec:
 class ObservabilitySpec:
     osm_log_level: str = "info"
     enable_debug_server: bool = False
+    tracing: Tracing | None = None  # None: tracing off
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,27 @@ class MeshConfig:
                 secret_namespace=_name(secret, "namespace"),
             )
 
+        def tracing(o: Doc) -> Tracing | None:
+            t = o.obj("tracing")
+            if not t.bool("enable"):
+                return None
+            address = t.str("address") or f"jaeger.{meta.namespace}.svc.cluster.local"
+            if not _is_host(address):
+                raise t.error("address", f"{address[:64]!r} is neither a DNS name nor an IP address")
+            endpoint = t.str("endpoint") or "/api/v2/spans"
+            if not endpoint.startswith("/") or len(endpoint) > 256 or any(c.isspace() for c in endpoint):
+                raise t.error("endpoint", f"{endpoint[:64]!r} is not a URL path (it starts with /)")
+            sampling = t.raw("sampling")
+            if sampling is None:
+                sampling = 100.0
+            if (
+                isinstance(sampling, bool)
+                or not isinstance(sampling, int | float)
+                or not 0 <= sampling <= 100
+            ):
+                raise t.error("sampling", f"must be a percentage between 0 and 100, got {sampling!r}")
+            return Tracing(address, t.int("port", 9411, lo=1, hi=65535), endpoint, float(sampling))
+
         def cidrs(d: Doc, key: str) -> tuple[str, ...]:
             out = []
             for i, v in enumerate(d.strs(key)):
@@ -226,6 +249,7 @@ class MeshConfig:
             observability=ObservabilitySpec(
                 osm_log_level=enum(o, "osmLogLevel", "info", OSM_LOG_LEVELS),
                 enable_debug_server=o.bool("enableDebugServer"),
+                tracing=tracing(o),
             ),
             feature_flags=FeatureFlags(
                 enable_wasm_stats=f.bool("enableWASMStats"),
@@ -276,7 +300,13 @@ SPEC_FIELDS: Fields = {
     "observability": {
         "osmLogLevel": None,
         "enableDebugServer": None,
-        "tracing": {"enable": None, "address": None, "port": None, "endpoint": None},
+        "tracing": {
+            "enable": None,
+            "address": None,
+            "port": None,
+            "endpoint": None,
+            "sampling": None,  # ours, not upstream's: percent of requests traced
+        },
     },
     "certificate": {
         "serviceCertValidityDuration": None,
@@ -316,6 +346,14 @@ PYTHON_LOG_LEVELS = {
     "panic": 50,
     "disabled": 60,
 }
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return len(value) <= 253 and _DNS_NAME.fullmatch(value) is not None
 
 
 def _name(d: Doc, key: str, *, subdomain: bool = False) -> str:

@@ -127,6 +127,7 @@ class MeshCatalog:
             tls=TLSSettings(side.tls_min_protocol_version, side.tls_max_protocol_version),
             inbound=self.inbound_policy(group),
             outbound=self.outbound_policy(group.identity),
+            tracing=self.state.mesh_config.observability.tracing,
         )
 
     # ---- SMI indexes

@@ -16,7 +16,7 @@ from typing import Any
 
 from osm.envoy import wire
 from osm.envoy.cds import clusters
-from osm.envoy.common import PASSTHROUGH_CLUSTER
+from osm.envoy.common import PASSTHROUGH_CLUSTER, TRACING_CLUSTER
 from osm.envoy.eds import cla
 from osm.envoy.lds import inbound, outbound
 from osm.envoy.rds import routes
@@ -42,6 +42,7 @@ from osm.models.trafficpolicy import (
     OutboundPolicy,
     ProxyPolicy,
     TLSSettings,
+    Tracing,
     Upstream,
     UpstreamCluster,
     UpstreamSettings,
@@ -173,18 +174,29 @@ class ConfigGenerator:
                     clusters.passthrough_cluster,
                 )
             )
+        tracing = policy.tracing
+        if tracing is not None:
+            out.append(
+                get(
+                    ("cds-tracing", tracing),
+                    TYPE_CLUSTER,
+                    TRACING_CLUSTER,
+                    partial(clusters.tracing_cluster, tracing),
+                )
+            )
         # LDS
         out.append(
             self._part(
-                ("lds-out", ob.upstreams, ob.egress, ob.egress_ports), partial(self._outbound_listener, ob)
+                ("lds-out", ob.upstreams, ob.egress, ob.egress_ports, tracing),
+                partial(self._outbound_listener, ob, tracing),
             )
         )
         out.append(
             get(
-                ("lds-in", ib, tls, td),
+                ("lds-in", ib, tls, td, tracing),
                 TYPE_LISTENER,
                 inbound.INBOUND_LISTENER,
-                partial(inbound.inbound_listener, ib, tls, td),
+                partial(inbound.inbound_listener, ib, tls, td, tracing),
             )
         )
         # RDS
@@ -265,7 +277,7 @@ class ConfigGenerator:
         )
         return [r for r in out if r is not None], shared
 
-    def _outbound_listener(self, ob: OutboundPolicy) -> Resource | None:
+    def _outbound_listener(self, ob: OutboundPolicy, tracing: Tracing | None) -> Resource | None:
         """outbound_listener's bytes, composed from a shared shell, the filter chains and the matcher's
         per-address entries.
 
@@ -273,7 +285,7 @@ class ConfigGenerator:
         proxy's listener. Repeated fields may be concatenated in any order relative to other fields.
         """
         if ob.egress_ports:  # an identity with Egress policies: built as a message
-            built: Any = outbound.outbound_listener(ob)  # never None with egress ports
+            built: Any = outbound.outbound_listener(ob, tracing)  # never None with egress ports
             body = built.SerializeToString(deterministic=True)
             return Resource.from_body(TYPE_LISTENER, outbound.OUTBOUND_LISTENER, body)
         chains = outbound.chain_addresses(ob.upstreams)
@@ -285,11 +297,11 @@ class ConfigGenerator:
         )
         body = [shell]
         for _, up in outbound.filter_chains(chains):
-            key = ("lds-out-http", up.service.port) if outbound.is_http(up) else None
+            key = ("lds-out-http", up.service.port, tracing) if outbound.is_http(up) else None
             body.append(
                 self._part(
                     key or ("lds-out-tcp", up.service, up.clusters),
-                    partial(_field, outbound.FILTER_CHAINS_FIELD, outbound.build_filter_chain, up),
+                    partial(_field, outbound.FILTER_CHAINS_FIELD, outbound.build_filter_chain, up, tracing),
                 )
             )
         if chains:

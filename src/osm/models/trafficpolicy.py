@@ -246,6 +246,16 @@ class TLSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Tracing:
+    """Where the sidecars send Zipkin spans (MeshConfig observability.tracing, when enabled)."""
+
+    address: str  # a DNS name or an IP
+    port: int
+    endpoint: str  # the collector's path, e.g. /api/v2/spans
+    sampling: float = 100.0  # percent of requests traced
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyPolicy:
     """Everything the generators need for one proxy group (identity + the services its pod backs)."""
 
@@ -254,3 +264,4 @@ class ProxyPolicy:
     tls: TLSSettings
     inbound: InboundPolicy
     outbound: OutboundPolicy
+    tracing: Tracing | None = None

@@ -19,6 +19,7 @@ from osm.envoy import wire
 from osm.envoy.common import (
     ALPN_MESH,
     PASSTHROUGH_CLUSTER,
+    TRACING_CLUSTER,
     ads_source,
     pack,
     sds_ref,
@@ -33,6 +34,7 @@ from osm.models.trafficpolicy import (
     ConnectionSettings,
     OutlierDetection,
     TLSSettings,
+    Tracing,
     UpstreamCluster,
     UpstreamSettings,
 )
@@ -196,6 +198,35 @@ def egress_cluster(host: str, port: int) -> Any:
                     lb_endpoints=[
                         endpoint_components_pb2.LbEndpoint(
                             endpoint=endpoint_components_pb2.Endpoint(address=socket_address(host, port))
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def tracing_cluster(tracing: Tracing) -> Any:
+    """`envoy-tracing-cluster`: the Zipkin collector, its name resolved as egress hosts' are."""
+    return cluster_pb2.Cluster(
+        name=TRACING_CLUSTER,
+        type=cluster_pb2.Cluster.LOGICAL_DNS,
+        typed_dns_resolver_config=TypedExtensionConfig(
+            name="envoy.network.dns_resolver.getaddrinfo",
+            typed_config=pack(getaddrinfo_dns_resolver_pb2.GetAddrInfoDnsResolverConfig()),
+        ),
+        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
+        connect_timeout=_CONNECT_TIMEOUT,
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=TRACING_CLUSTER,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=socket_address(tracing.address, tracing.port)
+                            )
                         )
                     ]
                 )

@@ -35,6 +35,7 @@ from osm.models.trafficpolicy import (
     IngressRoute,
     NetworkRBACPolicy,
     TLSSettings,
+    Tracing,
 )
 
 INBOUND_LISTENER = "inbound-listener"
@@ -56,7 +57,13 @@ def downstream_tls(identity: ServiceIdentity, tls: TLSSettings, *, require_clien
     return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=pack(ctx))
 
 
-def filter_chain(svc: InboundService, policy: InboundPolicy, tls: TLSSettings, trust_domain: str) -> Any:
+def filter_chain(
+    svc: InboundService,
+    policy: InboundPolicy,
+    tls: TLSSettings,
+    trust_domain: str,
+    tracing: Tracing | None = None,
+) -> Any:
     ms = svc.service
     prefix = f"inbound_{ms.namespace}/{ms.name}_{ms.target_port}"
     filters = []
@@ -68,7 +75,9 @@ def filter_chain(svc: InboundService, policy: InboundPolicy, tls: TLSSettings, t
         http_filters = [http_rbac_filter()]
         if svc.http_rate_limited:
             http_filters.append(ratelimit.http_filter(prefix))
-        filters.append(hcm_filter(inbound_name(ms.target_port), http_filters, forward_client_cert=True))
+        filters.append(
+            hcm_filter(inbound_name(ms.target_port), http_filters, forward_client_cert=True, tracing=tracing)
+        )
     else:
         filters.append(
             tcp_proxy_filter(
@@ -88,7 +97,9 @@ def filter_chain(svc: InboundService, policy: InboundPolicy, tls: TLSSettings, t
     )
 
 
-def ingress_filter_chain(route: IngressRoute, policy: InboundPolicy, tls: TLSSettings) -> Any:
+def ingress_filter_chain(
+    route: IngressRoute, policy: InboundPolicy, tls: TLSSettings, tracing: Tracing | None = None
+) -> Any:
     """`ingress_<ns>/<svc>_<port>_<protocol>`: from the IngressBackend's sources only; plaintext HTTP, or
     HTTPS terminated with the service's certificate (client certificates checked against the mesh CA
     and the allowed principals, unless validation is skipped)."""
@@ -110,7 +121,9 @@ def ingress_filter_chain(route: IngressRoute, policy: InboundPolicy, tls: TLSSet
     else:
         match.transport_protocol = "raw_buffer"
     filters.append(
-        hcm_filter(ingress_name(ms.target_port), [], forward_client_cert=route.protocol == "https")
+        hcm_filter(
+            ingress_name(ms.target_port), [], forward_client_cert=route.protocol == "https", tracing=tracing
+        )
     )
     chain = lc.FilterChain(name=name, filter_chain_match=match, filters=filters)
     if socket is not None:
@@ -125,7 +138,9 @@ def cidr_range(cidr: str) -> Any:
     )
 
 
-def inbound_listener(policy: InboundPolicy, tls: TLSSettings, trust_domain: str) -> Any | None:
+def inbound_listener(
+    policy: InboundPolicy, tls: TLSSettings, trust_domain: str, tracing: Tracing | None = None
+) -> Any | None:
     if not policy.services:
         return None
     return listener_pb2.Listener(
@@ -140,8 +155,8 @@ def inbound_listener(policy: InboundPolicy, tls: TLSSettings, trust_domain: str)
             original_dst_filter(),
         ],
         filter_chains=[
-            *(filter_chain(s, policy, tls, trust_domain) for s in policy.services),
-            *(ingress_filter_chain(r, policy, tls) for r in policy.ingress),
+            *(filter_chain(s, policy, tls, trust_domain, tracing) for s in policy.services),
+            *(ingress_filter_chain(r, policy, tls, tracing) for r in policy.ingress),
         ],
         access_log=[stdout_access_log()],
     )

@@ -26,7 +26,7 @@ from osm.envoy import wire
 from osm.envoy.common import PASSTHROUGH_CLUSTER, PORT_OUTBOUND, pack, socket_address, stdout_access_log
 from osm.envoy.lds.hcm import hcm_filter
 from osm.envoy.rds.routes import egress_name, outbound_name
-from osm.models.trafficpolicy import EgressPort, OutboundPolicy, Upstream, WeightedCluster
+from osm.models.trafficpolicy import EgressPort, OutboundPolicy, Tracing, Upstream, WeightedCluster
 
 OUTBOUND_LISTENER = "outbound-listener"
 EGRESS_CHAIN = "outbound-egress-filter-chain"
@@ -100,9 +100,11 @@ def chain_name(up: Upstream) -> str:
     return http_chain_name(up.service.port) if is_http(up) else up.service.outbound_chain_name
 
 
-def http_filter_chain(port: int) -> Any:
+def http_filter_chain(port: int, tracing: Tracing | None = None) -> Any:
     """The chain of every HTTP and gRPC upstream on `port`."""
-    return lc.FilterChain(name=http_chain_name(port), filters=[hcm_filter(outbound_name(port), [])])
+    return lc.FilterChain(
+        name=http_chain_name(port), filters=[hcm_filter(outbound_name(port), [], tracing=tracing)]
+    )
 
 
 def tcp_filter_chain(up: Upstream) -> Any:
@@ -120,8 +122,8 @@ def filter_chains(chains: Iterable[tuple[Upstream, tuple[str, ...]]]) -> list[tu
     return list(out.items())
 
 
-def build_filter_chain(up: Upstream) -> Any:
-    return http_filter_chain(up.service.port) if is_http(up) else tcp_filter_chain(up)
+def build_filter_chain(up: Upstream, tracing: Tracing | None = None) -> Any:
+    return http_filter_chain(up.service.port, tracing) if is_http(up) else tcp_filter_chain(up)
 
 
 # ---- the filter chain matcher: destination port (exact), then destination IP (an IP range matcher whose
@@ -204,12 +206,12 @@ def _network(cidr: str) -> Any:
     )
 
 
-def egress_filter_chain(eg: EgressPort) -> Any:
+def egress_filter_chain(eg: EgressPort, tracing: Tracing | None = None) -> Any:
     """An egress port's chain: HTTP routed by host (`rds-egress.<port>`); HTTPS to the original
     destination when the SNI is an allowed host; TCP to the original destination."""
     stat_prefix = f"outbound-egress-{eg.protocol}.{eg.port}"
     if eg.protocol == "http":
-        filters = [hcm_filter(egress_name(eg.port), [])]
+        filters = [hcm_filter(egress_name(eg.port), [], tracing=tracing)]
     elif eg.protocol == "https":
         filters = [sni_filter(eg, stat_prefix), tcp_proxy_filter(stat_prefix, PASSTHROUGH_CLUSTER)]
     else:
@@ -295,7 +297,7 @@ def sni_inspector(ports: Iterable[int]) -> Any:
     )
 
 
-def outbound_listener(policy: OutboundPolicy) -> Any | None:
+def outbound_listener(policy: OutboundPolicy, tracing: Tracing | None = None) -> Any | None:
     """The outbound listener built as a message (the generator composes the same bytes from parts, but
     for identities with Egress policies)."""
     chains = chain_addresses(policy.upstreams)
@@ -305,8 +307,8 @@ def outbound_listener(policy: OutboundPolicy) -> Any | None:
     https_ports = [e.port for e in policy.egress_ports if e.protocol == "https"]
     if https_ports:
         listener.listener_filters.append(sni_inspector(https_ports))
-    listener.filter_chains.extend(build_filter_chain(up) for _, up in filter_chains(chains))
-    listener.filter_chains.extend(egress_filter_chain(e) for e in policy.egress_ports)
+    listener.filter_chains.extend(build_filter_chain(up, tracing) for _, up in filter_chains(chains))
+    listener.filter_chains.extend(egress_filter_chain(e, tracing) for e in policy.egress_ports)
     if chains or policy.egress_ports:
         listener.filter_chain_matcher.CopyFrom(chain_matcher(chains, policy.egress_ports))
     return listener

@@ -1,0 +1,162 @@
+"""Tracing and access logs through two real sidecars on the local runtime.
+
+A Zipkin-compatible collector (`osm.testing.zipkin`) runs as a pod outside the mesh, behind the Service
+tracing/jaeger. With MeshConfig `observability.tracing` pointing at it, one request from the client to
+the server crosses two sidecars, and the collector receives a span from each (the client's sidecar's
+CLIENT span and the server's sidecar's SERVER span, in one trace, both tagged with the request's
+x-request-id). Turned off in the MeshConfig, the sidecars stop sending spans, without a restart.
+
+Every sidecar also logs each request as one JSON line with upstream's access-log fields: the same
+request appears in the client's log (outbound, to the server's cluster) and the server's (inbound).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osm.envoy.common import ACCESS_LOG_FIELDS
+from osm.testing.localmesh import LocalMesh
+from tests.e2e.conftest import (
+    HTTP_200,
+    client_server,
+    mesh_config,
+    namespace,
+    service_of,
+    small_mesh,
+    yaml_docs,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
+
+ZIPKIN_FLUSH = 5  # seconds: Envoy's Zipkin tracer sends its spans at least this often
+URL = "http://server.server:8080/traced"
+COLLECTOR = "http://jaeger.tracing.svc.cluster.local:9411"
+TRACING = {
+    "enable": True,
+    "address": "jaeger.tracing.svc.cluster.local",
+    "port": 9411,
+    "endpoint": "/api/v2/spans",
+}
+
+
+def manifests(tracing: bool) -> str:
+    collector = yaml_docs(
+        namespace("tracing", meshed=False),
+        service_of("tracing", "jaeger", {"app": "jaeger"}, 9411, "", "http"),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "jaeger", "namespace": "tracing", "labels": {"app": "jaeger"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "collector",
+                        "command": ["python3", "-m", "osm.testing.zipkin", "--host", "0.0.0.0"],
+                        "ports": [{"containerPort": 9411}],
+                    }
+                ]
+            },
+        },
+    )
+    spec = {
+        "traffic": {"enablePermissiveTrafficPolicyMode": True},
+        "observability": {"tracing": {**TRACING, "enable": tracing}},
+    }
+    return "---\n".join([mesh_config(**spec), collector, client_server(HTTP_200)])
+
+
+@pytest.fixture(scope="module")
+def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    pods = [("client", "client"), ("server", "server"), ("tracing", "jaeger")]
+    with small_mesh(tmp_path_factory, "tracing", manifests(True), pods) as m:
+        yield m
+
+
+def spans_of(m: LocalMesh, request_id: str) -> list[dict[str, Any]]:
+    cp = m.exec("client", "client", "curl", "-s", "--max-time", "5", f"{COLLECTOR}/api/v2/traces")
+    traces = json.loads(cp.stdout) if cp.returncode == 0 and cp.stdout else []
+    return [s for t in traces for s in t if s.get("tags", {}).get("guid:x-request-id") == request_id]
+
+
+def traced_request(m: LocalMesh) -> str:
+    request_id = str(uuid.uuid4())
+    assert m.request("client", "client", URL, "-H", f"x-request-id: {request_id}") == (0, 200)
+    return request_id
+
+
+def access_log(m: LocalMesh, ns: str, pod: str, request_id: str) -> list[dict[str, Any]]:
+    out = []
+    for line in Path(m.container(ns, pod, "envoy")["log"]).read_text(errors="replace").splitlines():
+        if request_id in line and line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def test_a_request_across_two_sidecars_leaves_a_span_from_each_in_one_trace(mesh: LocalMesh) -> None:
+    mesh.wait_steady(lambda: mesh.request("client", "client", URL) == (0, 200), "client -> server: 200")
+    request_id = traced_request(mesh)
+    found: list[dict[str, Any]] = []
+
+    def both() -> bool:
+        found[:] = spans_of(mesh, request_id)
+        return {s.get("kind") for s in found} >= {"CLIENT", "SERVER"}
+
+    mesh.wait(both, 30, f"a CLIENT and a SERVER span for x-request-id {request_id}")
+    client = next(s for s in found if s["kind"] == "CLIENT")
+    server = next(s for s in found if s["kind"] == "SERVER")
+    assert client["traceId"] == server["traceId"]
+    # Each sidecar reports as its own pod (the span's local endpoint is the sidecar's pod IP).
+    assert client["localEndpoint"]["ipv4"] == mesh.pod("client", "client")["ip"]
+    assert server["localEndpoint"]["ipv4"] == mesh.pod("server", "server")["ip"]
+    assert client["tags"]["http.status_code"] == server["tags"]["http.status_code"] == "200"
+    assert client["tags"]["http.url"].endswith("/traced")
+
+
+def test_every_sidecar_logs_the_request_in_upstreams_json_format(mesh: LocalMesh) -> None:
+    request_id = traced_request(mesh)
+    logs: dict[str, list[dict[str, Any]]] = {}
+
+    def logged() -> bool:
+        logs["client"] = access_log(mesh, "client", "client", request_id)
+        logs["server"] = access_log(mesh, "server", "server", request_id)
+        return bool(logs["client"] and logs["server"])
+
+    mesh.wait(logged, 15, f"an access-log line for x-request-id {request_id} in both sidecars")
+    for side, lines in logs.items():
+        (entry,) = lines
+        assert set(entry) == set(ACCESS_LOG_FIELDS), side
+        assert (entry["method"], entry["path"], entry["response_code"]) == ("GET", "/traced", 200), side
+        assert entry["request_id"] == request_id
+    assert logs["client"][0]["upstream_cluster"] == "server/server|8080"
+    assert logs["server"][0]["upstream_cluster"] == "server/server|8080|local"
+    assert logs["client"][0]["authority"] == logs["server"][0]["authority"] == "server.server:8080"
+
+
+def zipkin_configured(m: LocalMesh, ns: str, pod: str) -> bool:
+    cp = m.exec(ns, pod, "curl", "-s", "--max-time", "5", "http://127.0.0.1:15000/config_dump")
+    return cp.returncode == 0 and "envoy.tracers.zipkin" in cp.stdout
+
+
+def test_tracing_turned_off_live_stops_the_spans(mesh: LocalMesh) -> None:
+    pods = [("client", "client"), ("server", "server")]
+    pids = {p: [c["pid"] for c in mesh.pod(*p)["containers"]] for p in pods}
+    assert all(zipkin_configured(mesh, *p) for p in pods)
+    (mesh.manifests / "mesh.yaml").write_text(manifests(False))
+    mesh.wait(
+        lambda: not any(zipkin_configured(mesh, *p) for p in pods), 30, "tracing gone from both sidecars"
+    )
+    request_id = traced_request(mesh)
+    time.sleep(ZIPKIN_FLUSH + 1)  # a span, had there been one, would have been sent by now
+    assert spans_of(mesh, request_id) == []
+    (mesh.manifests / "mesh.yaml").write_text(manifests(True))
+    mesh.wait(lambda: all(zipkin_configured(mesh, *p) for p in pods), 30, "tracing back in both sidecars")
+    request_id = traced_request(mesh)
+    mesh.wait(lambda: len(spans_of(mesh, request_id)) == 2, ZIPKIN_FLUSH + 25, "spans again once re-enabled")
+    assert {p: [c["pid"] for c in mesh.pod(*p)["containers"]] for p in pods} == pids
