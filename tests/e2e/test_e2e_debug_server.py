@@ -5,6 +5,9 @@ controller's debug server (`osm-controller.osm-system:9092/debug`, a HEAD); twic
 
 from __future__ import annotations
 
+import http.client
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -36,15 +39,29 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield m
 
 
+def from_host(url: str) -> int:
+    """The status of a GET from the host; 0 when the connection closed without an answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+        return 0
+
+
 def test_the_debug_server_comes_and_goes_with_the_mesh_config(mesh: LocalMesh) -> None:
     pid = mesh.controller()["pid"]
+    host_url = mesh.status()["endpoints"]["debug"]  # forwarded from 127.0.0.1 on the host
     for _ in range(2):
         (mesh.manifests / "mesh.yaml").write_text(manifests(True))
         mesh.wait_repeated(
             lambda: mesh.request("client", "client", URL, "-I") == (0, 200), "debug server: 200"
         )
+        assert from_host(host_url) == 200
         (mesh.manifests / "mesh.yaml").write_text(manifests(False))
         mesh.wait_repeated(
             lambda: mesh.request("client", "client", URL, "-I")[0] == 7, "debug server off: exit 7"
         )
+        assert from_host(host_url) == 0
     assert mesh.controller()["pid"] == pid

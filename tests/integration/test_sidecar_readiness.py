@@ -1,7 +1,7 @@
 """What the kubelet sees of a meshed pod, through real Envoys and the real osm-healthcheck server.
 
 - The sidecar's port 15010 answers `/ready` once Envoy has its first config (a native sidecar's startup
-  probe), and `/stats/prometheus` when the namespace's metrics are enabled; nothing else of Envoy's
+  probe) and `/stats/prometheus`; nothing else of Envoy's
   admin interface is reachable through it.
 - A native sidecar's Envoy waits for its config however long the control plane takes (Envoy's default
   gives up after 15 s per type and goes live empty; a control with 1 s shows it): the app starts with
@@ -68,7 +68,6 @@ def _sidecar(
         ads_port=ads_port,
         admin_port=admin,
         metrics_port=metrics_port,
-        scrape_stats=True,
         wait_for_config=True,
     )
     if fetch_timeout is not None:

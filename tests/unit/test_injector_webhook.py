@@ -204,7 +204,8 @@ def test_a_pod_without_tcp_probes_gets_no_healthcheck_container() -> None:
     )
     out = json_patch(plain, injection.patch)
     assert [c["name"] for c in out["spec"]["containers"]] == ["app", "envoy"]
-    # Its sidecar answers /ready on 15010, but no stats without the namespace's metrics annotation
+    # Its sidecar answers /ready and its stats on 15010; without the namespace's metrics annotation the
+    # pod is not annotated for Prometheus' scrape
     boot = yaml.safe_load(base64.b64decode(injection.secret["data"]["bootstrap.yaml"]))
     (metrics,) = [
         x
@@ -214,7 +215,8 @@ def test_a_pod_without_tcp_probes_gets_no_healthcheck_container() -> None:
     routes = metrics["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0][
         "routes"
     ]
-    assert [r["match"] for r in routes] == [{"path": "/ready"}]
+    assert [r["match"] for r in routes] == [{"path": "/ready"}, {"path": "/stats/prometheus"}]
+    assert "prometheus.io/scrape" not in out["metadata"].get("annotations", {})
 
 
 def test_a_pod_using_the_healthcheck_name_is_refused() -> None:

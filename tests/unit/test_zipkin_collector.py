@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import threading
 import urllib.error
@@ -77,3 +78,22 @@ def test_the_body_and_the_spans_kept_are_bounded(collector: tuple[str, zipkin.Sp
     for i in range(5):
         assert call(url + "/api/v2/spans", json.dumps([span("t", str(i), "s")]).encode())[0] == 202
     assert [s["id"] for s in spans.all()] == ["2", "3", "4"]  # at most 3 kept, the oldest dropped
+
+
+def chunked_post(url: str, parts: list[bytes]) -> int:
+    """POST in chunked transfer encoding, as Envoy's Zipkin tracer sends its spans."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("POST", "/api/v2/spans", body=iter(parts), encode_chunked=True)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_chunked_bodies_are_read_within_the_bound(collector: tuple[str, zipkin.Spans]) -> None:
+    url, spans = collector
+    body = json.dumps([span("t9", "z", "client.ns")]).encode()
+    assert chunked_post(url, [body[:10], body[10:]]) == 202
+    assert spans.all() == [span("t9", "z", "client.ns")]
+    assert chunked_post(url, [b" " * 600, b" " * 600]) == 413

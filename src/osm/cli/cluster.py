@@ -459,7 +459,7 @@ def _switch_metrics(namespaces: list[str], kubeconfig: str | None, on: bool) -> 
                 await _merge_patch(kube, PODS.path(ns, name), {"metadata": {"annotations": scrape}})
             click.echo(
                 f"metrics {'enabled' if on else 'disabled'} in namespace [{ns}] ({len(pods)} meshed pods "
-                "annotated; sidecars started from now on serve /stats/prometheus on 15010)"
+                "annotated for Prometheus' scrape of /stats/prometheus on 15010)"
             )
 
     with_kube(kubeconfig, switch)

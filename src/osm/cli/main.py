@@ -160,6 +160,8 @@ def status_cmd(state_dir: Path, output: str) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    for name, url in (status.get("endpoints") or {}).items():
+        click.echo(f"{name}: {url}")
 
 
 @local.command("logs")

@@ -18,12 +18,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from osm import logging_setup
-from osm.local import prometheus
+from osm.local import hostports, prometheus
 from osm.local.feed import FeedServer
 from osm.local.netplan import NODE_IP, node_netns, state_id
 from osm.local.runtime import Runtime
@@ -146,9 +146,26 @@ class ControllerSupervisor:
             await proc.wait()
 
 
+# Each endpoint the node serves: its address in the node's namespace and its path.
+NODE_ENDPOINTS = {
+    "metrics": (HTTP_PORT, "/metrics"),
+    "debug": (DEBUG_PORT, "/debug"),
+    "prometheus": (prometheus.PORT, ""),
+}
+
+
 async def serve(
-    local_dir: Path, state_dir: Path, xds: str, verbosity: str = "info", *, with_prometheus: bool = False
+    local_dir: Path,
+    state_dir: Path,
+    xds: str,
+    verbosity: str = "info",
+    *,
+    with_prometheus: bool = False,
+    host_sockets: Mapping[str, socket.socket] | None = None,
 ) -> None:
+    """`host_sockets`: listening sockets in the host's namespace (by endpoint name), forwarded to the
+    node's endpoints so that they are reachable from the host."""
+    host_sockets = host_sockets or {}
     sid = state_id(str(state_dir))
     store = Store()
     source = ManifestSource(local_dir, store, uuids=ProxyUuids.in_dir(state_dir))
@@ -164,13 +181,17 @@ async def serve(
         ads_port=ADS_PORT,
         proxy_known=feed.knows,
         xds=xds,
-        extra_status=lambda: {"controller": supervisor.status(), "endpoints": endpoints},
+        extra_status=lambda: {
+            "controller": supervisor.status(),
+            "endpoints": endpoints,
+            "node_endpoints": node_endpoints,
+        },
         prometheus_targets=state_dir / "prometheus" / prometheus.TARGETS_FILE if with_prometheus else None,
     )
-    endpoints = {
-        "metrics": f"http://{NODE_IP}:{HTTP_PORT}/metrics",
-        "debug": f"http://{NODE_IP}:{DEBUG_PORT}/debug",
-    }
+    names = ["metrics", "debug", *(["prometheus"] if with_prometheus else [])]
+    # the URLs inside the node's namespace (and the pods'), and the same endpoints from the host
+    node_endpoints = {n: f"http://{NODE_IP}:{NODE_ENDPOINTS[n][0]}{NODE_ENDPOINTS[n][1]}" for n in names}
+    endpoints = {n: hostports.url(host_sockets[n], NODE_ENDPOINTS[n][1]) for n in names if n in host_sockets}
     scraper: ContainerProcess | None = None
     if with_prometheus:
         scraper = ContainerProcess(
@@ -179,7 +200,6 @@ async def serve(
             env={"HOME": str(state_dir / "prometheus")},
             log_path=state_dir / "prometheus.log",
         )
-        endpoints["prometheus"] = f"http://{NODE_IP}:{prometheus.PORT}"
     supervisor.on_change = runtime.poke
     source.load()  # after the runtime's admission (ClusterIPs) is in place
     (state_dir / "node.pid").write_text(str(os.getpid()))
@@ -190,6 +210,8 @@ async def serve(
             tg.create_task(source.watch())
             if scraper is not None:
                 tg.create_task(scraper.run())
+            for n in endpoints:
+                tg.create_task(hostports.serve(host_sockets[n], (NODE_IP, NODE_ENDPOINTS[n][0])))
     finally:
         if scraper is not None:
             await scraper.stop()
@@ -204,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xds", choices=["sotw", "delta"], default="sotw")
     p.add_argument("--verbosity", default="info")
     p.add_argument("--prometheus", action="store_true", help="run Prometheus, scraping the mesh")
+    p.add_argument(
+        "--host-listen", default="", help="NAME=FD,...: inherited host sockets to forward to the endpoints"
+    )
     args = p.parse_args(argv)
     logging_setup.setup(args.verbosity)
 
@@ -215,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.xds,
                 args.verbosity,
                 with_prometheus=args.prometheus,
+                host_sockets=hostports.decode(args.host_listen),
             )
         )
         loop = asyncio.get_running_loop()

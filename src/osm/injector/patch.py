@@ -85,7 +85,7 @@ def proxy_cn(proxy_uuid: str, namespace: str, service_account: str, trust_domain
 
 
 def metrics_annotation(namespace_annotations: Mapping[str, str]) -> bool:
-    """Whether a namespace's openservicemesh.io/metrics annotation enables its sidecars' Prometheus stats
+    """Whether a namespace's openservicemesh.io/metrics annotation has its sidecars scraped by Prometheus
     (`osm metrics enable`)."""
     return namespace_annotations.get(ANNOTATION_METRICS, "").strip().lower() in TRUE_VALUES
 
@@ -298,7 +298,6 @@ def inject(
         tls_max_version=mesh.sidecar.tls_max_protocol_version,
         probes=rewritten.routes,
         metrics_port=PORT_METRICS,
-        scrape_stats=metrics,
         wait_for_config=native,
     )
     files = bootstrap_files(params, cert_pem, key_pem, ca_pem)

@@ -74,7 +74,6 @@ def write_bootstrap(
     validity: timedelta = XDS_CERT_VALIDITY,
     uid: int | None = None,
     metrics_port: int | None = None,
-    scrape_stats: bool = False,
     wait_for_config: bool = False,
     tls_versions: tuple[str, str] = ("TLSv1_2", "TLSv1_3"),
 ) -> WrittenBootstrap:
@@ -95,7 +94,6 @@ def write_bootstrap(
         control_plane_san=f"ads.{trust_domain}",
         probes=probes,
         metrics_port=metrics_port,
-        scrape_stats=scrape_stats,
         wait_for_config=wait_for_config,
         tls_min_version=tls_versions[0],
         tls_max_version=tls_versions[1],

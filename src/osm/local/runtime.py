@@ -29,7 +29,7 @@ from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.certificate.tresor import TresorCA
 from osm.envoy.common import PORT_METRICS
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
-from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID, metrics_enabled
+from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID
 from osm.injector.probes import rewrite_probes
 from osm.local import netops, prometheus
 from osm.local.bootstrap import renew_certificate, write_bootstrap
@@ -402,10 +402,8 @@ class Runtime:
                 validity=self.xds_cert_validity,
                 uid=PROXY_UID,
                 tls_versions=(side.tls_min_protocol_version, side.tls_max_protocol_version),
-                # 15010 as the injector's bootstrap: /ready, and Envoy's Prometheus stats when the
-                # namespace's openservicemesh.io/metrics annotation enables them
+                # 15010 as the injector's bootstrap: /ready and Envoy's Prometheus stats
                 metrics_port=PORT_METRICS,
-                scrape_stats=metrics_enabled(state.namespaces.get(lp.namespace)),
             )
             os.chown(sidecar, PROXY_UID, PROXY_UID)
             lp.tasks.append(

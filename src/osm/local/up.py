@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from osm.local import netops, preflight
+from osm.local import hostports, netops, preflight
 from osm.local.netplan import netns_prefix, node_netns, state_id
 
 DEFAULT_STATE_DIR = Path("/var/lib/osm-local")
@@ -89,6 +89,8 @@ def up(
     sid = state_id(str(state_dir.resolve()))
     node = node_netns(sid)
     netops.create_node(node)
+    # the endpoints' listening sockets, made here in the host's namespace (see hostports)
+    listening = hostports.listen(["metrics", "debug", *(["prometheus"] if prometheus else [])])
     # nsenter switches only the network namespace: the pod namespaces the node process creates must be
     # mounted under /run/netns in this mount namespace too, which `ip netns exec` (a private one) prevents.
     argv = [
@@ -105,13 +107,23 @@ def up(
         "--xds",
         xds,
         *(["--prometheus"] if prometheus else []),
+        "--host-listen",
+        hostports.encode(listening),
     ]
+    fds = tuple(s.fileno() for s in listening.values())
     if detach:
         out = open(log_file or state_dir / "node.log", "ab")  # noqa: SIM115 (handed to the child)
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=fds,
         )
         out.close()
+        for sock in listening.values():
+            sock.close()
         try:
             wait_ready(state_dir, proc)
         except LocalError:
@@ -121,7 +133,9 @@ def up(
             cleanup(state_dir)
             raise
         return 0
-    proc = subprocess.Popen(argv)
+    proc = subprocess.Popen(argv, pass_fds=fds)
+    for sock in listening.values():
+        sock.close()
     previous = {
         s: signal.signal(s, lambda n, f: proc.send_signal(signal.SIGTERM))
         for s in (signal.SIGTERM, signal.SIGHUP)

@@ -27,6 +27,10 @@ MAX_BODY = 4 << 20
 MAX_SPANS = 20_000
 
 
+class BodyTooLarge(ValueError):
+    pass
+
+
 class Spans:
     """The spans received so far, bounded."""
 
@@ -93,16 +97,44 @@ def make_server(
             self.end_headers()
             self.wfile.write(data)
 
+        def _body(self) -> bytes:
+            """The request body, by content-length or chunked (as Envoy sends spans), at most max_body."""
+            if self.headers.get("transfer-encoding", "").lower() != "chunked":
+                size = int(self.headers.get("content-length") or 0)
+                if size > max_body:
+                    raise BodyTooLarge(f"body of {size} bytes is above {max_body}")
+                return self.rfile.read(size)
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(64).split(b";")[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise ValueError(f"bad chunk size {line[:16]!r}") from None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                total += size
+                if total > max_body:
+                    raise BodyTooLarge(f"chunked body is above {max_body} bytes")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(4)
+
         def do_POST(self) -> None:
             if self.path.split("?")[0] != path:
                 self._answer(404, {"error": f"POST spans to {path}"})
                 return
-            size = int(self.headers.get("content-length") or 0)
-            if size > max_body:
+            try:
+                body = self._body()
+            except BodyTooLarge as e:
                 self.close_connection = True
-                self._answer(413, {"error": f"body of {size} bytes is above {max_body}"})
+                self._answer(413, {"error": str(e)})
                 return
-            body = self.rfile.read(size)
+            except ValueError as e:
+                self.close_connection = True
+                self._answer(400, {"error": str(e)})
+                return
             try:
                 if self.headers.get("content-encoding", "") == "gzip":
                     body = inflate(body, max_body)

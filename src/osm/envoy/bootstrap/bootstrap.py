@@ -56,10 +56,11 @@ class BootstrapParams:
     tls_max_version: str = "TLSv1_3"
     probes: tuple[ProbeRoute, ...] = ()
     # The static listener on 15010 (None: none): `/ready` (Envoy's readiness: 200 once its first config is
-    # in place, the native sidecar's startup probe), and `/stats/prometheus` when `scrape_stats`. Nothing
-    # else of the admin interface is reachable through it.
+    # in place, the native sidecar's startup probe) and `/stats/prometheus`. Nothing else of the admin
+    # interface is reachable through it. The stats are served whether or not the namespace enables
+    # metrics: Prometheus follows the annotations (`osm metrics enable|disable`), so turning metrics on
+    # reaches sidecars already running, which a route fixed at injection could not.
     metrics_port: int | None = None
-    scrape_stats: bool = False
     # Wait for the first CDS and LDS however long it takes (by default Envoy gives up after 15 s for
     # each and goes live with no config): a native sidecar's app then starts only with the mesh's config.
     wait_for_config: bool = False
@@ -161,7 +162,7 @@ METRICS_CLUSTER = "envoy-metrics-cluster"
 
 
 def _metrics_listener(p: BootstrapParams, port: int) -> dict[str, Any]:
-    paths = ["/ready"] + (["/stats/prometheus"] if p.scrape_stats else [])
+    paths = ["/ready", "/stats/prometheus"]
     routes = [{"match": {"path": path}, "route": {"cluster": METRICS_CLUSTER}} for path in paths]
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
