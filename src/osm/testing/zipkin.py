@@ -104,7 +104,8 @@ def make_server(
                 if size > max_body:
                     raise BodyTooLarge(f"body of {size} bytes is above {max_body}")
                 return self.rfile.read(size)
-            chunks, total = [], 0
+            chunks: list[bytes] = []
+            total = 0
             while True:
                 line = self.rfile.readline(64).split(b";")[0].strip()
                 try:
