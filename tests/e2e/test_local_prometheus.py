@@ -31,8 +31,9 @@ METRICS = "  annotations:\n    openservicemesh.io/metrics: enabled\n  labels:"
 MESH = (
     mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False})
     + "---\n"
-    + client_server(HTTP_200.replace("PORT", "80"), port=80)
-    .replace("name: server\n  labels:", "name: server\n" + METRICS, 1)
+    + client_server(HTTP_200.replace("PORT", "80"), port=80).replace(
+        "name: server\n  labels:", "name: server\n" + METRICS, 1
+    )
     + "---\n"
     + ALLOW_ALL
 )

@@ -37,6 +37,7 @@ def test_a_chunked_body_is_joined() -> None:
 def test_a_bug_report_leaves_out_keys_and_keeps_log_tails_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from osm import report
     from osm.local import bugreport
 
     monkeypatch.setattr(bugreport, "MAX_LOG_BYTES", 10)
@@ -44,5 +45,5 @@ def test_a_bug_report_leaves_out_keys_and_keeps_log_tails_bounded(
     log.write_bytes(b"0123456789abcdefghij")
     assert bugreport._tail(log) == b"abcdefghij"
     assert bugreport._tail(tmp_path / "missing.log").startswith(b"(unreadable")
-    assert bugreport._safe(b"-----BEGIN PRIVATE KEY-----\nxx") == b"(left out: it holds a private key)\n"
-    assert bugreport._safe(b"plain") == b"plain"
+    assert report.safe(b"-----BEGIN PRIVATE KEY-----\nxx") == b"(left out: it holds a private key)\n"
+    assert report.safe(b"plain") == b"plain"

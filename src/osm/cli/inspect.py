@@ -1,8 +1,11 @@
-"""`osm proxy get`, `osm policy check-pods|explain`, `osm verify connectivity`: see into the mesh.
+"""`osm proxy get`, `osm policy check-pods|check-conflicts|explain`, `osm verify connectivity|control-plane`,
+`osm support bug-report`: see into the mesh.
 
-They work on the local mesh (its pods found through the runtime's state directory, `--state-dir`, as
-`osm local`): a sidecar's admin interface is read inside its pod's network namespace, and the mesh
-state is the runtime's (the objects the control plane sees).
+Each works on the local mesh when one runs on `--state-dir` (as `osm local`): a sidecar's admin
+interface is read inside its pod's network namespace, and the mesh state is the runtime's (the objects
+the control plane sees). Otherwise on Kubernetes (`--kubeconfig`): the mesh state is listed from the API
+server as the controller would read it, and a sidecar's admin interface is read through the API
+server's pod proxy.
 """
 
 from __future__ import annotations
@@ -16,13 +19,26 @@ import click
 
 from osm import errcode
 from osm.catalog import MeshCatalog
-from osm.cli.cluster import with_kube
+from osm.cli.cluster import (
+    DEPLOYMENTS,
+    kubeconfig_option,
+    mesh_name_option,
+    namespace_option,
+    with_kube,
+)
 from osm.envoy.explain import ExplainError, Explanation, explain
-from osm.k8s.client import KubeClient
+from osm.injector.registration import default_config_name as injector_config_name
+from osm.k8s import bugreport as kube_bugreport
+from osm.k8s.client import ApiError, KubeClient
+from osm.k8s.resources import MUTATING_WEBHOOKS, PODS, SERVICES, VALIDATING_WEBHOOKS
+from osm.k8s.snapshot import snapshot
 from osm.local import bugreport, netops
 from osm.local.up import read_status
 from osm.local.view import LocalView, ViewError
 from osm.local.workloads import nat_of
+from osm.models.k8s import LABEL_PROXY_UUID
+from osm.state.snapshot import MeshState
+from osm.validator.webhook import default_config_name as validator_config_name
 
 STATE_DIR = click.option(
     "--state-dir",
@@ -59,6 +75,40 @@ def _view(state_dir: Path) -> LocalView:
         raise click.ClickException(str(e)) from None
 
 
+ADMIN_PORT = click.option(
+    "--admin-port", default=15000, show_default=True, hidden=True, type=click.IntRange(1, 65535)
+)
+
+
+def kube_options(f: Any) -> Any:
+    """--kubeconfig, --mesh-name, --osm-namespace: where the mesh is when no local one runs."""
+    return kubeconfig_option(mesh_name_option(namespace_option(f)))
+
+
+def _local(state_dir: Path) -> bool:
+    return read_status(state_dir) is not None
+
+
+async def _kube_state(kube: KubeClient, mesh_name: str, osm_namespace: str) -> MeshState:
+    snap = await snapshot(kube, mesh_name=mesh_name, osm_namespace=osm_namespace)
+    for note in snap.missing:
+        click.echo(f"note: {note}", err=True)
+    for reason in sorted(snap.rejected.values()):
+        click.echo(f"note: left out, as the controller would: {reason}", err=True)
+    return MeshState.build(snap.objects)
+
+
+def _state(state_dir: Path, kubeconfig: str | None, mesh_name: str, osm_namespace: str) -> MeshState:
+    """The mesh's state: the local mesh's on `state_dir` if one runs there, else the cluster's."""
+    if _local(state_dir):
+        return _view(state_dir).state()
+
+    async def load(kube: KubeClient) -> MeshState:
+        return await _kube_state(kube, mesh_name, osm_namespace)
+
+    return with_kube(kubeconfig, load)
+
+
 @click.group("proxy")
 def proxy_group() -> None:
     """Read a sidecar's Envoy admin interface."""
@@ -69,8 +119,8 @@ def proxy_group() -> None:
 @click.argument("pod")
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-f", "--file", "out", type=click.Path(dir_okay=False, path_type=Path), help="write it here")
-@click.option("--admin-port", default=15000, show_default=True, hidden=True, type=click.IntRange(1, 65535))
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="on Kubernetes: the cluster's")
+@ADMIN_PORT
+@kubeconfig_option
 @STATE_DIR
 def proxy_get(
     query: str,
@@ -85,7 +135,7 @@ def proxy_get(
     the local mesh on --state-dir when one runs there, else on Kubernetes (through the API server's pod
     proxy to the sidecar's admin port)."""
     path = QUERIES[query]
-    if read_status(state_dir) is not None:
+    if _local(state_dir):
         view = _view(state_dir)
         try:
             status, body = view.admin(namespace, pod, path)
@@ -96,7 +146,7 @@ def proxy_get(
                 f"pod {namespace}/{pod}: the sidecar answered {status}: {body[:200]!r}"
             )
     else:
-        proxied = f"/api/v1/namespaces/{namespace}/pods/{pod}:{admin_port}/proxy{path}"
+        proxied = f"{PODS.path(namespace, pod)}:{admin_port}/proxy{path}"
 
         async def fetch(kube: KubeClient) -> bytes:
             return await kube.get_bytes(proxied)
@@ -117,8 +167,7 @@ def policy_group() -> None:
     """What the mesh's policies allow."""
 
 
-def _explain(view: LocalView, src: tuple[str, str], dst: tuple[str, str], **kw: Any) -> Explanation:
-    state = view.state()
+def _explain(state: MeshState, src: tuple[str, str], dst: tuple[str, str], **kw: Any) -> Explanation:
     try:
         return explain(state, src, dst, nat=nat_of(state), **kw)
     except ExplainError as e:
@@ -147,13 +196,24 @@ def _print(e: Explanation, src: tuple[str, str], dst: tuple[str, str]) -> None:
 @click.option("--method", default="GET", show_default=True)
 @click.option("--path", default="/", show_default=True)
 @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@kube_options
 @STATE_DIR
 def policy_explain(
-    source: str, destination: str, port: int | None, method: str, path: str, output: str, state_dir: Path
+    source: str,
+    destination: str,
+    port: int | None,
+    method: str,
+    path: str,
+    output: str,
+    kubeconfig: str | None,
+    mesh_name: str,
+    osm_namespace: str,
+    state_dir: Path,
 ) -> None:
     """Would a request from SOURCE (NS/POD) to DESTINATION (NS/POD) be allowed, and if not, why."""
     src, dst = _pod_ref(source, "SOURCE"), _pod_ref(destination, "DESTINATION")
-    e = _explain(_view(state_dir), src, dst, port=port, method=method.upper(), path=path)
+    state = _state(state_dir, kubeconfig, mesh_name, osm_namespace)
+    e = _explain(state, src, dst, port=port, method=method.upper(), path=path)
     if output == "json":
         click.echo(json.dumps(e.to_json(), indent=1))
     else:
@@ -163,10 +223,14 @@ def policy_explain(
 @policy_group.command("check-conflicts")
 @click.argument("kind", type=click.Choice(["IngressBackend"], case_sensitive=False))
 @click.option("-n", "--namespace", required=True)
+@kube_options
 @STATE_DIR
-def policy_check_conflicts(kind: str, namespace: str, state_dir: Path) -> None:
+def policy_check_conflicts(
+    kind: str, namespace: str, kubeconfig: str | None, mesh_name: str, osm_namespace: str, state_dir: Path
+) -> None:
     """Whether resources of KIND in NAMESPACE conflict (IngressBackends claiming one backend port)."""
-    conflicts = MeshCatalog(_view(state_dir).state()).ingress_conflicts(namespace)
+    state = _state(state_dir, kubeconfig, mesh_name, osm_namespace)
+    conflicts = MeshCatalog(state).ingress_conflicts(namespace)
     for c in conflicts:
         click.echo(f"[+] {c}")
     if not conflicts:
@@ -176,19 +240,26 @@ def policy_check_conflicts(kind: str, namespace: str, state_dir: Path) -> None:
 @policy_group.command("check-pods")
 @click.argument("source")
 @click.argument("destination")
+@kube_options
 @STATE_DIR
-def policy_check_pods(source: str, destination: str, state_dir: Path) -> None:
+def policy_check_pods(
+    source: str,
+    destination: str,
+    kubeconfig: str | None,
+    mesh_name: str,
+    osm_namespace: str,
+    state_dir: Path,
+) -> None:
     """Whether SMI policies let SOURCE (NS/POD) reach DESTINATION (NS/POD), and which TrafficTargets."""
     src, dst = _pod_ref(source, "SOURCE"), _pod_ref(destination, "DESTINATION")
-    view = _view(state_dir)
-    state = view.state()
+    state = _state(state_dir, kubeconfig, mesh_name, osm_namespace)
     for ns, name in (src, dst):
         if (ns, name) not in state.pods:
             raise click.ClickException(f"no pod {ns}/{name}")
     if state.permissive:
         click.echo(f"[+] permissive mode: {src[0]}/{src[1]} may reach {dst[0]}/{dst[1]} without SMI policies")
         return
-    e = _explain(view, src, dst)
+    e = _explain(state, src, dst)
     allowing = e.objects.get("traffic_targets_allowing", [])
     if allowing:
         click.echo(f"[+] {src[0]}/{src[1]} is allowed to reach {dst[0]}/{dst[1]} by: {', '.join(allowing)}")
@@ -230,18 +301,41 @@ def _try(view: LocalView, src: tuple[str, str], e: Explanation) -> tuple[bool, s
 @click.option("--to-port", type=click.IntRange(1, 65535), help="the destination's service or pod port")
 @click.option("--app-protocol", type=click.Choice(["http", "tcp", "grpc"]), help="default: the port's")
 @click.option("--path", default="/", show_default=True, help="the HTTP request's path")
+@ADMIN_PORT
+@kube_options
 @STATE_DIR
 def verify_connectivity(
-    from_pod: str, to_pod: str, to_port: int | None, app_protocol: str | None, path: str, state_dir: Path
+    from_pod: str,
+    to_pod: str,
+    to_port: int | None,
+    app_protocol: str | None,
+    path: str,
+    admin_port: int,
+    kubeconfig: str | None,
+    mesh_name: str,
+    osm_namespace: str,
+    state_dir: Path,
 ) -> None:
     """Exit 0 when FROM-POD can talk to TO-POD; else non-zero, with the reason (the configuration's
-    explanation, as `osm policy explain`)."""
+    explanation, as `osm policy explain`). Locally the request is sent for real from FROM-POD; on
+    Kubernetes the sidecars' own configuration is checked (FROM-POD's routes to TO-POD, TO-POD's is
+    live)."""
     src, dst = _pod_ref(from_pod, "--from-pod"), _pod_ref(to_pod, "--to-pod")
-    view = _view(state_dir)
-    e = _explain(view, src, dst, port=to_port, path=path)
-    if app_protocol == "tcp" and "host" in e.request:
-        e.request = {k: v for k, v in e.request.items() if k in ("ip", "port")} | {"protocol": "tcp"}
-    ok, seen = _try(view, src, e)
+    if _local(state_dir):
+        view = _view(state_dir)
+        e = _explain(view.state(), src, dst, port=to_port, path=path)
+        if app_protocol == "tcp" and "host" in e.request:
+            e.request = {k: v for k, v in e.request.items() if k in ("ip", "port")} | {"protocol": "tcp"}
+        ok, seen = _try(view, src, e)
+    else:
+
+        async def check(kube: KubeClient) -> tuple[Explanation, bool, str]:
+            state = await _kube_state(kube, mesh_name, osm_namespace)
+            e = _explain(state, src, dst, port=to_port, path=path)
+            ok, seen = await _sidecars_agree(kube, state, src, dst, e, admin_port)
+            return e, ok, seen
+
+        e, ok, seen = with_kube(kubeconfig, check)
     if ok and e.allowed:
         click.echo(f"[+] {src[0]}/{src[1]} can talk to {dst[0]}/{dst[1]} ({seen})")
         return
@@ -250,6 +344,51 @@ def verify_connectivity(
     if e.allowed:
         click.echo("  the configuration allows it: look at the destination's app and the sidecars' logs")
     raise SystemExit(1)
+
+
+async def _sidecars_agree(
+    kube: KubeClient,
+    state: MeshState,
+    src: tuple[str, str],
+    dst: tuple[str, str],
+    e: Explanation,
+    admin_port: int,
+) -> tuple[bool, str]:
+    """Whether the sidecars have what the explanation says they should: the source's a cluster of the
+    destination's Service with the destination's pod among its endpoints, the destination's (if it has
+    one) its configuration in place (`/ready`: LIVE)."""
+
+    def admin(pod: tuple[str, str], path: str) -> str:
+        return f"{PODS.path(*pod)}:{admin_port}/proxy{path}"
+
+    source, dest = state.pods[src], state.pods[dst]
+    if LABEL_PROXY_UUID not in source.meta.labels:
+        return True, "the source has no sidecar"
+    services = e.objects.get("services", [])
+    if not e.allowed or not services:
+        return True, "not checked against the sidecars: " + ("denied" if not e.allowed else "no Service")
+    prefix = f"{services[0]}|"
+    try:
+        clusters = (await kube.get_bytes(admin(src, "/clusters"))).decode(errors="replace")
+    except (ApiError, OSError) as err:
+        return False, f"the source's sidecar does not answer: {err}"
+    lines = [line for line in clusters.splitlines() if line.startswith(prefix)]
+    if not lines:
+        return (
+            False,
+            f"the source's sidecar has no cluster {prefix}* (not configured by the control plane yet?)",
+        )
+    if dest.pod_ip and not any(f"::{dest.pod_ip}:" in line for line in lines):
+        return False, f"the source's sidecar has no endpoint {dest.pod_ip} in {prefix}*"
+    cluster = lines[0].split("::", 1)[0]
+    if LABEL_PROXY_UUID in dest.meta.labels:
+        try:
+            ready = (await kube.get_bytes(admin(dst, "/ready"))).decode(errors="replace").strip()
+        except (ApiError, OSError) as err:
+            return False, f"the destination's sidecar does not answer: {err}"
+        if ready != "LIVE":
+            return False, f"the destination's sidecar is {ready or 'not ready'}"
+    return True, f"the source's sidecar routes to {dest.pod_ip} in {cluster}; the destination's is live"
 
 
 @click.group("support")
@@ -272,10 +411,25 @@ def support_error_info(code: str | None) -> None:
 
 
 @verify_group.command("control-plane")
+@kube_options
 @STATE_DIR
-def verify_control_plane(state_dir: Path) -> None:
+def verify_control_plane(kubeconfig: str | None, mesh_name: str, osm_namespace: str, state_dir: Path) -> None:
     """Check that the control plane runs, is ready, and serves xDS; exit non-zero naming what is not."""
-    view = _view(state_dir)
+    if _local(state_dir):
+        checks = _local_control_plane(_view(state_dir))
+    else:
+
+        async def run(kube: KubeClient) -> list[tuple[str, bool, str]]:
+            return await _kube_control_plane(kube, mesh_name, osm_namespace)
+
+        checks = with_kube(kubeconfig, run)
+    for what, ok, detail in checks:
+        click.echo(f"[{'+' if ok else '-'}] {what}: {detail}")
+    if not all(ok for _, ok, _ in checks):
+        raise SystemExit(1)
+
+
+def _local_control_plane(view: LocalView) -> list[tuple[str, bool, str]]:
     ctrl = view.status.get("controller") or {}
     node = view.status.get("node_netns", "")
     checks: list[tuple[str, bool, str]] = []
@@ -292,10 +446,41 @@ def verify_control_plane(state_dir: Path) -> None:
         checks.append(("ADS (xDS) port", True, f"{ads_host}:{ads_port} accepts connections"))
     except (OSError, netops.NetError, ValueError) as e:
         checks.append(("ADS (xDS) port", False, f"{ads_host}:{ads_port}: {e}"))
-    for what, ok, detail in checks:
-        click.echo(f"[{'+' if ok else '-'}] {what}: {detail}")
-    if not all(ok for _, ok, _ in checks):
-        raise SystemExit(1)
+    return checks
+
+
+async def _kube_control_plane(kube: KubeClient, mesh_name: str, ns: str) -> list[tuple[str, bool, str]]:
+    """The control plane's Deployments are ready, the controller answers /health/ready (through the
+    API server's service proxy), and both webhook configurations carry a CA bundle."""
+    checks: list[tuple[str, bool, str]] = []
+    for name in ("osm-controller", "osm-injector", "osm-bootstrap"):
+        try:
+            d = await kube.get(DEPLOYMENTS.path(ns, name))
+        except ApiError as e:
+            checks.append((f"Deployment {ns}/{name}", False, e.message if e.status == 404 else str(e)))
+            continue
+        want = int((d.get("spec") or {}).get("replicas", 1))
+        ready = int((d.get("status") or {}).get("readyReplicas") or 0)
+        checks.append((f"Deployment {ns}/{name}", want >= 1 and ready >= want, f"{ready}/{want} ready"))
+    try:
+        body = await kube.get_bytes(f"{SERVICES.path(ns, 'osm-controller')}:9091/proxy/health/ready")
+        checks.append(("osm-controller /health/ready", True, body.decode(errors="replace").strip()))
+    except (ApiError, OSError) as e:
+        checks.append(("osm-controller /health/ready", False, str(e)))
+    for resource, name in (
+        (MUTATING_WEBHOOKS, injector_config_name(mesh_name)),
+        (VALIDATING_WEBHOOKS, validator_config_name(mesh_name)),
+    ):
+        what = f"{resource.kind} {name}"
+        try:
+            config = await kube.get(resource.path(name=name))
+        except ApiError as e:
+            checks.append((what, False, e.message if e.status == 404 else str(e)))
+            continue
+        hooks = config.get("webhooks") or []
+        bundled = bool(hooks) and all((h.get("clientConfig") or {}).get("caBundle") for h in hooks)
+        checks.append((what, bundled, "CA bundle in place" if bundled else "a webhook has no CA bundle"))
+    return checks
 
 
 @support_group.command("bug-report")
@@ -305,11 +490,41 @@ def verify_control_plane(state_dir: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="default: osm-bug-report-<time>.tar.gz",
 )
+@click.option(
+    "--max-pods",
+    default=kube_bugreport.MAX_PODS,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="on Kubernetes: the meshed pods whose sidecars the report holds, at most",
+)
+@ADMIN_PORT
+@kube_options
 @STATE_DIR
-def support_bug_report(out_file: Path | None, state_dir: Path) -> None:
-    """One archive: control-plane logs and status, every container's log, every sidecar's config dump
-    and stats, the MeshConfig and policies (never a private key)."""
-    view = _view(state_dir)
+def support_bug_report(
+    out_file: Path | None,
+    max_pods: int,
+    admin_port: int,
+    kubeconfig: str | None,
+    mesh_name: str,
+    osm_namespace: str,
+    state_dir: Path,
+) -> None:
+    """One archive: control-plane logs and status, every sidecar's config dump, stats and log, the
+    MeshConfig and policies (never a private key)."""
     out = out_file or Path(f"osm-bug-report-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
-    names = bugreport.collect(view, out)
+    if _local(state_dir):
+        names = bugreport.collect(_view(state_dir), out)
+    else:
+
+        async def run(kube: KubeClient) -> list[str]:
+            return await kube_bugreport.collect(
+                kube,
+                out,
+                mesh_name=mesh_name,
+                osm_namespace=osm_namespace,
+                admin_port=admin_port,
+                max_pods=max_pods,
+            )
+
+        names = with_kube(kubeconfig, run)
     click.echo(f"wrote {out} ({len(names)} files)")

@@ -202,10 +202,12 @@ class KubeClient:
     async def get(self, path: str) -> Obj:
         return await self.request("GET", path)
 
-    async def get_bytes(self, path: str, limit: int = 64 * 1024 * 1024) -> bytes:
-        """GET `path` as it is (not JSON: e.g. a pod's port through the API server's proxy), at most
-        `limit` bytes; ApiError unless 2xx."""
-        resp = await self._send("GET", path)
+    async def get_bytes(
+        self, path: str, limit: int = 64 * 1024 * 1024, query: Mapping[str, str | int] | None = None
+    ) -> bytes:
+        """GET `path` as it is (not JSON: e.g. a pod's port through the API server's proxy, or a
+        container's log), at most `limit` bytes; ApiError unless 2xx."""
+        resp = await self._send("GET", path, query=query)
         data = await self._read(resp, limit, f"GET {path}")
         if not 200 <= resp.status <= 299:
             raise _status_error(resp.status, data)

@@ -42,6 +42,11 @@ class Api:
 
     def __init__(self, store: Store, webhooks: Webhooks, *, bookmark_interval: float = 1.0) -> None:
         self.store = store
+        # a container's log, as the kubelet would give it: "namespace/pod/container" -> its text
+        self.pod_logs: dict[str, bytes] = {}
+        # where the pod proxy reaches a pod's port ("namespace/pod:port" -> "host:port"), instead of
+        # its status.podIP: tests give pods the addresses of a mesh and serve them on 127.0.0.1
+        self.pod_addresses: dict[str, str] = {}
         self.webhooks = webhooks
         self.bookmark_interval = bookmark_interval
         self.requests = 0
@@ -62,6 +67,7 @@ class Api:
             "*", "/api/v1/namespaces/{ns}/services/{svc}/proxy{path:(/.*)?}", self._service_proxy
         )
         app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{pod}/proxy{path:(/.*)?}", self._pod_proxy)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}/log", self._pod_log)
         app.router.add_route("*", "/api/{rest:.*}", self._resource)
         app.router.add_route("*", "/apis/{rest:.*}", self._resource)
         return app
@@ -97,11 +103,47 @@ class Api:
             ip = (pod.get("status") or {}).get("podIP")
             if not ip:
                 raise ApiError(503, "ServiceUnavailable", f'pod "{name}" has no IP')
-            return await _proxy_to(f"{ip}:{port}", scheme, request, request.match_info["path"])
+            where = self.pod_addresses.get(f"{ns}/{name}:{port}", f"{ip}:{port}")
+            return await _proxy_to(where, scheme, request, request.match_info["path"])
         except ApiError as e:
             return _error(e)
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             return _error(ApiError(503, "ServiceUnavailable", f"error trying to reach pod: {e}"))
+
+    async def _pod_log(self, request: web.Request) -> web.Response:
+        """A container's log (`pods/NAME/log?container=C&tailLines=N&limitBytes=N`), from `pod_logs`;
+        as the API server, `container` may be left out only for a pod of one container."""
+        ns, name = request.match_info["ns"], request.match_info["pod"]
+        try:
+            pod = self.store.get(self.store.type_of("", "v1", "pods"), ns, name)
+            names = [c.get("name") for c in (pod.get("spec") or {}).get("containers", [])]
+            names += [c.get("name") for c in (pod.get("spec") or {}).get("initContainers", [])]
+            container = request.query.get("container")
+            if container is None:
+                if len(names) != 1:
+                    raise ApiError(
+                        400,
+                        "BadRequest",
+                        f"a container name must be specified for pod {name}, choose one of: {names}",
+                    )
+                container = names[0]
+            if container not in names:
+                raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+            text = self.pod_logs.get(f"{ns}/{name}/{container}", b"")
+            if "tailLines" in request.query:
+                lines = text.splitlines(keepends=True)
+                text = (
+                    b"".join(lines[-int(request.query["tailLines"]) :])
+                    if int(request.query["tailLines"])
+                    else b""
+                )
+            if "limitBytes" in request.query:
+                text = text[: int(request.query["limitBytes"])]
+            return web.Response(body=text, content_type="text/plain")
+        except ApiError as e:
+            return _error(e)
+        except ValueError:
+            return _error(ApiError(400, "BadRequest", "tailLines and limitBytes are integers"))
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response(VERSION)
