@@ -59,3 +59,23 @@ def test_every_sidecar_serves_ready_and_its_stats_on_15010(mesh: LocalMesh) -> N
     status, text = scrape(mesh, client, "/stats/prometheus")
     assert status == 200 and 'envoy_cluster_name="server/server|80"' in text
     assert scrape(mesh, client, "/config_dump")[0] == 404
+
+
+def test_the_sidecars_log_level_follows_the_mesh_config_live(mesh: LocalMesh) -> None:
+    """MeshConfig sidecar.logLevel: the level Envoy starts at, and, changed, the running sidecars' level
+    (Envoy's admin /logging), without a restart."""
+    pods = [("server", "server"), ("client", "client")]
+    pids = {p: mesh.container(*p, "envoy")["pid"] for p in pods}
+
+    def level(p: tuple[str, str]) -> str:
+        out = mesh.exec(
+            *p, "curl", "-s", "-X", "POST", "--max-time", "5", "http://127.0.0.1:15000/logging"
+        ).stdout
+        return next(
+            (line.split(":")[1].strip() for line in out.splitlines() if line.strip().startswith("http:")), ""
+        )
+
+    assert [level(p) for p in pods] == ["error", "error"]  # the MeshConfig's default
+    mesh.edit("mesh.yaml", "  traffic:", "  sidecar:\n    logLevel: debug\n  traffic:")
+    mesh.wait(lambda: [level(p) for p in pods] == ["debug", "debug"], 30, "the sidecars at debug")
+    assert {p: mesh.container(*p, "envoy")["pid"] for p in pods} == pids

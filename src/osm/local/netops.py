@@ -223,12 +223,14 @@ def http_fetch_in_netns(
     host: str = "127.0.0.1",
     host_header: str = "",
     timeout: float = 10.0,
+    method: str = "GET",
 ) -> tuple[int, bytes]:
-    """(status, body) of GET http://<host>:<port><path> made inside `netns` (the connection closed after
-    it), at most MAX_FETCH_BYTES of it."""
+    """(status, body) of `method` (GET, or a POST without a body) http://<host>:<port><path> made inside
+    `netns` (the connection closed after it), at most MAX_FETCH_BYTES of it."""
+    length = "Content-Length: 0\r\n" if method == "POST" else ""
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header or host}:{port}\r\nConnection: close\r\n\r\n".encode()
-    )
+        f"{method} {path} HTTP/1.1\r\nHost: {host_header or host}:{port}\r\n{length}Connection: close\r\n\r\n"
+    ).encode()
     chunks: list[bytes] = []
     size = 0
     with connect_in_netns(netns, host, port, timeout) as s:
@@ -238,12 +240,12 @@ def http_fetch_in_netns(
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_FETCH_BYTES:
-                raise NetError(f"the answer to GET {path} exceeds {MAX_FETCH_BYTES} bytes")
+                raise NetError(f"the answer to {method} {path} exceeds {MAX_FETCH_BYTES} bytes")
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
     parts = head.split(b" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
-        raise NetError(f"GET {path}: not an HTTP answer")
+        raise NetError(f"{method} {path}: not an HTTP answer")
     if b"\r\ntransfer-encoding: chunked" in head.lower():
         body = dechunk(body)
     return int(parts[1]), body

@@ -155,6 +155,8 @@ class Runtime:
         self._stopping: set[asyncio.Task[None]] = set()
         self._gateway_dir: Path | None = None
         self._gateway_timer: asyncio.TimerHandle | None = None
+        self._sidecar_level: str | None = None  # MeshConfig sidecar.logLevel, as the sidecars have it
+        self._level_task: asyncio.Task[None] | None = None
         store.add_mutator(self._admit)
         store.subscribe(self._changed)
         self._objects_changed = True
@@ -244,6 +246,7 @@ class Runtime:
                 self._start(want, state)
         self._sync_services(state)
         self._sync_ingress_gateway(state)
+        self._sync_sidecar_log_level(state.mesh_config.sidecar.log_level)
         if not self.ready.is_set():
             self.ready.set()
 
@@ -278,6 +281,41 @@ class Runtime:
         """The running pods of a workload, oldest first."""
         mine = (lp for lp in self.pods.values() if lp.owner == owner_ref and lp.namespace == ns)
         return sorted((lp for lp in mine if lp.phase != "stopping"), key=lambda lp: lp.started)
+
+    # ---- the sidecars' log level: MeshConfig sidecar.logLevel, live (Envoy's admin /logging)
+
+    def _sync_sidecar_log_level(self, level: str) -> None:
+        """Sidecars start at the MeshConfig's level; when it changes, the running ones are set to it."""
+        before, self._sidecar_level = self._sidecar_level, level
+        if before is None or before == level:
+            return
+        if self._level_task is not None:
+            self._level_task.cancel()
+        running = [lp for lp in self.pods.values() if lp.meshed and lp.phase == "running"]
+        self._level_task = asyncio.get_running_loop().create_task(self._set_sidecar_level(running, level))
+
+    async def _set_sidecar_level(self, pods: list[LocalPod], level: str) -> None:
+        done = 0
+        for lp in pods:
+            try:
+                status, body = await asyncio.to_thread(
+                    netops.http_fetch_in_netns,
+                    lp.netns,
+                    ENVOY_ADMIN_PORT,
+                    f"/logging?level={level}",
+                    method="POST",
+                    timeout=5,
+                )
+            except (OSError, netops.NetError) as e:
+                status, body = 0, str(e).encode()
+            if status == 200:
+                done += 1
+            else:
+                self.event(
+                    f"pod {lp.namespace}/{lp.name}: sidecar log level not set to {level}: "
+                    f"{status or ''} {body[:200].decode(errors='replace')}".rstrip()
+                )
+        self.event(f"sidecar log level {level} set in {done} of {len(pods)} running sidecars")
 
     # ---- the ingress gateway's certificate: the Secret MeshConfig names, as files under the state dir
 
@@ -557,6 +595,8 @@ class Runtime:
         self._dirty.set()
 
     async def teardown(self) -> None:
+        if self._level_task is not None:
+            self._level_task.cancel()
         pods = list(self.pods.values())
         await asyncio.gather(*(self._teardown_pod(lp) for lp in pods), return_exceptions=True)
         self.write_status()
