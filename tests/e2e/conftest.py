@@ -145,6 +145,35 @@ def namespace(name: str, meshed: bool = True) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
+SLEEP = ("sleep", "3600")  # upstream's client pods (alpine-debug) wait to be exec'ed into
+
+
+def pod(
+    namespace: str,
+    name: str,
+    command: tuple[str, ...] | list[str] = SLEEP,
+    *,
+    service_account: str | None = None,
+    container: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Pod of one container running `command` (by default, sleeping: a client to exec curl in). The
+    ServiceAccount and the container are named `name` unless given ("" : no ServiceAccount); `spec`
+    adds fields to the pod's spec (e.g. hostAliases)."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels is not None:
+        meta["labels"] = labels
+    if annotations is not None:
+        meta["annotations"] = annotations
+    sa = name if service_account is None else service_account
+    body: dict[str, Any] = {"serviceAccountName": sa} if sa else {}
+    body.update(spec)
+    body["containers"] = [{"name": container or name, "command": list(command)}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": body}
+
+
 def sleeper_deployment(namespace: str, name: str, replicas: int) -> dict[str, Any]:
     """Upstream's client Deployment (alpine-debug: sleep), ServiceAccount `name`."""
     return {
@@ -158,50 +187,51 @@ def sleeper_deployment(namespace: str, name: str, replicas: int) -> dict[str, An
                 "metadata": {"labels": {"app": name}},
                 "spec": {
                     "serviceAccountName": name,
-                    "containers": [{"name": name, "command": ["sleep", "3600"]}],
+                    "containers": [{"name": name, "command": list(SLEEP)}],
                 },
             },
         },
     }
 
 
+def traffic_target(source: tuple[str, str], destination: tuple[str, str], name: str, rule: str) -> str:
+    """A TrafficTarget `name` from ServiceAccount `source` to `destination` (ns, name), in the
+    destination's namespace, with one `rule` (YAML flow mapping)."""
+    return f"""
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {{name: {name}, namespace: {destination[0]}}}
+spec:
+  destination: {{kind: ServiceAccount, name: {destination[1]}, namespace: {destination[0]}}}
+  rules: [{rule}]
+  sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
+"""
+
+
 def allow_all(source: tuple[str, str], destination: tuple[str, str], name: str) -> str:
     """Upstream's CreateSimpleAllowPolicy from ServiceAccount `source` to `destination` (ns, name)."""
-    return f"""
+    routes = f"""
 apiVersion: specs.smi-spec.io/v1alpha4
 kind: HTTPRouteGroup
 metadata: {{name: {name}, namespace: {destination[0]}}}
 spec:
   matches: [{{name: all, pathRegex: ".*", methods: ["*"]}}]
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {{name: {name}, namespace: {destination[0]}}}
-spec:
-  destination: {{kind: ServiceAccount, name: {destination[1]}, namespace: {destination[0]}}}
-  rules: [{{kind: HTTPRouteGroup, name: {name}, matches: [all]}}]
-  sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
-"""
+---"""
+    rule = f"{{kind: HTTPRouteGroup, name: {name}, matches: [all]}}"
+    return routes + traffic_target(source, destination, name, rule)
 
 
 def tcp_allow(source: tuple[str, str], destination: tuple[str, str], name: str, ports: list[int]) -> str:
     """Upstream's CreateSimpleTCPAllowPolicy: a TCPRoute of `ports` and a TrafficTarget from ServiceAccount
     `source` to `destination` (ns, name), both named `name`, in the destination's namespace."""
-    return f"""
+    routes = f"""
 apiVersion: specs.smi-spec.io/v1alpha4
 kind: TCPRoute
 metadata: {{name: {name}, namespace: {destination[0]}}}
 spec:
   matches: {{ports: {ports}}}
----
-apiVersion: access.smi-spec.io/v1alpha3
-kind: TrafficTarget
-metadata: {{name: {name}, namespace: {destination[0]}}}
-spec:
-  destination: {{kind: ServiceAccount, name: {destination[1]}, namespace: {destination[0]}}}
-  rules: [{{kind: TCPRoute, name: {name}}}]
-  sources: [{{kind: ServiceAccount, name: {source[1]}, namespace: {source[0]}}}]
-"""
+---"""
+    return routes + traffic_target(source, destination, name, f"{{kind: TCPRoute, name: {name}}}")
 
 
 def wait_replicas(m: LocalMesh, groups: list[tuple[str, str, int]], timeout: float = 90) -> None:
@@ -314,13 +344,5 @@ def client_server(
             "metadata": {"name": "server", "namespace": "server", "labels": {"app": "server"}},
             "spec": {"serviceAccountName": "server", "containers": [server]},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "client", "namespace": "client"},
-            "spec": {
-                "serviceAccountName": "client",
-                "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-            },
-        },
+        pod("client", "client"),
     )

@@ -13,19 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import mesh_config, namespace, small_mesh, yaml_docs
+from tests.e2e.conftest import mesh_config, namespace, pod, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 URL = "http://osm-controller.osm-system:9092/debug"
 CLIENT = yaml_docs(
     namespace("client", meshed=False),
-    {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "client", "namespace": "client"},
-        "spec": {"containers": [{"name": "client", "command": ["sleep", "3600"]}]},
-    },
+    pod("client", "client", service_account=""),
 )
 
 

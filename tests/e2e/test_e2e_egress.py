@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_AND_HTTPS_200, mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_AND_HTTPS_200, mesh_config, pod, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -34,18 +34,7 @@ EXTERNAL = yaml_docs(
 
 
 def client(external_ip: str) -> str:
-    return yaml_docs(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "client", "namespace": "client"},
-            "spec": {
-                "serviceAccountName": "client",
-                "hostAliases": [{"ip": external_ip, "hostnames": list(HOSTS)}],
-                "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-            },
-        }
-    )
+    return yaml_docs(pod("client", "client", hostAliases=[{"ip": external_ip, "hostnames": list(HOSTS)}]))
 
 
 def egress(enabled: bool) -> str:

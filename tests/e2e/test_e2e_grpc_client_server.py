@@ -70,9 +70,10 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield m
 
 
-def call(m: LocalMesh) -> str:
+def call(m: LocalMesh, client: str = CLIENT) -> str:
+    """What the gRPC client (Python source `client`) prints, run in the client pod."""
     # gRPC's own DNS resolver skips /etc/hosts, where the local runtime puts Service names
-    cmd = ["env", "GRPC_DNS_RESOLVER=native", sys.executable, "-c", CLIENT]
+    cmd = ["env", "GRPC_DNS_RESOLVER=native", sys.executable, "-c", client]
     return m.exec("client", "client", *cmd, timeout=30).stdout.strip()
 
 

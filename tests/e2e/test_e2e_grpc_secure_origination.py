@@ -6,13 +6,13 @@ row; with the TrafficTarget and the TCPRoute deleted it fails 5 times in a row."
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
 from tests.e2e.conftest import SELF_SIGNED, client_server, mesh_config, small_mesh, tcp_allow
+from tests.e2e.test_e2e_grpc_client_server import call
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -67,14 +67,8 @@ def mesh(local_mesh_capable: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield m
 
 
-def call(m: LocalMesh) -> str:
-    # gRPC's own DNS resolver skips /etc/hosts, where the local runtime puts Service names
-    cmd = ["env", "GRPC_DNS_RESOLVER=native", sys.executable, "-c", CLIENT]
-    return m.exec("client", "client", *cmd, timeout=30).stdout.strip()
-
-
 def test_grpc_traffic_tls_from_the_app_carried_as_tcp_inside_mtls(mesh: LocalMesh) -> None:
     (mesh.manifests / "policy.yaml").write_text(ALLOW_PORT)
-    mesh.wait_repeated(lambda: call(mesh) == "hello mesh", "TLS gRPC calls succeed")
+    mesh.wait_repeated(lambda: call(mesh, CLIENT) == "hello mesh", "TLS gRPC calls succeed")
     (mesh.manifests / "policy.yaml").write_text("")
-    mesh.wait_repeated(lambda: call(mesh) != "hello mesh", "TLS gRPC calls fail without the policy")
+    mesh.wait_repeated(lambda: call(mesh, CLIENT) != "hello mesh", "TLS gRPC calls fail without the policy")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_200, mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_200, mesh_config, pod, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -23,15 +23,7 @@ def namespace(name: str, meshed: bool) -> dict[str, object]:
 
 
 def client(name: str, annotations: dict[str, str] | None = None) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "client", "annotations": annotations or {}},
-        "spec": {
-            "serviceAccountName": "client",
-            "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-        },
-    }
+    return pod("client", name, service_account="client", container="client", annotations=annotations or {})
 
 
 def external_server(port: int) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_200, mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_200, mesh_config, pod, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -53,15 +53,7 @@ MESH = (
                 ],
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "client", "namespace": "client"},
-            "spec": {
-                "serviceAccountName": "client",
-                "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-            },
-        },
+        pod("client", "client"),
     )
 )
 

@@ -7,25 +7,15 @@ exit code 7 (it has no route), 5 times in a row."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_200, mesh_config, namespace, service_of, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_200, mesh_config, namespace, pod, service_of, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 URL = "http://server.server"
-
-
-def pod(ns: str, name: str, command: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels or {"app": name}},
-        "spec": {"serviceAccountName": name, "containers": [{"name": name, "command": command}]},
-    }
 
 
 def manifests(permissive: bool, client_service: bool) -> str:
@@ -34,9 +24,9 @@ def manifests(permissive: bool, client_service: bool) -> str:
         namespace("server"),
         namespace("ext-client", meshed=False),
         service_of("server", "server", {"app": "server"}, 80),
-        pod("server", "server", ["python3", "-c", HTTP_200.replace("PORT", "80")]),
-        pod("client", "client", ["sleep", "3600"]),
-        pod("ext-client", "ext-client", ["sleep", "3600"]),
+        pod("server", "server", ["python3", "-c", HTTP_200.replace("PORT", "80")], labels={"app": "server"}),
+        pod("client", "client", labels={"app": "client"}),
+        pod("ext-client", "ext-client", labels={"app": "ext-client"}),
     ]
     if client_service:
         docs.append(service_of("client", "client", {"app": "client"}, 80))

@@ -13,25 +13,15 @@ policy matches gets 404.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_200, mesh_config, namespace, service_of, small_mesh, yaml_docs
+from tests.e2e.conftest import HTTP_200, mesh_config, namespace, pod, service_of, small_mesh, yaml_docs
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 URL = "http://server.server/anything"
-
-
-def pod(ns: str, command: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": ns, "namespace": ns, "labels": {"app": ns}},
-        "spec": {"serviceAccountName": ns, "containers": [{"name": ns, "command": command}]},
-    }
 
 
 def route_policy(client: str, path: str, policy_ns: str = "server") -> str:
@@ -61,9 +51,9 @@ BASE = (
         namespace("client1"),
         namespace("client2"),
         service_of("server", "server", {"app": "server"}, 80),
-        pod("server", ["python3", "-c", HTTP_200.replace("PORT", "80")]),
-        pod("client1", ["sleep", "3600"]),
-        pod("client2", ["sleep", "3600"]),
+        pod("server", "server", ["python3", "-c", HTTP_200.replace("PORT", "80")], labels={"app": "server"}),
+        pod("client1", "client1", labels={"app": "client1"}),
+        pod("client2", "client2", labels={"app": "client2"}),
     )
 )
 PODS = [("server", "server"), ("client1", "client1"), ("client2", "client2")]

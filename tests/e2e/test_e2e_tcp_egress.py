@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import mesh_config, small_mesh, yaml_docs
+from tests.e2e.conftest import pod, small_mesh, yaml_docs
+from tests.e2e.test_e2e_egress import egress
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -68,20 +69,8 @@ SERVER = yaml_docs(
         },
         "spec": {"containers": [{"name": "server", "command": ["python3", "-c", ECHO]}]},
     },
-    {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "client", "namespace": "client"},
-        "spec": {
-            "serviceAccountName": "client",
-            "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-        },
-    },
+    pod("client", "client"),
 )
-
-
-def egress(enabled: bool) -> str:
-    return mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False, "enableEgress": enabled})
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,18 @@ BACKENDS = [f"server{i}" for i in range(3)]
 CLIENTS = ["client0", "client1"]
 
 
-def manifests(app_protocol: str, permissive: bool) -> str:
+def manifests(
+    app_protocol: str,
+    permissive: bool,
+    *,
+    weights: dict[str, int] | None = None,
+    service_account: str | None = None,
+) -> str:
+    """The split's mesh: ports of `app_protocol` ("": none given, HTTP), `weights` by backend (default:
+    even), every backend running as its own ServiceAccount or as `service_account`; in SMI mode each
+    client allowed to each ServiceAccount."""
+    weights = weights or {b: 100 // len(BACKENDS) for b in BACKENDS}
+    accounts = {b: service_account or b for b in BACKENDS}
     docs = [
         mesh_config(traffic={"enablePermissiveTrafficPolicyMode": permissive}),
         yaml_docs(
@@ -50,23 +61,21 @@ def manifests(app_protocol: str, permissive: bool) -> str:
                 d
                 for b in BACKENDS
                 for d in podname_deployment(
-                    "server", b, replicas=2, service_account=b, app_protocol=app_protocol
+                    "server", b, replicas=2, service_account=accounts[b], app_protocol=app_protocol
                 )
             ),
             *(sleeper_deployment(c, c, 2) for c in CLIENTS),
             service_of("server", "traffic-split", {"app": "traffic-split"}, 14001, app_protocol),
-            traffic_split(
-                "server", "traffic-split", "traffic-split", {b: 100 // len(BACKENDS) for b in BACKENDS}
-            ),
+            traffic_split("server", "traffic-split", "traffic-split", weights),
         ),
     ]
     if not permissive:
         for c in CLIENTS:
-            for b in BACKENDS:
+            for sa in sorted(set(accounts.values())):
                 docs.append(
-                    allow_all((c, c), ("server", b), f"{c}-{b}")
-                    if app_protocol == "http"
-                    else tcp_allow((c, c), ("server", b), f"{c}-{b}", [14001])
+                    allow_all((c, c), ("server", sa), f"{c}-{sa}")
+                    if app_protocol != "tcp"
+                    else tcp_allow((c, c), ("server", sa), f"{c}-{sa}", [14001])
                 )
     return "---\n".join(docs)
 

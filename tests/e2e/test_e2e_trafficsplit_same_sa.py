@@ -15,45 +15,13 @@ from collections.abc import Iterator
 import pytest
 
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import (
-    allow_all,
-    mesh_config,
-    namespace,
-    podname_calls,
-    podname_deployment,
-    service_of,
-    sleeper_deployment,
-    small_mesh,
-    traffic_split,
-    wait_replicas,
-    yaml_docs,
-)
+from tests.e2e.conftest import podname_calls, small_mesh, wait_replicas
+from tests.e2e.test_e2e_trafficsplit import BACKENDS, CLIENTS, manifests
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
-BACKENDS = [f"server{i}" for i in range(3)]
-CLIENTS = ["client0", "client1"]
 REPLICAS = 2
-MESH = "---\n".join(
-    [
-        mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False}),
-        yaml_docs(
-            namespace("server"),
-            *(namespace(c) for c in CLIENTS),
-            *(
-                d
-                for b in BACKENDS
-                for d in podname_deployment("server", b, replicas=REPLICAS, service_account="server")
-            ),
-            *(sleeper_deployment(c, c, REPLICAS) for c in CLIENTS),
-            service_of("server", "traffic-split", {"app": "traffic-split"}, 14001),
-            traffic_split(
-                "server", "traffic-split", "traffic-split", {b: 100 // len(BACKENDS) for b in BACKENDS}
-            ),
-        ),
-        *(allow_all((c, c), ("server", "server"), f"{c}-server") for c in CLIENTS),
-    ]
-)
+MESH = manifests("", False, service_account="server")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from osm.testing.localmesh import LocalMesh
 from tests.e2e.conftest import (
     mesh_config,
     namespace,
+    pod,
     podname_calls,
     podname_deployment,
     service_of,
@@ -25,15 +26,7 @@ from tests.e2e.conftest import (
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 VERSIONS = ("v1", "v2")
-CLIENT = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "client", "namespace": "client"},
-    "spec": {
-        "serviceAccountName": "client",
-        "containers": [{"name": "client", "command": ["sleep", "3600"]}],
-    },
-}
+CLIENT = pod("client", "client")
 MESH = (
     mesh_config(traffic={"enablePermissiveTrafficPolicyMode": True})
     + "---\n"

@@ -18,8 +18,8 @@ from google.protobuf import json_format
 import osm.envoy.generator
 from osm.cli.main import cli
 from osm.testing.localmesh import LocalMesh
-from tests.e2e.conftest import HTTP_200, mesh_config, namespace, service_of, small_mesh, yaml_docs
-from tests.e2e.test_e2e_smi_traffic_target import pod, route_policy
+from tests.e2e.conftest import HTTP_200, mesh_config, namespace, pod, service_of, small_mesh, yaml_docs
+from tests.e2e.test_e2e_smi_traffic_target import route_policy
 
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
@@ -33,8 +33,8 @@ MESH = (
         namespace("stranger"),
         namespace("outsider", meshed=False),
         service_of("server", "server", {"app": "server"}, 80),
-        pod("server", ["python3", "-c", HTTP_200.replace("PORT", "80")]),
-        *(pod(ns, ["sleep", "3600"]) for ns in ("client1", "client2", "stranger", "outsider")),
+        pod("server", "server", ["python3", "-c", HTTP_200.replace("PORT", "80")], labels={"app": "server"}),
+        *(pod(ns, ns, labels={"app": ns}) for ns in ("client1", "client2", "stranger", "outsider")),
     )
     + route_policy("client1", "/anything")
     + route_policy("client2", "/foo")

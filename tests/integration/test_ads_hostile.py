@@ -118,7 +118,7 @@ async def test_a_proxy_opening_more_streams_than_allowed_loses_its_oldest() -> N
                     assert mesh.server.limit_log.hits["streams-per-proxy"] == 1
 
 
-async def test_max_data_plane_connections_from_the_mesh_config_refuses_further_streams() -> None:
+async def test_max_data_plane_connections_from_the_mesh_config_refuses_further_streams_counted() -> None:
     async with running_mesh() as mesh:
         mc = mesh.store.get(ObjectKey("MeshConfig", "osm-system", "osm-mesh-config"))
         assert mc is not None
@@ -130,6 +130,9 @@ async def test_max_data_plane_connections_from_the_mesh_config_refuses_further_s
                 await b.send(discovery_pb2.DiscoveryRequest(type_url=TYPE_CLUSTER))
                 assert await b.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert "at most 1 proxies" in await b.details()
+        assert (
+            mesh.server.metrics.proxy_max_connections_rejected.value() == 1
+        )  # osm_proxy_max_connections_rejected
 
 
 async def test_queued_requests_are_bounded_while_a_stream_cannot_be_served() -> None:
