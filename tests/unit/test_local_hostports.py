@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -63,30 +65,39 @@ def test_sockets_pass_as_name_fd_pairs_and_name_their_url() -> None:
         hostports.decode("metrics")
 
 
+@contextlib.asynccontextmanager
+async def forwarder(target_port: int, **limits: Any) -> AsyncIterator[socket.socket]:
+    """A forwarder to 127.0.0.1:`target_port`, running while the block runs; its listening socket."""
+    (listening,) = hostports.listen(["x"]).values()
+    task = asyncio.create_task(hostports.serve(listening, ("127.0.0.1", target_port), **limits))
+    try:
+        yield listening
+    finally:
+        await stop(task)
+
+
 def test_connections_are_forwarded_both_ways_and_bounded() -> None:
     async def run() -> None:
         server, port = await echo_server()
-        (listening,) = hostports.listen(["x"]).values()
-        front = listening.getsockname()[1]
-        task = asyncio.create_task(hostports.serve(listening, ("127.0.0.1", port), max_connections=2))
         try:
-            held = [await asyncio.open_connection("127.0.0.1", front) for _ in range(2)]
-            for r, w in held:
-                w.write(b"hello")
-                await w.drain()
-                assert await asyncio.wait_for(r.readexactly(5), 5) == b"HELLO"
-            # a third while two are open: closed without reaching the server
-            assert await closed_at_once(front)
-            for _, w in held:
+            async with forwarder(port, max_connections=2) as listening:
+                front = listening.getsockname()[1]
+                held = [await asyncio.open_connection("127.0.0.1", front) for _ in range(2)]
+                for r, w in held:
+                    w.write(b"hello")
+                    await w.drain()
+                    assert await asyncio.wait_for(r.readexactly(5), 5) == b"HELLO"
+                # a third while two are open: closed without reaching the server
+                assert await closed_at_once(front)
+                for _, w in held:
+                    w.close()
+                await asyncio.sleep(0.2)
+                r, w = await asyncio.open_connection("127.0.0.1", front)
+                w.write(b"again")
+                w.write_eof()  # a half-close reaches the server, whose answer still comes back
+                assert await asyncio.wait_for(r.read(), 5) == b"AGAIN"
                 w.close()
-            await asyncio.sleep(0.2)
-            r, w = await asyncio.open_connection("127.0.0.1", front)
-            w.write(b"again")
-            w.write_eof()  # a half-close reaches the server, whose answer still comes back
-            assert await asyncio.wait_for(r.read(), 5) == b"AGAIN"
-            w.close()
         finally:
-            await stop(task)
             server.close()
 
     asyncio.run(run())
@@ -95,15 +106,12 @@ def test_connections_are_forwarded_both_ways_and_bounded() -> None:
 def test_idle_connections_are_closed_and_an_absent_target_is_a_close() -> None:
     async def run() -> None:
         server, port = await echo_server()
-        (listening,) = hostports.listen(["x"]).values()
-        front = listening.getsockname()[1]
-        task = asyncio.create_task(hostports.serve(listening, ("127.0.0.1", port), idle_timeout=0.3))
         try:
-            r, w = await asyncio.open_connection("127.0.0.1", front)
-            assert await asyncio.wait_for(r.read(), 5) == b""  # nothing sent for 0.3 s: closed
-            w.close()
+            async with forwarder(port, idle_timeout=0.3) as listening:
+                r, w = await asyncio.open_connection("127.0.0.1", listening.getsockname()[1])
+                assert await asyncio.wait_for(r.read(), 5) == b""  # nothing sent for 0.3 s: closed
+                w.close()
         finally:
-            await stop(task)
             server.close()
         assert listening.fileno() == -1  # the forwarder's server closed its socket
         # nothing listens on the target: the client's connection is closed
@@ -111,11 +119,7 @@ def test_idle_connections_are_closed_and_an_absent_target_is_a_close() -> None:
         free.bind(("127.0.0.1", 0))
         gone = free.getsockname()[1]
         free.close()
-        (listening,) = hostports.listen(["y"]).values()
-        task = asyncio.create_task(hostports.serve(listening, ("127.0.0.1", gone)))
-        try:
+        async with forwarder(gone) as listening:
             assert await closed_at_once(listening.getsockname()[1])
-        finally:
-            await stop(task)
 
     asyncio.run(run())

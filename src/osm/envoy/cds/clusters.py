@@ -176,63 +176,43 @@ def local_cluster(svc: MeshService) -> Any:
     return c
 
 
-def egress_cluster(host: str, port: int) -> Any:
-    """`<host>:<port>`: an HTTP egress host, resolved by DNS (as upstream); plaintext, as the app sent it.
-    Names resolve as the app's do (getaddrinfo: /etc/hosts and the pod's hostAliases first, then the
-    pod's resolv.conf), not by Envoy's own resolver, which skips the hosts file."""
-    name = f"{host}:{port}"
+def _dns_cluster(name: str, kind: Any, host: str, port: int) -> Any:
+    """A cluster of one `host:port`, its name resolved as the app's are (getaddrinfo: /etc/hosts and the
+    pod's hostAliases first, then the pod's resolv.conf), not by Envoy's own resolver, which skips the
+    hosts file."""
+    endpoint = endpoint_components_pb2.Endpoint(address=socket_address(host, port))
     return cluster_pb2.Cluster(
         name=name,
-        type=cluster_pb2.Cluster.STRICT_DNS,
+        type=kind,
         typed_dns_resolver_config=TypedExtensionConfig(
             name="envoy.network.dns_resolver.getaddrinfo",
             typed_config=pack(getaddrinfo_dns_resolver_pb2.GetAddrInfoDnsResolverConfig()),
         ),
         connect_timeout=_CONNECT_TIMEOUT,
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
-        circuit_breakers=_circuit_breakers(),
         load_assignment=endpoint_pb2.ClusterLoadAssignment(
             cluster_name=name,
             endpoints=[
                 endpoint_components_pb2.LocalityLbEndpoints(
-                    lb_endpoints=[
-                        endpoint_components_pb2.LbEndpoint(
-                            endpoint=endpoint_components_pb2.Endpoint(address=socket_address(host, port))
-                        )
-                    ]
+                    lb_endpoints=[endpoint_components_pb2.LbEndpoint(endpoint=endpoint)]
                 )
             ],
         ),
     )
+
+
+def egress_cluster(host: str, port: int) -> Any:
+    """`<host>:<port>`: an HTTP egress host, resolved by DNS (as upstream); plaintext, as the app sent it."""
+    cluster = _dns_cluster(f"{host}:{port}", cluster_pb2.Cluster.STRICT_DNS, host, port)
+    cluster.circuit_breakers.CopyFrom(_circuit_breakers())
+    return cluster
 
 
 def tracing_cluster(tracing: Tracing) -> Any:
-    """`envoy-tracing-cluster`: the Zipkin collector, its name resolved as egress hosts' are."""
-    return cluster_pb2.Cluster(
-        name=TRACING_CLUSTER,
-        type=cluster_pb2.Cluster.LOGICAL_DNS,
-        typed_dns_resolver_config=TypedExtensionConfig(
-            name="envoy.network.dns_resolver.getaddrinfo",
-            typed_config=pack(getaddrinfo_dns_resolver_pb2.GetAddrInfoDnsResolverConfig()),
-        ),
-        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
-        connect_timeout=_CONNECT_TIMEOUT,
-        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
-        load_assignment=endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=TRACING_CLUSTER,
-            endpoints=[
-                endpoint_components_pb2.LocalityLbEndpoints(
-                    lb_endpoints=[
-                        endpoint_components_pb2.LbEndpoint(
-                            endpoint=endpoint_components_pb2.Endpoint(
-                                address=socket_address(tracing.address, tracing.port)
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
-    )
+    """`envoy-tracing-cluster`: the Zipkin collector."""
+    cluster = _dns_cluster(TRACING_CLUSTER, cluster_pb2.Cluster.LOGICAL_DNS, tracing.address, tracing.port)
+    cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+    return cluster
 
 
 def passthrough_cluster() -> Any:
