@@ -19,6 +19,7 @@ from typing import Any
 
 from osm.envoy.common import PORT_METRICS
 from osm.injector.patch import metrics_enabled
+from osm.local.workloads import owner
 from osm.state.snapshot import MeshState
 
 PORT = 9090
@@ -68,8 +69,8 @@ def sidecar_targets(state: MeshState, pods: list[dict[str, Any]]) -> list[dict[s
         if not metrics_enabled(state.namespaces.get(p["namespace"])):
             continue
         pod = state.pods.get((p["namespace"], p["name"]))
-        owner = pod.meta.annotations.get("local.openservicemesh.io/owner", "") if pod is not None else ""
-        kind, _, name = owner.partition("/") if owner else ("Pod", "", p["name"])
+        owned_by = owner(pod) if pod is not None else ""
+        kind, _, name = owned_by.partition("/") if owned_by else ("Pod", "", p["name"])
         out.append(
             {
                 "targets": [f"{p['ip']}:{PORT_METRICS}"],

@@ -638,13 +638,14 @@ class Runtime:
     def write_status(self) -> None:
         path = self.state_dir / "status.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
+        status = self.status()
+        tmp.write_text(json.dumps(status, indent=1))
         os.replace(tmp, path)
         if self._objects_changed:
             self._objects_changed = False
             write_objects(self.state_dir, self.store.values())
         if self.prometheus_targets is not None:
-            targets = prometheus.sidecar_targets(self.state(), self.status()["pods"])
+            targets = prometheus.sidecar_targets(self.state(), status["pods"])
             if targets != self._targets:
                 self._targets = targets
                 prometheus.write_targets(self.prometheus_targets, targets)
