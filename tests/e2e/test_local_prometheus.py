@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner
 
+from osm import __version__
 from osm.cli.main import cli
 from osm.paths import CHART
 from osm.testing.localmesh import LocalMesh
@@ -27,7 +28,7 @@ from tests.e2e.conftest import ALLOW_ALL, HTTP_200, client_server, mesh_config
 pytestmark = [pytest.mark.netns, pytest.mark.envoy, pytest.mark.e2e]
 
 DASHBOARDS = CHART / "grafana"
-METRICS = "  annotations:\n    openservicemesh.io/metrics: enabled\n  labels:"
+METRICS = "  annotations:\n    openservicemesh.io/metrics: enabled\n  labels:"  # the server's namespace
 MESH = (
     mesh_config(traffic={"enablePermissiveTrafficPolicyMode": False})
     + "---\n"
@@ -75,15 +76,18 @@ def query(m: LocalMesh, promql: str) -> list[dict[str, Any]]:
 
 
 def enable_client_metrics(m: LocalMesh) -> None:
-    """Annotate the client's namespace as `osm metrics enable` does (once)."""
-    text = (m.manifests / "mesh.yaml").read_text()
-    if "name: client\n" + METRICS not in text:
-        m.edit("mesh.yaml", "name: client\n  labels:", "name: client\n" + METRICS)
+    """`osm metrics enable` of the client's namespace: its annotation, written into the manifests."""
+    args = ["metrics", "enable", "--namespace", "client", "--state-dir", str(m.state_dir)]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert out.output == f"metrics enabled in namespace [client] (written to {m.manifests / 'mesh.yaml'})\n"
 
 
 def test_prometheus_scrapes_the_controller_and_the_sidecars(mesh: LocalMesh) -> None:
     out = CliRunner().invoke(cli, ["local", "status", "--output", "json", "--state-dir", str(mesh.state_dir)])
     status = json.loads(out.output)
+    listed = CliRunner().invoke(cli, ["mesh", "list", "--state-dir", str(mesh.state_dir)]).output
+    assert listed.splitlines()[1].split() == ["osm", "osm-system", __version__, "local:", str(mesh.state_dir)]
     assert status["node_endpoints"] == {
         "metrics": "http://10.250.0.1:9091/metrics",
         "debug": "http://10.250.0.1:9092/debug",

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
+from osm import __version__
+from osm.cli.options import STATE_DIR
 from osm.injector.registration import default_config_name as injector_config_name
 from osm.k8s.client import ApiError, ConfigError, KubeClient, Obj
 from osm.k8s.resources import (
@@ -444,6 +446,22 @@ def _namespaces(value: str) -> list[str]:
     return names
 
 
+def _switch_local_metrics(namespaces: list[str], status: dict[str, Any], on: bool) -> None:
+    """The local mesh: the Namespaces' annotation, in the manifests that define them (its Prometheus
+    follows it; the local runtime has no pod annotations to set)."""
+    from osm.local.annotate import AnnotateError, annotate_namespace
+
+    root = Path(status.get("manifests") or "")
+    if not root.is_dir():
+        raise click.ClickException("the local mesh does not say where its manifests are (restart it)")
+    for ns in namespaces:
+        try:
+            path = annotate_namespace(root, ns, {ANNOTATION_METRICS: "enabled" if on else None})
+        except AnnotateError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"metrics {'enabled' if on else 'disabled'} in namespace [{ns}] (written to {path})")
+
+
 def _switch_metrics(namespaces: list[str], kubeconfig: str | None, on: bool) -> None:
     async def switch(kube: KubeClient) -> None:
         for ns in namespaces:
@@ -465,20 +483,32 @@ def _switch_metrics(namespaces: list[str], kubeconfig: str | None, on: bool) -> 
     with_kube(kubeconfig, switch)
 
 
+def _metrics(namespaces: str, kubeconfig: str | None, state_dir: Path, on: bool) -> None:
+    from osm.local.up import read_status
+
+    status = read_status(state_dir)
+    if status is not None:
+        _switch_local_metrics(_namespaces(namespaces), status, on)
+    else:
+        _switch_metrics(_namespaces(namespaces), kubeconfig, on)
+
+
 @metrics_group.command("enable")
 @click.option("--namespace", "namespaces", required=True, help="namespaces, comma-separated")
 @kubeconfig_option
-def metrics_enable(namespaces: str, kubeconfig: str | None) -> None:
+@STATE_DIR
+def metrics_enable(namespaces: str, kubeconfig: str | None, state_dir: Path) -> None:
     """Annotate NAMESPACES openservicemesh.io/metrics=enabled, and their meshed pods for scraping."""
-    _switch_metrics(_namespaces(namespaces), kubeconfig, True)
+    _metrics(namespaces, kubeconfig, state_dir, True)
 
 
 @metrics_group.command("disable")
 @click.option("--namespace", "namespaces", required=True, help="namespaces, comma-separated")
 @kubeconfig_option
-def metrics_disable(namespaces: str, kubeconfig: str | None) -> None:
+@STATE_DIR
+def metrics_disable(namespaces: str, kubeconfig: str | None, state_dir: Path) -> None:
     """Remove the metrics annotations from NAMESPACES and their pods."""
-    _switch_metrics(_namespaces(namespaces), kubeconfig, False)
+    _metrics(namespaces, kubeconfig, state_dir, False)
 
 
 @click.group("mesh")
@@ -488,8 +518,19 @@ def mesh_group() -> None:
 
 @mesh_group.command("list")
 @kubeconfig_option
-def mesh_list(kubeconfig: str | None) -> None:
-    """List the meshes installed in the cluster."""
+@STATE_DIR
+def mesh_list(kubeconfig: str | None, state_dir: Path) -> None:
+    """List the meshes installed in the cluster (or the local mesh running on --state-dir)."""
+    from osm.local.up import read_status
+
+    if read_status(state_dir) is not None:
+        _table(
+            [
+                ("MESH NAME", "NAMESPACE", "VERSION", "WHERE"),
+                ("osm", "osm-system", __version__, f"local: {state_dir}"),
+            ]
+        )
+        return
     meshes = with_kube(kubeconfig, existing_meshes)
     if not meshes:
         click.echo("no osm control planes found")

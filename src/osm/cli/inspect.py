@@ -26,6 +26,7 @@ from osm.cli.cluster import (
     namespace_option,
     with_kube,
 )
+from osm.cli.options import STATE_DIR
 from osm.envoy.explain import ExplainError, Explanation, explain
 from osm.injector.registration import default_config_name as injector_config_name
 from osm.k8s import bugreport as kube_bugreport
@@ -39,15 +40,6 @@ from osm.local.workloads import nat_of
 from osm.models.k8s import LABEL_PROXY_UUID
 from osm.state.snapshot import MeshState
 from osm.validator.webhook import default_config_name as validator_config_name
-
-STATE_DIR = click.option(
-    "--state-dir",
-    default="/var/lib/osm-local",
-    show_default=True,
-    envvar="OSM_LOCAL_STATE_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="the local mesh's state directory (as `osm local`)",
-)
 
 # upstream's queries, and the admin path each reads
 QUERIES = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from osm import __version__
+from osm.cli.options import STATE_DIR
 
 
 @click.group()
@@ -85,14 +86,7 @@ def bootstrap_cmd(
     click.echo(f"wrote {written.path} (node {written.node_id})")
 
 
-STATE_DIR_OPTION = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="/var/lib/osm-local",
-    show_default=True,
-    envvar="OSM_LOCAL_STATE_DIR",
-    help="where the local mesh keeps its state",
-)
+STATE_DIR_OPTION = STATE_DIR
 
 
 def _local_errors() -> tuple[type[Exception], ...]:

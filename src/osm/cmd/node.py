@@ -185,6 +185,7 @@ async def serve(
             "controller": supervisor.status(),
             "endpoints": endpoints,
             "node_endpoints": node_endpoints,
+            "manifests": str(local_dir),
         },
         prometheus_targets=state_dir / "prometheus" / prometheus.TARGETS_FILE if with_prometheus else None,
     )
