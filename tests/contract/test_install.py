@@ -19,7 +19,9 @@ import yaml
 from click.testing import CliRunner
 
 from osm import __version__
+from osm.apis.meshconfig import MeshConfig
 from osm.cli.main import cli
+from osm.models.trafficpolicy import Tracing
 from osm.paths import CHART
 from osm.testing import kubetools
 from osm.testing.envoy import free_port
@@ -117,7 +119,8 @@ def test_install_dry_run_prints_what_helm_template_renders(
     cluster_with_webhooks: tuple[Cluster, dict[str, int]],
 ) -> None:
     cluster, _ = cluster_with_webhooks
-    printed = osm(cluster, "install", "--dry-run", "--set", "osm.enableEgress=false")
+    tracing = ["--set", "osm.tracing.enable=true", "--set", "osm.tracing.address=zipkin.tracing"]
+    printed = osm(cluster, "install", "--dry-run", "--set", "osm.enableEgress=false", *tracing)
     rendered = cluster.helm(
         "template",
         "osm",
@@ -130,10 +133,17 @@ def test_install_dry_run_prints_what_helm_template_renders(
         "osm.osmNamespace=osm-system",
         "--set",
         "osm.enableEgress=false",
+        *tracing,
     )
     assert printed == rendered
     preset = next(d for d in yaml.safe_load_all(printed) if d and d["kind"] == "ConfigMap")
-    assert json.loads(preset["data"]["preset-mesh-config.json"])["traffic"]["enableEgress"] is False
+    spec = json.loads(preset["data"]["preset-mesh-config.json"])
+    assert spec["traffic"]["enableEgress"] is False
+    # the MeshConfig osm-bootstrap would create: tracing to the address given, upstream's other defaults
+    mc = MeshConfig.from_k8s(
+        {"metadata": {"name": "osm-mesh-config", "namespace": "osm-system"}, "spec": spec}
+    )
+    assert mc.observability.tracing == Tracing("zipkin.tracing", 9411, "/api/v2/spans")
 
 
 def test_install_run_inject_and_uninstall(
