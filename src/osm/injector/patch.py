@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.apis.meshconfig import MeshConfig
-from osm.envoy.bootstrap.bootstrap import PROBE_PORTS, BootstrapParams, bootstrap_files
+from osm.envoy.bootstrap.bootstrap import DRAIN_ARGS, PROBE_PORTS, BootstrapParams, bootstrap_files
 from osm.envoy.common import PORT_ADMIN, PORT_ADS, PORT_INBOUND, PORT_METRICS
 from osm.injector.iptables import init_container_command, iptables_config_for_pod
 from osm.injector.probes import rewrite_probes
@@ -176,6 +176,7 @@ def _envoy_container(
             mesh.sidecar.log_level,
             "--config-path",
             f"{BOOTSTRAP_DIR}/bootstrap.yaml",
+            *DRAIN_ARGS,
             "--service-cluster",
             service_cluster,
         ],

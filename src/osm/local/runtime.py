@@ -27,6 +27,7 @@ from typing import Any
 from osm.certificate import ingressgateway
 from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.certificate.tresor import TresorCA
+from osm.envoy.bootstrap.bootstrap import DRAIN_ARGS
 from osm.envoy.common import PORT_METRICS
 from osm.injector.iptables import iptables_config_for_pod, iptables_rules
 from osm.injector.patch import HEALTHCHECK_CONTAINER, HEALTHCHECK_UID
@@ -466,6 +467,7 @@ class Runtime:
                 "1",
                 "--log-level",
                 state.mesh_config.sidecar.log_level,
+                *DRAIN_ARGS,
                 "--service-cluster",
                 f"{lp.pod.service_account}.{lp.namespace}",
             ]

@@ -157,6 +157,14 @@ def _probe_listener(p: ProbeRoute) -> dict[str, Any]:
     }
 
 
+# Envoy's command-line drain settings for every sidecar. A listener update that changes a filter chain
+# (an inbound chain's network RBAC after a TrafficTarget edit, tracing, a rate limit) applies to new
+# connections at once, but connections already open keep the old chain until they are drained: with
+# Envoy's defaults (gradual, over 600 s) a peer sidecar's pooled HTTP/2 connection kept a revoked
+# source's access, or an old tracing setting, for up to ten minutes. Immediate draining sends GOAWAY
+# at once (the peer opens a new connection, under the new chain) and closes what remains after 30 s.
+DRAIN_ARGS = ("--drain-time-s", "30", "--drain-strategy", "immediate")
+
 METRICS_LISTENER = "inbound-prometheus-listener"  # upstream's names
 METRICS_CLUSTER = "envoy-metrics-cluster"
 
