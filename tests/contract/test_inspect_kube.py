@@ -273,3 +273,13 @@ def test_bug_report_holds_the_policies_the_sidecars_and_the_logs(mesh: Mesh, tmp
         assert all(
             b"PRIVATE KEY-----" not in read(n) for n in files if tar.getmember(f"osm-bug-report/{n}").isfile()
         )
+
+
+def test_another_mesh_name_reads_that_meshs_namespaces(mesh: Mesh) -> None:
+    mesh.cluster.kubectl("label", "namespace", "shop", "openservicemesh.io/monitored-by=blue", "--overwrite")
+    code, out = osm(mesh, "policy", "explain", "shop/web", "shop/api", "--mesh-name", "blue", "-o", "json")
+    e = json.loads(out)
+    assert code == 0 and e["allowed"] is True
+    assert e["hops"] and "sidecar" not in e["reason"]  # through both sidecars of mesh "blue"
+    code, out = osm(mesh, "policy", "check-pods", "shop/web", "shop/api")  # mesh "osm": not its namespace
+    assert code == 1 and "no pod shop/web" in out

@@ -20,6 +20,7 @@ import click
 import yaml
 
 from osm.apis.meshconfig import MeshConfig
+from osm.cli.options import STATE_DIR
 from osm.demo.dashboard import build_rows, collect, render
 from osm.demo.manifests import THIEF_TARGET
 from osm.local import up
@@ -230,13 +231,7 @@ def dashboard(state_dir: Path, manifests: Path) -> None:
 
 
 @click.command("demo")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="/var/lib/osm-local",
-    show_default=True,
-    envvar="OSM_LOCAL_STATE_DIR",
-)
+@STATE_DIR
 @click.option("--script", is_flag=True, help="walk upstream's demo steps and exit 0 only if every one held")
 @click.option(
     "--manifests",
@@ -262,8 +257,9 @@ def demo_cmd(state_dir: Path, script: bool, manifests: Path | None) -> None:
         click.echo(
             "bookstore demo running; edit the manifests in " + str(work) + " and watch. Ctrl-C stops it."
         )
-        if with_prometheus:
-            click.echo("Prometheus scrapes it: `osm local status --output json` lists the endpoints")
+        endpoints = (up.read_status(state_dir) or {}).get("endpoints") or {}
+        for name, url in endpoints.items():
+            click.echo(f"{name}: {url}")  # on this host (Prometheus scrapes the mesh when installed)
         with contextlib.suppress(KeyboardInterrupt):
             dashboard(state_dir, work)
     finally:

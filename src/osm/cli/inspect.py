@@ -87,7 +87,7 @@ async def _kube_state(kube: KubeClient, mesh_name: str, osm_namespace: str) -> M
         click.echo(f"note: {note}", err=True)
     for reason in sorted(snap.rejected.values()):
         click.echo(f"note: left out, as the controller would: {reason}", err=True)
-    return MeshState.build(snap.objects)
+    return MeshState.build(snap.objects, mesh_name=mesh_name, osm_namespace=osm_namespace)
 
 
 def _state(state_dir: Path, kubeconfig: str | None, mesh_name: str, osm_namespace: str) -> MeshState:

@@ -53,7 +53,7 @@ async def collect(
 ) -> list[str]:
     """Write the archive to `out`; the names it holds."""
     snap = await snapshot(kube, mesh_name=mesh_name, osm_namespace=osm_namespace)
-    state = MeshState.build(snap.objects)
+    state = MeshState.build(snap.objects, mesh_name=mesh_name, osm_namespace=osm_namespace)
     meshed = sorted((ns, name) for (ns, name), p in state.pods.items() if LABEL_PROXY_UUID in p.meta.labels)
     with Archive(out) as archive:
         mesh: dict[str, Any] = {
