@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,8 @@ def test_cli_status_logs_exec_and_down(mesh: LocalMesh) -> None:
     runner = CliRunner()
     status = runner.invoke(cli, ["local", "status", *state])
     assert status.exit_code == 0 and "web" in status.output and "envoy" in status.output
+    # the control plane's endpoints, as URLs on this host
+    assert re.search(r"^metrics: http://127\.0\.0\.1:\d+/metrics$", status.output, re.M), status.output
     logs = runner.invoke(cli, ["local", "logs", "web", "-n", "app", "-c", "envoy", *state])
     assert logs.exit_code == 0
     missing = runner.invoke(cli, ["local", "logs", "web", "-n", "app", "-c", "nope", *state])
