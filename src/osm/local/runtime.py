@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from osm.apis.meshconfig import IngressGatewayCertSpec
 from osm.certificate import ingressgateway
 from osm.certificate.manager import XDS_CERT_VALIDITY
 from osm.certificate.tresor import TresorCA
@@ -155,6 +156,8 @@ class Runtime:
         self.ready = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
         self._gateway_dir: Path | None = None
+        self._gateway_spec: IngressGatewayCertSpec | None = None
+        self._gateway_due = 0.0  # monotonic time of the next check (inf: nothing to keep)
         self._gateway_timer: asyncio.TimerHandle | None = None
         self._sidecar_level: str | None = None  # MeshConfig sidecar.logLevel, as the sidecars have it
         self._level_task: asyncio.Task[None] | None = None
@@ -321,16 +324,19 @@ class Runtime:
     # ---- the ingress gateway's certificate: the Secret MeshConfig names, as files under the state dir
 
     def _sync_ingress_gateway(self, state: MeshState) -> None:
+        """Checked when the MeshConfig's spec changes, and again when a third of the lifetime is left
+        (or a minute has passed); not on every reconcile (it reads the CA and the files)."""
         spec = state.mesh_config.certificate.ingress_gateway
+        if spec == self._gateway_spec and time.monotonic() < self._gateway_due:
+            return
+        self._gateway_spec = spec
         where = None if spec is None else secret_dir(self.state_dir, spec.secret_namespace, spec.secret_name)
         if self._gateway_dir is not None and self._gateway_dir != where:
             shutil.rmtree(self._gateway_dir, ignore_errors=True)
             self.event(f"ingress gateway certificate removed from {self._gateway_dir}")
         self._gateway_dir = where
-        if self._gateway_timer is not None:
-            self._gateway_timer.cancel()
-            self._gateway_timer = None
         if spec is None or where is None:
+            self._gateway_due = float("inf")
             return
         now = datetime.now(UTC)
         ca = TresorCA.load_or_create(self.state_dir, now=now)
@@ -349,9 +355,11 @@ class Runtime:
                 f"{spec.secret_namespace}/{spec.secret_name} ({where}): {why}"
             )
         # look again when a third of the lifetime is left (or in a minute, whichever is sooner)
-        self._gateway_timer = asyncio.get_running_loop().call_later(
-            min(60.0, spec.validity_duration / 3), self.poke
-        )
+        wait = min(60.0, spec.validity_duration / 3)
+        self._gateway_due = time.monotonic() + wait
+        if self._gateway_timer is not None:
+            self._gateway_timer.cancel()
+        self._gateway_timer = asyncio.get_running_loop().call_later(wait, self.poke)
 
     # ---- services: NAT in the node namespace, hosts files in every pod
 
