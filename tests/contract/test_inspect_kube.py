@@ -5,8 +5,11 @@ read them. The sidecars' admin interfaces are real Envoys behind fakekube's pod 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from osm.cli.main import cli
+from osm.health.server import HealthServer
 from osm.paths import CHART
 from osm.testing.envoy import EnvoyProcess, free_port, next_base_id
 from tests.contract.conftest import Cluster
@@ -283,3 +287,93 @@ def test_another_mesh_name_reads_that_meshs_namespaces(mesh: Mesh) -> None:
     assert e["hops"] and "sidecar" not in e["reason"]  # through both sidecars of mesh "blue"
     code, out = osm(mesh, "policy", "check-pods", "shop/web", "shop/api")  # mesh "osm": not its namespace
     assert code == 1 and "no pod shop/web" in out
+
+
+CONTROL_PLANE = """
+apiVersion: v1
+kind: Service
+metadata: {name: osm-controller, namespace: osm-system}
+spec:
+  selector: {app: osm-controller}
+  ports: [{name: http, port: 9091}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: osm-webhook-osm}
+webhooks:
+- name: osm-inject.k8s.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {caBundle: Q0E=, service: {name: osm-injector, namespace: osm-system, path: /mutate}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: osm-validator-mesh-osm}
+webhooks:
+- name: osm-validator.k8s.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {caBundle: Q0E=, service: {name: osm-validator, namespace: osm-system, path: /validate}}
+"""
+
+
+def deployment(name: str) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: osm-system}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: {name}, image: osm}}]}}
+"""
+
+
+@contextlib.contextmanager
+def health_server(ready: bool) -> Iterator[int]:
+    """The control plane's health server on 127.0.0.1, in a thread of its own; its port."""
+    loop = asyncio.new_event_loop()
+    server = HealthServer("127.0.0.1:0", ready=lambda: (ready, "ok" if ready else "not synced"))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        yield server.port
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_verify_control_plane_passes_on_a_healthy_control_plane(mesh: Mesh) -> None:
+    names = ("osm-controller", "osm-injector", "osm-bootstrap")
+    mesh.cluster.kubectl(
+        "apply", "-f", "-", stdin="---\n".join([CONTROL_PLANE, *(deployment(n) for n in names)])
+    )
+    for name in names:
+        status = json.dumps({"status": {"replicas": 1, "readyReplicas": 1}})
+        mesh.cluster.kubectl(
+            "patch",
+            "deployment",
+            name,
+            "-n",
+            "osm-system",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        )
+    for ready in (True, False):
+        with health_server(ready) as port:
+            mesh.cluster.fk.webhooks.services["osm-system/osm-controller:9091"] = f"127.0.0.1:{port}"
+            code, out = osm(mesh, "verify", "control-plane")
+        if ready:
+            assert code == 0, out
+            assert "[+] Deployment osm-system/osm-injector: 1/1 ready" in out
+            assert "[+] osm-controller /health/ready: ok" in out
+            assert "[+] ValidatingWebhookConfiguration osm-validator-mesh-osm: CA bundle in place" in out
+        else:
+            assert code == 1 and "[-] osm-controller /health/ready:" in out
