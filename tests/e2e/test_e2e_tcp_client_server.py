@@ -6,6 +6,9 @@ does not, 5 times in a row. In permissive mode, without policies, the echo comes
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +75,47 @@ def test_tcp_traffic_from_one_pod_client_to_one_pod_server(mesh: tuple[LocalMesh
     m.wait_repeated(lambda: echoed(m), "the echo, with the TCPRoute and TrafficTarget")
     (m.manifests / "mesh.yaml").write_text(manifests(False))
     m.wait_repeated(lambda: not echoed(m), "no echo without them")
+
+
+# a connection kept open: a ping echoed every 0.2 s; prints "open" once, then "closed" when it ends
+KEEP_OPEN = """
+import socket, sys, time
+s = socket.create_connection(("server.server.svc.cluster.local", 8078), 3)
+s.settimeout(5)
+deadline = time.monotonic() + 120
+try:
+    while time.monotonic() < deadline:
+        s.sendall(b"ping")
+        if s.recv(16) != b"ping":
+            break
+        if not getattr(sys, "said", False):
+            print("open", flush=True)
+            sys.said = True
+        time.sleep(0.2)
+except OSError:
+    pass
+print("closed", flush=True)
+"""
+
+
+def test_a_revoked_source_loses_its_open_connection_too(mesh: tuple[LocalMesh, bool]) -> None:
+    """Beyond upstream: a TCP connection open when its TrafficTarget goes is closed within the sidecars'
+    drain time (30 s), not left open for Envoy's default ten minutes."""
+    m, permissive = mesh
+    if permissive:
+        pytest.skip("SMI policies only")
+    (m.manifests / "mesh.yaml").write_text(manifests(False) + TCP_ALLOW)
+    m.wait_repeated(lambda: echoed(m), "the echo, with the TCPRoute and TrafficTarget")
+    netns = m.pod("client", "client")["netns"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", KEEP_OPEN], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+        revoked = time.monotonic()
+        (m.manifests / "mesh.yaml").write_text(manifests(False))
+        assert proc.stdout.readline() == "closed\n"
+        assert time.monotonic() - revoked < 60, "the connection outlived the revocation"
+    finally:
+        proc.kill()
+        proc.wait(10)
