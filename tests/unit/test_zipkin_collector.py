@@ -64,6 +64,8 @@ def test_bad_bodies_are_refused_with_the_reason(collector: tuple[str, zipkin.Spa
     status, answer = call(url + "/api/v2/spans", json.dumps([{"id": "a"}]).encode())
     assert status == 400 and "span [0]: traceId is required" in str(answer)
     assert call(url + "/elsewhere", b"[]")[0] == 404
+    status, answer = call(url + "/api/v2/spans", b"[]", {"content-length": "-1"})
+    assert status == 400 and "negative" in str(answer)
     assert spans.all() == []
 
 

@@ -101,6 +101,8 @@ def make_server(
             """The request body, by content-length or chunked (as Envoy sends spans), at most max_body."""
             if self.headers.get("transfer-encoding", "").lower() != "chunked":
                 size = int(self.headers.get("content-length") or 0)
+                if size < 0:
+                    raise ValueError(f"content-length {size} is negative")
                 if size > max_body:
                     raise BodyTooLarge(f"body of {size} bytes is above {max_body}")
                 return self.rfile.read(size)
@@ -124,6 +126,7 @@ def make_server(
 
         def do_POST(self) -> None:
             if self.path.split("?")[0] != path:
+                self.close_connection = True  # its body is not read
                 self._answer(404, {"error": f"POST spans to {path}"})
                 return
             try:
