@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -228,23 +228,13 @@ def test_removing_a_file_falls_back_to_the_other_definition(src):
 # --- watching --------------------------------------------------------------------------------------
 
 
-async def write_until(writes: list[tuple[Path, str]], pred: Callable[[], bool], within: float = 5.0) -> bool:
-    """Write, and write again until `pred` holds: the watcher may not be listening yet."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        for path, text in writes:
-            write(path, text)
-        if await eventually(pred, 0.25):
-            return True
-    return False
-
-
 @asynccontextmanager
-async def watching(source: ManifestSource) -> AsyncIterator[None]:
-    task = asyncio.create_task(source.watch(debounce_ms=20))
+async def watching(source: ManifestSource, resync_s: float = 1.0) -> AsyncIterator[asyncio.Task[None]]:
+    """The source watching its directory: once this enters, every edit is seen."""
+    task = asyncio.create_task(source.watch(debounce_ms=20, resync_s=resync_s))
     try:
-        yield
+        await asyncio.wait_for(source.watching.wait(), 10)
+        yield task
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=5)
@@ -256,8 +246,10 @@ async def test_watch_applies_written_and_deleted_files(src):
     src.load()
     path = src.root / "sub" / "m.yaml"
     async with watching(src.source):
-        assert await write_until([(path, svc("web", 80))], lambda: port_of(src.store, WEB) == 80)
-        assert await write_until([(path, svc("web", 81))], lambda: port_of(src.store, WEB) == 81)
+        write(path, svc("web", 80))
+        assert await eventually(lambda: port_of(src.store, WEB) == 80)
+        write(path, svc("web", 81))
+        assert await eventually(lambda: port_of(src.store, WEB) == 81)
         path.unlink()
         assert await eventually(lambda: src.store.get(WEB) is None)
 
@@ -268,8 +260,9 @@ async def test_watch_ignores_hidden_files_like_load_does(src):
     src.load()
     hidden = ObjectKey("Service", "shop", "hidden")
     async with watching(src.source):
-        written = [(src.root / "..data" / "x.yaml", svc("hidden")), (src.root / "m.yaml", svc("web"))]
-        assert await write_until(written, lambda: src.store.get(WEB) is not None)
+        write(src.root / "..data" / "x.yaml", svc("hidden"))
+        write(src.root / "m.yaml", svc("web"))
+        assert await eventually(lambda: src.store.get(WEB) is not None)
     assert src.store.get(hidden) is None
 
 
@@ -280,9 +273,60 @@ async def test_watch_with_a_relative_root_deletes_objects_of_a_deleted_file(tmp_
     src = Source(Path("mesh"))
     src.load()
     async with watching(src.source):
-        assert await write_until([(path, svc("web", 81))], lambda: port_of(src.store, WEB) == 81)
+        write(path, svc("web", 81))
+        assert await eventually(lambda: port_of(src.store, WEB) == 81)
         path.unlink()
         assert await eventually(lambda: src.store.get(WEB) is None, within=2)
+
+
+@pytest.mark.asyncio
+async def test_edits_made_between_the_load_and_the_watch_are_applied_before_it_reports_watching(src):
+    write(src.root / "edited.yaml", svc("web", 80))
+    write(src.root / "deleted.yaml", svc("api"))
+    src.load()
+    # before any watcher exists: no file-system event will ever tell of these
+    write(src.root / "edited.yaml", svc("web", 8080))
+    (src.root / "deleted.yaml").unlink()
+    write(src.root / "new" / "added.yaml", svc("added"))
+    assert not src.source.watching.is_set()
+    async with watching(src.source):
+        assert port_of(src.store, WEB) == 8080
+        assert src.store.get(API) is None
+        assert src.store.get(ObjectKey("Service", "shop", "added")) is not None
+
+
+@pytest.mark.asyncio
+async def test_resync_reads_only_the_files_whose_stamp_moved(src, monkeypatch):
+    write(src.root / "a.yaml", svc("web", 80))
+    write(src.root / "b.yaml", svc("api", 80))
+    src.load()
+    read: list[str] = []
+    parse = src.source._parse
+    monkeypatch.setattr(src.source, "_parse", lambda p: (read.append(p.name), parse(p))[1])
+    await src.source.resync()
+    assert read == []  # nothing changed: nothing is read
+    write(src.root / "b.yaml", svc("api", 8081))
+    await src.source.resync()
+    assert read == ["b.yaml"]
+    assert port_of(src.store, API) == 8081 and port_of(src.store, WEB) == 80
+
+
+@pytest.mark.asyncio
+async def test_a_change_no_event_reported_is_applied_by_the_periodic_resync(src, monkeypatch):
+    """A change the watcher's events miss (an overflowed kernel queue, say) is applied within a resync
+    period: here the events are filtered out entirely."""
+    import watchfiles
+
+    original = watchfiles.awatch
+    monkeypatch.setattr(
+        watchfiles, "awatch", lambda *a, **kw: original(*a, **kw, watch_filter=lambda c, p: False)
+    )
+    src.load()
+    async with watching(src.source, resync_s=0.1):
+        write(src.root / "m.yaml", svc("web", 80))
+        assert await eventually(lambda: port_of(src.store, WEB) == 80, within=3)
+        write(src.root / "m.yaml", svc("web", 8081))
+        assert await eventually(lambda: port_of(src.store, WEB) == 8081, within=3)
 
 
 # --- broken and hostile input: the last accepted state is kept, every rejection is reported ---------

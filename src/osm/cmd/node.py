@@ -188,6 +188,7 @@ async def serve(
             "manifests": str(local_dir),
         },
         prometheus_targets=state_dir / "prometheus" / prometheus.TARGETS_FILE if with_prometheus else None,
+        watching=source.watching.is_set,
     )
     names = ["metrics", "debug", *(["prometheus"] if with_prometheus else [])]
     # the URLs inside the node's namespace (and the pods'), and the same endpoints from the host
@@ -209,6 +210,7 @@ async def serve(
             tg.create_task(supervisor.run())
             tg.create_task(runtime.run())
             tg.create_task(source.watch())
+            tg.create_task(_poke_when_set(source.watching, runtime.poke))
             if scraper is not None:
                 tg.create_task(scraper.run())
             for n in endpoints:
@@ -218,6 +220,11 @@ async def serve(
             await scraper.stop()
         with contextlib.suppress(FileNotFoundError):
             (state_dir / "node.pid").unlink()
+
+
+async def _poke_when_set(event: asyncio.Event, poke: Callable[[], None]) -> None:
+    await event.wait()
+    poke()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,7 @@ class Runtime:
         xds_cert_validity: timedelta = XDS_CERT_VALIDITY,
         extra_status: Callable[[], dict[str, Any]] = dict,
         prometheus_targets: Path | None = None,
+        watching: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -144,6 +145,7 @@ class Runtime:
         self.xds = xds
         self.xds_cert_validity = xds_cert_validity
         self.extra_status = extra_status
+        self.watching = watching  # whether edits of the manifests are seen yet (ready waits for it)
         self.prometheus_targets = prometheus_targets  # the sidecars Prometheus scrapes (file_sd), if it runs
         self._targets: list[dict[str, Any]] | None = None
         self.pods: dict[tuple[str, str], LocalPod] = {}
@@ -251,7 +253,7 @@ class Runtime:
         self._sync_services(state)
         self._sync_ingress_gateway(state)
         self._sync_sidecar_log_level(state.mesh_config.sidecar.log_level)
-        if not self.ready.is_set():
+        if not self.ready.is_set() and self.watching():
             self.ready.set()
 
     def _statefulset_pods(self, state: MeshState, sts: StatefulSet) -> dict[tuple[str, str], Placement]:

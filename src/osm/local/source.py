@@ -13,7 +13,10 @@ What it accepts, and what it refuses:
   gives each new pod one), kept for as long as the pod exists and, with a state directory, across
   restarts of the control plane.
 
-Files are read and parsed off the event loop while watching.
+Files are read and parsed off the event loop while watching. Besides the file system's change events,
+the watcher compares every file's stamp (inode, size, modification time) with the one it last read each
+second, so that a change made before the watch was in place, or one the kernel's event queue dropped,
+is applied within a second.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class SourceLimits:
 
 
 DEFAULT_SOURCE_LIMITS = SourceLimits()
+
+Stamp = tuple[int, int, int]  # a file's inode, size and modification time (ns)
+RESYNC_S = 1.0  # how often the watcher compares stamps
+WAKE_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,10 @@ class ManifestSource:
         self.errors: dict[Path, list[DocumentError]] = {}
         self.rejected = 0  # documents and files rejected, over all loads
         self._loaded = False
+        # each file's stamp, taken before it was last read: a file whose stamp moved is read again
+        self._stamps: dict[Path, Stamp | None] = {}
+        self._excess: list[Path] = []  # the files beyond max_files, when last listed
+        self.watching = asyncio.Event()  # set once changes are being watched
 
     # ---- which files
 
@@ -245,6 +256,7 @@ class ManifestSource:
 
     def _parse(self, path: Path) -> ParsedFile | None:
         """None when the file is gone (deleted); may run in a worker thread."""
+        self._stamps[path] = _stamp(path)
         if not os.path.lexists(path):
             return None
         display = self._display(path)
@@ -275,6 +287,9 @@ class ManifestSource:
         self.uuids.save()
 
     def _apply_all(self, parsed: Mapping[Path, ParsedFile | None], excess: list[Path]) -> None:
+        self._excess = excess
+        for path in self._stamps.keys() - parsed.keys():
+            del self._stamps[path]
         for gone in sorted(set(self._owned) - set(parsed) - set(excess)):
             self._apply(gone, None)
         for path in excess:
@@ -292,6 +307,7 @@ class ManifestSource:
         """Bring the store to this file's new content (None: the file is gone)."""
         old = self._owned.get(path, {})
         if parsed is None:
+            self._stamps.pop(path, None)
             self._owned.pop(path, None)
             self.errors.pop(path, None)
             self._drop(path, set(old))
@@ -372,20 +388,58 @@ class ManifestSource:
                 self._live[key] = other
                 self.store.apply(self._admit(self._owned[other][key].obj))
 
-    async def watch(self, *, debounce_ms: int = 50, stop: asyncio.Event | None = None) -> None:
-        """Apply changes as files are written, until cancelled (or `stop` is set)."""
+    async def watch(
+        self, *, debounce_ms: int = 50, stop: asyncio.Event | None = None, resync_s: float = RESYNC_S
+    ) -> None:
+        """Apply changes as files are written, until cancelled (or `stop` is set). `watching` is set
+        once the watch is in place and what changed before it has been applied."""
         from watchfiles import awatch
 
+        loop = asyncio.get_running_loop()
+        resynced = -resync_s
         async for changes in awatch(
-            self.root, debounce=debounce_ms, step=20, stop_event=stop, recursive=True, force_polling=False
+            self.root,
+            debounce=debounce_ms,
+            step=20,
+            stop_event=stop,
+            recursive=True,
+            force_polling=False,
+            rust_timeout=WAKE_MS,  # a quiet watch still wakes this often: the first wake says it is set up
+            yield_on_timeout=True,
         ):
             paths = sorted({Path(p) for _, p in changes})
             if any(p.is_dir() or (not p.exists() and not self._wanted(p)) for p in paths):
                 await self.reload()  # a directory appeared or disappeared
-                continue
-            for p in paths:
-                if self._wanted(p):
-                    await self.reload_file(p)
+            else:
+                for p in paths:
+                    if self._wanted(p):
+                        await self.reload_file(p)
+            # the first pass (the watcher exists by now), then every resync_s: catch what no event told
+            if loop.time() - resynced >= resync_s:
+                await self.resync()
+                resynced = loop.time()
+                self.watching.set()
+
+    async def resync(self) -> None:
+        """Read again the files whose stamps moved since they were read, and apply files that appeared
+        or went away."""
+        files, excess = await asyncio.to_thread(self._files)
+        if set(files) != self._stamps.keys() or excess != self._excess:
+            await self.reload()
+            return
+        stamps = await asyncio.to_thread(lambda: {p: _stamp(p) for p in files})
+        for p in files:
+            if stamps[p] != self._stamps.get(p):
+                await self.reload_file(p)
+
+
+def _stamp(path: Path) -> Stamp | None:
+    """What tells that a file changed without reading it; None when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _kept(key: ObjectKey, index: int, whole: bool, errors: list[DocumentError]) -> bool:
