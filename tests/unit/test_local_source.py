@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -327,6 +328,24 @@ async def test_a_change_no_event_reported_is_applied_by_the_periodic_resync(src,
         assert await eventually(lambda: port_of(src.store, WEB) == 80, within=3)
         write(src.root / "m.yaml", svc("web", 8081))
         assert await eventually(lambda: port_of(src.store, WEB) == 8081, within=3)
+
+
+@pytest.mark.asyncio
+async def test_a_tree_slow_to_compare_is_compared_less_often(src, monkeypatch):
+    """Comparing stamps takes at most about 2% of the time: after a comparison that took 20 ms, the next
+    one waits 50 times as long, however short the resync period asked for."""
+    loop = asyncio.get_running_loop()
+    began: list[float] = []
+
+    async def slow_resync() -> None:
+        began.append(loop.time())
+        await asyncio.sleep(0.02)
+
+    monkeypatch.setattr(src.source, "resync", slow_resync)
+    async with watching(src.source, resync_s=0.001):
+        await asyncio.sleep(1.5)
+    assert 1 <= len(began) <= 2
+    assert all(b - a >= 50 * 0.02 for a, b in itertools.pairwise(began))
 
 
 # --- broken and hostile input: the last accepted state is kept, every rejection is reported ---------

@@ -57,7 +57,8 @@ class SourceLimits:
 DEFAULT_SOURCE_LIMITS = SourceLimits()
 
 Stamp = tuple[int, int, int]  # a file's inode, size and modification time (ns)
-RESYNC_S = 1.0  # how often the watcher compares stamps
+RESYNC_S = 1.0  # how often the watcher compares stamps (at most)
+RESYNC_SHARE = 50  # ...and at least this many times as long as comparing took
 WAKE_MS = 100
 
 
@@ -396,7 +397,7 @@ class ManifestSource:
         from watchfiles import awatch
 
         loop = asyncio.get_running_loop()
-        resynced = -resync_s
+        due = 0.0  # when to compare stamps next
         async for changes in awatch(
             self.root,
             debounce=debounce_ms,
@@ -414,10 +415,12 @@ class ManifestSource:
                 for p in paths:
                     if self._wanted(p):
                         await self.reload_file(p)
-            # the first pass (the watcher exists by now), then every resync_s: catch what no event told
-            if loop.time() - resynced >= resync_s:
+            # the first pass (the watcher exists by now), then every resync_s: catch what no event told.
+            # A large tree is compared less often, so that comparing takes at most 2% of the time.
+            if loop.time() >= due:
+                began = loop.time()
                 await self.resync()
-                resynced = loop.time()
+                due = loop.time() + max(resync_s, (loop.time() - began) * RESYNC_SHARE)
                 self.watching.set()
 
     async def resync(self) -> None:
