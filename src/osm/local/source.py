@@ -14,9 +14,9 @@ What it accepts, and what it refuses:
   restarts of the control plane.
 
 Files are read and parsed off the event loop while watching. Besides the file system's change events,
-the watcher compares every file's stamp (inode, size, modification time) with the one it last read each
-second, so that a change made before the watch was in place, or one the kernel's event queue dropped,
-is applied within a second.
+the watcher compares every file's stamp (inode, size, modification time) with the one it last read every
+second (less often for a large tree, so that comparing takes at most 2% of the time), so that a change
+made before the watch was in place, or one the kernel's event queue dropped, is still applied.
 """
 
 from __future__ import annotations
