@@ -310,6 +310,14 @@ async def test_resync_reads_only_the_files_whose_stamp_moved(src, monkeypatch):
     await src.source.resync()
     assert read == ["b.yaml"]
     assert port_of(src.store, API) == 8081 and port_of(src.store, WEB) == 80
+    # a file that appeared is read, alone; one that went away is dropped, the others are not read
+    read.clear()
+    write(src.root / "sub" / "c.yaml", svc("added"))
+    (src.root / "a.yaml").unlink()
+    await src.source.resync()
+    assert sorted(read) == ["a.yaml", "c.yaml"]  # a.yaml: found gone
+    assert src.store.get(ObjectKey("Service", "shop", "added")) is not None
+    assert src.store.get(WEB) is None and port_of(src.store, API) == 8081
 
 
 @pytest.mark.asyncio
@@ -486,6 +494,24 @@ def test_files_beyond_the_file_limit_are_reported_not_read(tmp_path):
         write(tmp_path / f"{name}.yaml", svc(name))
     assert {k.name for k in s.load()} == {"a", "b"}
     assert [(e.file, "more than 2 manifest files" in e.reason) for e in s.reported] == [("c.yaml", True)]
+
+
+@pytest.mark.asyncio
+async def test_resync_keeps_the_file_limit(tmp_path):
+    """A file beyond the limit that no event told of is reported, not read; once another file goes,
+    it is within the limit and read."""
+    s = Source(tmp_path)
+    s.source = ManifestSource(tmp_path, s.store, on_error=s.reported.append, limits=SourceLimits(max_files=2))
+    for name in ("a", "b"):
+        write(tmp_path / f"{name}.yaml", svc(name))
+    s.load()
+    write(tmp_path / "c.yaml", svc("c"))
+    await s.source.resync()
+    assert {k.name for k in list(s.store.keys())} == {"a", "b"}
+    assert [(e.file, "more than 2 manifest files" in e.reason) for e in s.reported] == [("c.yaml", True)]
+    (tmp_path / "a.yaml").unlink()
+    await s.source.resync()
+    assert {k.name for k in list(s.store.keys())} == {"b", "c"}
 
 
 def test_a_symlink_is_followed_only_inside_the_directory(tmp_path):

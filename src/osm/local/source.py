@@ -274,7 +274,9 @@ class ManifestSource:
 
     async def reload(self) -> None:
         """load(), with the files read and parsed in a worker thread."""
-        files, excess = await asyncio.to_thread(self._files)
+        await self._reload_listed(*await asyncio.to_thread(self._files))
+
+    async def _reload_listed(self, files: list[Path], excess: list[Path]) -> None:
         parsed = await asyncio.to_thread(lambda: {p: self._parse(p) for p in files})
         self._apply_all(parsed, excess)
 
@@ -424,15 +426,15 @@ class ManifestSource:
                 self.watching.set()
 
     async def resync(self) -> None:
-        """Read again the files whose stamps moved since they were read, and apply files that appeared
-        or went away."""
+        """Read again the files whose stamps moved since they were read, and those that appeared or
+        went away; all of them when the files beyond `max_files` changed."""
         files, excess = await asyncio.to_thread(self._files)
-        if set(files) != self._stamps.keys() or excess != self._excess:
-            await self.reload()
+        if excess != self._excess:
+            await self._reload_listed(files, excess)
             return
         stamps = await asyncio.to_thread(lambda: {p: _stamp(p) for p in files})
-        for p in files:
-            if stamps[p] != self._stamps.get(p):
+        for p in sorted(stamps.keys() | self._stamps.keys()):
+            if p not in stamps or p not in self._stamps or stamps[p] != self._stamps[p]:
                 await self.reload_file(p)
 
 
